@@ -1,0 +1,110 @@
+"""The Python API: one function per pipeline stage. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from edgekd.config import DistillConfig, TrainConfig, load_target
+from edgekd.errors import UserError
+from edgekd.store import Store, default_store
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _store_for(out: Path, store: Path | None) -> Store:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Store(store or default_store(out.parent))
+
+
+def _check_input(spec_shape: tuple[int, int, int], data_shape: tuple[int, int, int], role: str) -> None:
+    if spec_shape != data_shape:
+        raise UserError(
+            f"the {role} takes inputs of shape {spec_shape} (C, H, W) but the data has {data_shape};"
+            f" use data of the {role}'s shape or a {role} built for this data"
+        )
+
+
+def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: bool = False,
+                  store: Path | None = None, progress: bool = True) -> Any:
+    """Train a model on labels alone (a teacher, or a student baseline). Returns a TrainResult."""
+    from edgekd.data import load_data
+    from edgekd.distill.objectives import Supervised
+    from edgekd.distill.trainer import Trainer
+    from edgekd.models import build_model, parse_arch
+
+    split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
+    c, h, _ = split.train.input_shape
+    spec = parse_arch(arch, in_channels=c, num_classes=split.train.num_classes, image_size=h)
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec)
+    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(split.train.input_shape)}
+    trainer = Trainer(model, spec, Supervised(), split, cfg, out, _store_for(out, store), "train", meta)
+    return trainer.fit(resume=resume, show_progress=progress)
+
+
+def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig, task: DistillConfig, *,
+            resume: bool = False, store: Path | None = None, progress: bool = True) -> Any:
+    """Distil a student from a teacher checkpoint with a registered method. Returns a TrainResult."""
+    import torch
+
+    from edgekd.data import load_data
+    from edgekd.distill.losses import LOSSES
+    from edgekd.distill.objectives import Distillation
+    from edgekd.distill.trainer import Trainer, check_classes, output_count
+    from edgekd.models import build_model, load_model, parse_arch
+
+    loss_factory = LOSSES.get(task.method)  # unknown method -> error before any work
+    t_model, t_spec, t_meta = load_model(teacher)
+    split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
+    _check_input((t_spec.in_channels, t_spec.image_size, t_spec.image_size), split.train.input_shape, "teacher")
+    check_classes(output_count(t_model, split.train.input_shape), split.train, "teacher")
+    c, h, _ = split.train.input_shape
+    spec = parse_arch(student, in_channels=c, num_classes=split.train.num_classes, image_size=h)
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec)
+    check_classes(output_count(model, split.train.input_shape), split.train, "student")
+    try:
+        loss = loss_factory(**task.loss_params)
+    except TypeError as err:
+        raise UserError(f"method {task.method!r}: {err}; check the loss parameters") from None
+    objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight)
+    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(split.train.input_shape),
+            "method": task.method, "distill": task.model_dump(), "teacher": str(teacher),
+            "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc")}
+    trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta)
+    return trainer.fit(resume=resume, show_progress=progress)
+
+
+def export(model: str, target: str, out_dir: Path, *, data: str | None = None,
+           calibration: str | None = None, store: Path | None = None) -> dict[str, Any]:
+    """Export a model to ONNX (parity-checked), build it for `target`, write `out_dir/artifact.json`."""
+    from edgekd.export.artifact import build_artifact
+
+    profile = load_target(target)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = build_artifact(model, profile, out_dir, data=data, calibration=calibration)
+    Store(store or default_store(out_dir)).log_artifact(out_dir / info["artifact"], info)
+    return info
+
+
+def bench(artifact: Path, *, data: str | None = None, batch: int | None = None, threads: int | None = None,
+          limit: int | None = None, quick: bool = False, store: Path | None = None) -> dict[str, Any]:
+    """Measure an artifact with the one timing protocol (in its own process); accuracy when data is given."""
+    from edgekd.bench import TimingConfig, benchmark, resolve_artifact
+
+    art = resolve_artifact(Path(artifact))
+    timing = TimingConfig(warmup_iters=5, warmup_s=0.2, min_iters=30, min_time_s=0.5) if quick else TimingConfig()
+    result = benchmark(art, batch=batch, threads=threads, data=data, limit=limit, timing=timing)
+    folder = art.path.parent
+    Store(store or default_store(folder)).log_benchmark(str(art.path), result)
+    return result

@@ -1,0 +1,198 @@
+"""One measurement in its own process: `python -m edgekd.bench.worker` reads a JSON request on stdin.
+
+Each measurement runs in a fresh process so runtimes' thread pools never fight, and this module never
+imports torch: PyTorch's OpenMP pool in the same process slows ONNX Runtime down. The parent side
+(`call`) lives here too, so both ends of the request format are in one file.
+
+Request: {"artifact": Artifact.to_json(), "batch": int, "threads": int | null, "timing": {...},
+"data": spec | null, "limit": int | null, "seed": int}. Reply: one JSON object on stdout; on bad input
+{"error": ..., "kind": "user"} and exit 2, on a failure inside {"error": ..., "kind": "internal"} and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from edgekd.bench.fingerprint import fingerprint
+from edgekd.bench.protocol import TimingConfig, measure
+from edgekd.data import Dataset, load_data, to_float
+from edgekd.errors import UserError
+from edgekd.runtimes import Artifact, Session, get_runtime
+
+EVAL_BATCH = 64  # accuracy batches: large enough to be quick, small enough for any device
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---- parent side ------------------------------------------------------------------------------
+
+
+def call(request: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Run one request in a fresh worker process; bad input comes back as UserError."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekd.bench.worker"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env=worker_env(threads),
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        reply: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
+        code = proc.returncode
+        raise RuntimeError(f"benchmark worker died (exit {code}) without a result:\n{tail}") from None
+    if proc.returncode == 2 and reply.get("kind") == "user":
+        raise UserError(reply["error"])
+    if proc.returncode != 0 or "error" in reply:
+        raise RuntimeError(f"benchmark worker failed: {reply.get('error')}\n{reply.get('traceback', '')}")
+    return reply
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """The child's environment: OpenMP/BLAS pools pinned to `threads`, and this edgekd importable."""
+    env = dict(os.environ)
+    for var in _THREAD_VARS:
+        env[var] = str(threads)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = f"{_PACKAGE_ROOT}{os.pathsep}{path}" if path else str(_PACKAGE_ROOT)
+    return env
+
+
+# ---- child side -------------------------------------------------------------------------------
+
+
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """Load the artifact, time it on one fixed input, and score it on the data's test split if given."""
+    artifact = _artifact(request)
+    batch, seed = int(request.get("batch") or 1), int(request.get("seed") or 0)
+    timing = TimingConfig.from_json(request.get("timing") or {})
+    adapter = get_runtime(artifact.runtime)
+    test = _test_split(request.get("data"), request.get("limit"), artifact, seed)
+    session = adapter.load(artifact)
+    inputs = _fixed_input(test, batch, artifact.input_shape, seed)
+    _check_outputs(session, inputs, test)
+    stats = measure(session, inputs, timing)
+    threads = artifact.threads or os.cpu_count() or 1
+    return {
+        "latency_ms": stats.to_json(),
+        "throughput_per_s": stats.throughput_per_s,
+        "batch": batch,
+        "samples": stats.samples,
+        "accuracy": None if test is None else _accuracy(session, test, max(batch, EVAL_BATCH)),
+        "accuracy_samples": None if test is None else len(test),
+        "data": request.get("data"),
+        "fingerprint": fingerprint(
+            artifact.runtime, adapter.version(), artifact.precision, threads, batch, artifact.device
+        ),
+        "artifact": str(artifact.path),
+        "timing": timing.to_json(),
+        "torch_loaded": "torch" in sys.modules,
+    }
+
+
+def _artifact(request: dict[str, Any]) -> Artifact:
+    """The request's artifact, with its threads overridden when the request names them."""
+    artifact = Artifact.from_json(request["artifact"])
+    if request.get("threads") is not None:
+        artifact = replace(artifact, threads=int(request["threads"]))
+    if not artifact.path.exists():
+        raise UserError(f"artifact file not found: {artifact.path}; check the path or re-run `edgekd export`")
+    return artifact
+
+
+def _test_split(spec: str | None, limit: int | None, artifact: Artifact, seed: int) -> Dataset | None:
+    """The data's test split (its first `limit` samples), checked against the artifact's input."""
+    if spec is None:
+        return None
+    test = load_data(spec, seed=seed).test.head(limit)
+    if len(test) == 0:
+        raise UserError(f"data {spec!r} has no test samples; give data with at least one image")
+    if test.input_shape != tuple(artifact.input_shape):
+        raise UserError(
+            f"data {spec!r} has images of shape {_shape(test.input_shape)} but {artifact.path.name} takes"
+            f" {_shape(artifact.input_shape)}; give data of the shape the model was exported for"
+        )
+    return test
+
+
+def _fixed_input(test: Dataset | None, batch: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """The one input every timed run reuses: real images when there is data, else seeded noise."""
+    if test is not None:
+        index = np.arange(batch) % len(test)  # fewer images than the batch: repeat them
+        return np.ascontiguousarray(to_float(test.x[index]))
+    return np.random.default_rng(seed).random((batch, *shape), dtype=np.float32)
+
+
+def _check_outputs(session: Session, inputs: np.ndarray, test: Dataset | None) -> None:
+    """One untimed run: the artifact must take this batch and give N x classes logits."""
+    try:
+        logits = np.asarray(session.run(inputs))
+    except Exception as err:  # runtimes raise their own types for a batch they cannot take
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"the artifact cannot run a batch of shape {list(inputs.shape)} ({reason})") from None
+    if logits.ndim != 2 or logits.shape[0] != len(inputs):
+        raise UserError(
+            f"the artifact gives outputs of shape {list(logits.shape)} for a batch of {len(inputs)};"
+            " edgekd benchmarks classifiers that give N x classes logits"
+        )
+    if test is not None and test.num_classes > logits.shape[1]:
+        raise UserError(
+            f"data {test.name} has {test.num_classes} classes but the model gives {logits.shape[1]} outputs;"
+            " give data with the classes the model was trained on"
+        )
+
+
+def _accuracy(session: Session, test: Dataset, chunk: int) -> float:
+    """Top-1 accuracy over `test`, in batches of one fixed size."""
+    chunk = min(chunk, len(test))
+    correct = 0
+    for start in range(0, len(test), chunk):
+        x = to_float(test.x[start : start + chunk])
+        n = len(x)
+        if n < chunk:  # pad the tail: runtimes that specialise per shape do not rebuild for it
+            x = np.concatenate([x, np.repeat(x[-1:], chunk - n, axis=0)])
+        predicted = np.asarray(session.run(np.ascontiguousarray(x)))[:n].argmax(axis=1)
+        correct += int((predicted == test.y[start : start + n]).sum())
+    return correct / len(test)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(d) for d in shape)
+
+
+def _reply(out: IO[str], obj: dict[str, Any]) -> None:
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
+
+
+def main() -> int:
+    # Runtimes may print from C code; point fd 1 at stderr so stdout carries only the one reply.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    try:
+        result = handle(json.loads(sys.stdin.read()))
+    except UserError as err:
+        _reply(out, {"error": str(err), "kind": "user"})
+        return 2
+    except Exception as err:
+        message = f"{type(err).__name__}: {err}"
+        _reply(out, {"error": message, "kind": "internal", "traceback": traceback.format_exc()})
+        return 1
+    _reply(out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

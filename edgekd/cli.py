@@ -1,0 +1,267 @@
+"""The edgekd command line: each command parses, builds a config, makes one API call and prints.
+
+Exit status: 0 on success, 2 on bad input (one line naming the problem and the fix), 1 on a failure
+inside edgekd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekd import __version__
+from edgekd.errors import EdgekdError, UserError
+
+PathArg = click.Path(path_type=Path)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"edgekd: error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn edgekd's errors into the CLI contract: one line on stderr, exit 2 (bad input) or 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            _fail(str(err), 2)
+        except EdgekdError as err:
+            _fail(str(err), 1)
+        except KeyboardInterrupt:
+            _fail("interrupted; rerun the same command with --resume to continue from the last checkpoint", 130)
+        except Exception as err:  # a bug: say so in one line, keep the traceback for EDGEKD_DEBUG=1
+            if os.environ.get("EDGEKD_DEBUG"):
+                raise
+            _fail(f"internal error: {type(err).__name__}: {err} (rerun with EDGEKD_DEBUG=1 for the traceback)", 1)
+
+    return wrapper
+
+
+def _emit(obj: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    else:
+        human(obj)
+
+
+def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed([
+        click.option("--data", default="fashion-mnist", show_default=True,
+                     help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y"),
+        click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True),
+        click.option("--out", type=PathArg, required=True, help="checkpoint to write"),
+        click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples"),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N"),
+        click.option("--resume", is_flag=True, help="continue from the last epoch checkpoint of --out"),
+        click.option("--store", type=PathArg, default=None, help="results store (default: beside --out)"),
+        click.option("--json", "as_json", is_flag=True, help="print the result as JSON"),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def _train_config(epochs: int, limit: int | None, seed: int, batch_size: int, lr: float, device: str) -> Any:
+    from edgekd.config import TrainConfig, parse
+
+    return parse(TrainConfig, {"epochs": epochs, "limit": limit, "seed": seed, "batch_size": batch_size,
+                               "lr": lr, "device": device}, "training options")
+
+
+def _print_training(result: dict[str, Any]) -> None:
+    click.echo(f"wrote {result['checkpoint']}: test accuracy {result['test_accuracy']:.4f}"
+               f" (val {result['val_accuracy']:.4f}), {result['seconds']:.0f} s")
+
+
+def _training_json(result: Any) -> dict[str, Any]:
+    return {"checkpoint": str(result.checkpoint), "test_accuracy": result.test_accuracy,
+            "val_accuracy": result.val_accuracy, "seconds": result.seconds, "history": result.history,
+            "run_id": result.run_id}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgekd")
+def cli() -> None:
+    """edgekd: distil a compact student that meets a latency budget on an edge target.
+
+    \b
+    Quick start:
+      edgekd demo --quick                 # the whole pipeline on Fashion-MNIST, in minutes
+      edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out t.pt
+      edgekd distill --teacher t.pt --student cnn-s --method kd --epochs 5 --out s.pt
+      edgekd export s.pt --target cpu-ort-fp32 --out build/s
+      edgekd bench build/s --data fashion-mnist
+    """
+
+
+@cli.command("train-teacher")
+@click.option("--arch", required=True, help="built-in name (resnet, cnn-s, ...), family(k=v,...) or module:factory")
+@training_options
+@guarded
+def train_teacher_cmd(arch: str, data: str, epochs: int, out: Path, limit: int | None, seed: int,
+                      batch_size: int, lr: float, device: str, resume: bool, store: Path | None,
+                      as_json: bool) -> None:
+    """Train a teacher (or any model on labels alone).
+
+    \b
+    Example:
+      edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out teacher.pt
+    """
+    from edgekd import api
+
+    cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
+    result = api.train_teacher(arch, data, out, cfg, resume=resume, store=store, progress=not as_json)
+    _emit(_training_json(result), as_json, _print_training)
+
+
+@cli.command("distill")
+@click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
+@click.option("--student", required=True, help="built-in name (cnn-s, mobilenet-s, ...), family(k=v,...) or module:factory")
+@click.option("--method", default="kd", show_default=True, help="distillation method (see --list-methods)")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="KD temperature")
+@click.option("--ce-weight", type=click.FloatRange(min=0), default=0.5, show_default=True)
+@click.option("--kd-weight", type=click.FloatRange(min=0), default=0.5, show_default=True)
+@training_options
+@guarded
+def distill_cmd(teacher: Path, student: str, method: str, temperature: float | None, ce_weight: float,
+                kd_weight: float, data: str, epochs: int, out: Path, limit: int | None, seed: int,
+                batch_size: int, lr: float, device: str, resume: bool, store: Path | None, as_json: bool) -> None:
+    """Distil one student from a teacher with a named method.
+
+    \b
+    Example:
+      edgekd distill --teacher teacher.pt --student cnn-s --method kd --data fashion-mnist \\
+          --epochs 5 --out student.pt
+    """
+    from edgekd import api
+    from edgekd.config import DistillConfig, parse
+    from edgekd.distill.losses import LOSSES
+
+    LOSSES.get(method)
+    params = {"temperature": temperature} if temperature is not None else {}
+    task = parse(DistillConfig, {"method": method, "ce_weight": ce_weight, "kd_weight": kd_weight,
+                                 "loss_params": params}, "distillation options")
+    cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
+    result = api.distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
+                         progress=not as_json)
+    _emit(_training_json(result), as_json, _print_training)
+
+
+@cli.command("export")
+@click.argument("model")
+@click.option("--target", required=True, help="a profile name in targets/ (e.g. cpu-ort-fp32) or a YAML path")
+@click.option("--out", type=PathArg, required=True, help="output folder")
+@click.option("--data", default=None, help="data for parity and accuracy checks (default: the checkpoint's)")
+@click.option("--calibration", default=None, help="calibration recipe for INT8 (name in calibration/ or YAML)")
+@click.option("--store", type=PathArg, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def export_cmd(model: str, target: str, out: Path, data: str | None, calibration: str | None,
+               store: Path | None, as_json: bool) -> None:
+    """Export MODEL (checkpoint, .onnx or module:factory) to ONNX and build it for a target.
+
+    \b
+    Example:
+      edgekd export student.pt --target cpu-ort-fp32 --out build/student
+    """
+    from edgekd import api
+    from edgekd.report.text import print_artifact
+
+    info = api.export(model, target, out, data=data, calibration=calibration, store=store)
+    _emit(info, as_json, lambda i: print_artifact(i, out))
+
+
+@cli.command("bench")
+@click.argument("artifact", type=PathArg)
+@click.option("--data", default=None, help="also measure accuracy on this data's test split")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="batch size (default: the target's)")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="threads (default: the target's)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="accuracy on the first N test samples")
+@click.option("--quick", is_flag=True, help="shorter warm-up and measurement (for smoke tests)")
+@click.option("--store", type=PathArg, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def bench_cmd(artifact: Path, data: str | None, batch: int | None, threads: int | None, limit: int | None,
+              quick: bool, store: Path | None, as_json: bool) -> None:
+    """Measure latency (and accuracy with --data) of an artifact, an ONNX file or an OpenVINO IR.
+
+    \b
+    Example:
+      edgekd bench build/student --data fashion-mnist --json
+    """
+    from edgekd import api
+    from edgekd.report.text import print_bench
+
+    result = api.bench(artifact, data=data, batch=batch, threads=threads, limit=limit, quick=quick, store=store)
+    _emit(result, as_json, print_bench)
+
+
+@cli.command("demo")
+@click.option("--quick", is_flag=True, help="a small slice of the data and one epoch per model (under 3 min)")
+@click.option("--workdir", type=PathArg, default=Path("edgekd-demo"), show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def demo_cmd(quick: bool, workdir: Path, as_json: bool) -> None:
+    """The main job on the built-in default: train (or reuse) a teacher, distil two students with KD,
+    export and build them for the CPU, benchmark latency and accuracy, and write a summary.
+
+    \b
+    Example:
+      edgekd demo --quick --workdir /tmp/demo
+    """
+    from edgekd.demo import run_demo
+
+    summary = run_demo(workdir, quick=quick)
+    _emit(summary, as_json, lambda s: click.echo(f"summary: {s['files']['markdown']}"))
+
+
+@cli.command("report")
+@click.argument("run_dir", type=PathArg)
+@click.option("--format", "formats", default="md,json", show_default=True, help="comma list of md, json")
+@guarded
+def report_cmd(run_dir: Path, formats: str) -> None:
+    """Write reports of a run folder (its results store) as Markdown and JSON.
+
+    \b
+    Example:
+      edgekd report edgekd-demo --format md,json
+    """
+    from edgekd.report import write_reports
+
+    for path in write_reports(run_dir, [f.strip() for f in formats.split(",") if f.strip()]):
+        click.echo(f"wrote {path}")
+
+
+def _later(name: str, what: str) -> None:
+    @cli.command(name, help=f"{what} (arrives with the latency-in-the-loop work; not in this version).",
+                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @guarded
+    def command() -> None:
+        raise UserError(f"'edgekd {name}' is not in this version yet ({what.lower()} arrives with the"
+                        " latency-in-the-loop work); use export + bench meanwhile")
+
+
+_later("select", "Latency-in-the-loop choice of the student")
+_later("package", "Deployment bundle: artifact + runner script + manifest")
+_later("ingest", "Read measurements made on a device by the bundle's runner back into the store")
+
+
+def main() -> None:
+    cli(prog_name="edgekd")
+
+
+if __name__ == "__main__":
+    main()

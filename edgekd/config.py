@@ -1,0 +1,148 @@
+"""Validated, frozen configuration per stage: YAML in, clear errors out."""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgekd.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Runtime(str, enum.Enum):
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    TENSORRT = "tensorrt"
+
+
+class Precision(str, enum.Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TargetProfile(Frozen):
+    """A hardware target: which runtime on which device, at which precision, threads and batch."""
+
+    name: str
+    description: str = ""
+    runtime: Runtime
+    device: str = "cpu"
+    precision: Precision = Precision.FP32
+    threads: int = Field(default=0, ge=0, description="0 = all cores of the device")
+    batch: int = Field(default=1, ge=1)
+    input_shape: tuple[int, int, int] | None = Field(
+        default=None, description="C, H, W; None = take it from the model"
+    )
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    hint: str = Field(default="latency", description="latency or throughput (runtimes that have hints)")
+    calibration: str | None = Field(default=None, description="calibration recipe for INT8")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("hint")
+    @classmethod
+    def _hint(cls, value: str) -> str:
+        if value not in ("latency", "throughput"):
+            raise ValueError("hint must be 'latency' or 'throughput'")
+        return value
+
+    def resolved_threads(self) -> int:
+        return self.threads or (os.cpu_count() or 1)
+
+
+class TrainConfig(Frozen):
+    """How one model is trained: shared by teachers and students."""
+
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    seed: int = 0
+    limit: int | None = Field(default=None, ge=1, description="use the first N training samples")
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    amp: bool = True
+    device: str = "auto"
+    threads: int | None = Field(default=None, ge=1)
+
+
+class DistillConfig(Frozen):
+    """A distillation task: the method and the weights of its terms (weights live here, not in the loss)."""
+
+    method: str = "kd"
+    ce_weight: float = Field(default=0.5, ge=0)
+    kd_weight: float = Field(default=0.5, ge=0)
+    loss_params: dict[str, Any] = Field(default_factory=dict)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, failing with one clear line on a missing file or malformed YAML."""
+    if not path.is_file():
+        raise UserError(f"file not found: {path}; check the path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"malformed YAML in {path}{where}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a YAML mapping (key: value), not {type(data).__name__}")
+    return data
+
+
+def parse(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
+    """Validate `data` into a frozen config, turning pydantic's report into one line."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        count = len(err.errors())
+        more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
+        raise UserError(f"invalid {source}: {field}: {first['msg']}{more}") from None
+
+
+def search_dirs(kind: str) -> list[Path]:
+    """Where named `targets` or `calibration` recipes are looked up, in order."""
+    env = os.environ.get(f"EDGEKD_{kind.upper()}")
+    dirs = [Path(env)] if env else []
+    return dirs + [Path.cwd() / kind, REPO_ROOT / kind]
+
+
+def resolve_named_yaml(name_or_path: str, kind: str) -> Path:
+    """A YAML path as given, or a name looked up in the `kind` folders (targets/, calibration/)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if not candidate.is_file():
+            raise UserError(f"{kind} file not found: {candidate}; check the path")
+        return candidate
+    for folder in search_dirs(kind):
+        path = folder / f"{name_or_path}.yaml"
+        if path.is_file():
+            return path
+    known = sorted({p.stem for d in search_dirs(kind) if d.is_dir() for p in d.glob("*.yaml")})
+    raise UserError(f"unknown {kind} {name_or_path!r}; known: {', '.join(known) or '(none)'}")
+
+
+def load_target(name_or_path: str) -> TargetProfile:
+    path = resolve_named_yaml(name_or_path, "targets")
+    data = load_yaml(path)
+    data.setdefault("name", path.stem)
+    return parse(TargetProfile, data, f"target profile {path}")
+
+
+def known_targets() -> list[str]:
+    return sorted({p.stem for d in search_dirs("targets") if d.is_dir() for p in d.glob("*.yaml")})

@@ -1,0 +1,213 @@
+"""The one trainer, for teachers and students alike.
+
+Seeded; CUDA and AMP when present; a checkpoint of the whole training state after every epoch, so
+`resume` continues exactly where an interrupted run stopped (each epoch's shuffle is drawn from a
+generator seeded by (seed, epoch), and RNG states are saved): a resumed run ends with the same
+weights and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekd._io import write_with
+from edgekd.config import TrainConfig
+from edgekd.data import Dataset, Split, to_float
+from edgekd.distill.objectives import Objective
+from edgekd.errors import TrainingDiverged, UserError
+from edgekd.models import ArchSpec, save_checkpoint
+from edgekd.store import Store
+from edgekd.ui import console, progress_bar
+
+STATE_FORMAT = "edgekd-train-state-1"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    history: list[dict[str, float]]
+    test_accuracy: float
+    val_accuracy: float
+    run_id: int
+    seconds: float
+
+
+def state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def batches(data: Dataset, batch_size: int, order: np.ndarray | None = None):
+    """Yield float (x, y) tensor batches in `order` (default: as stored)."""
+    idx = np.arange(len(data)) if order is None else order
+    for start in range(0, len(idx), batch_size):
+        part = idx[start:start + batch_size]
+        yield torch.from_numpy(to_float(data.x[part])), torch.from_numpy(data.y[part])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, device: torch.device, batch_size: int = 512) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of `model` on `data`."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for x, y in batches(data, batch_size):
+        logits = model(x.to(device))
+        total_loss += float(F.cross_entropy(logits, y.to(device), reduction="sum"))
+        correct += int((logits.argmax(1).cpu() == y).sum())
+    n = max(1, len(data))
+    return total_loss / n, correct / n
+
+
+def check_classes(num_outputs: int, data: Dataset, role: str) -> None:
+    if num_outputs != data.num_classes:
+        raise UserError(
+            f"the {role} has {num_outputs} outputs but the data has {data.num_classes} classes;"
+            f" use a {role} trained for this data (or data with {num_outputs} classes)"
+        )
+
+
+def output_count(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    model.eval()
+    with torch.no_grad():
+        return int(model(torch.zeros(1, *input_shape)).shape[1])
+
+
+class Trainer:
+    """Trains `model` under `objective`, checkpointing to `<out>.state` each epoch and `out` at the end."""
+
+    def __init__(self, model: nn.Module, spec: ArchSpec, objective: Objective, split: Split,
+                 cfg: TrainConfig, out: Path, store: Store, run_kind: str, meta: dict[str, Any]) -> None:
+        self.model, self.spec, self.objective, self.split = model, spec, objective, split
+        self.cfg, self.out, self.store, self.kind, self.meta = cfg, Path(out), store, run_kind, meta
+        self.device = pick_device(cfg.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.model.to(self.device)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
+        total = self.steps_per_epoch * cfg.epochs
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.run_id = 0
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        state = {
+            "format": STATE_FORMAT,
+            "epoch": self.epoch,
+            "run_id": self.run_id,
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "rng_cpu": torch.get_rng_state(),
+            "config": self.cfg.model_dump(),
+            "arch": self.spec.model_dump(),
+        }
+        write_with(state_path(self.out), lambda tmp: torch.save(state, tmp))
+
+    def _load_state(self) -> bool:
+        path = state_path(self.out)
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state.get("format") != STATE_FORMAT or state["arch"] != self.spec.model_dump():
+            raise UserError(f"{path} belongs to another model; delete it or choose another --out")
+        if state["config"] != self.cfg.model_dump():
+            raise UserError(f"{path} was made with other training settings; resume with the same ones")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        self.epoch, self.run_id, self.history = state["epoch"], state["run_id"], list(state["history"])
+        return True
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, show_progress: bool = True) -> TrainResult:
+        start = time.perf_counter()
+        resumed = resume and self._load_state()
+        if resumed:
+            console.print(f"resuming {self.out.name} after epoch {self.epoch}/{self.cfg.epochs}")
+        else:
+            torch.manual_seed(self.cfg.seed)
+            self.run_id = self.store.start_run(self.kind, self.out.name, {
+                **self.meta, "train": self.cfg.model_dump(), "split": self.split.info, "arch": self.spec.model_dump()})
+        with ExitStack() as stack:
+            self.objective.attach(self.model, stack)
+            with progress_bar(show_progress) as bar:
+                task = bar.add_task(self.out.stem, total=self.cfg.epochs * self.steps_per_epoch,
+                                    completed=self.epoch * self.steps_per_epoch)
+                while self.epoch < self.cfg.epochs:
+                    self._epoch(lambda: bar.advance(task))
+        return self._finish(time.perf_counter() - start)
+
+    def _epoch(self, advance) -> None:
+        epoch = self.epoch
+        logged = self.objective.on_epoch(epoch / self.cfg.epochs)
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.split.train))
+        self.model.train()
+        t0 = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i, (x, y) in enumerate(batches(self.split.train, self.cfg.batch_size, order)):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                loss, logits = self.objective(self.model, x, y)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; the checkpoint of epoch"
+                    f" {epoch} is kept in {state_path(self.out)}; lower --lr or check the data"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            advance()
+        seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate(self.model, self.split.val, self.device)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "epoch_s": seconds, **logged}
+        self.history.append(row)
+        for name, value in row.items():
+            if name != "epoch":
+                self.store.log_metric(self.run_id, name, value, epoch + 1)
+        self.epoch = epoch + 1
+        self._save_state()
+        console.print(f"  epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}"
+                      f"  val acc {val_acc:.4f}  {seconds:.1f}s")
+
+    def _finish(self, seconds: float) -> TrainResult:
+        _, test_acc = evaluate(self.model, self.split.test, self.device)
+        val_acc = self.history[-1]["val_acc"] if self.history else float("nan")
+        self.store.log_metric(self.run_id, "test_acc", test_acc, self.epoch)
+        meta = {**self.meta, "kind": self.kind, "history": self.history, "test_acc": test_acc,
+                "val_acc": val_acc, "split": self.split.info, "train": self.cfg.model_dump(),
+                "run_id": self.run_id, "store": str(self.store.path)}
+        save_checkpoint(self.out, self.model.cpu(), self.spec, meta)
+        state_path(self.out).unlink(missing_ok=True)
+        return TrainResult(self.out, self.history, test_acc, val_acc, self.run_id, seconds)

@@ -1,0 +1,147 @@
+"""A model -> float ONNX -> runtime artifact for a target profile, verified at each step.
+
+What it leaves in the output folder (the contract scripts rely on): `model.onnx` (the float ONNX),
+the runtime's artifact, and `artifact.json` with `runtime`, `precision`, `artifact` (a file name in the
+folder), `input_shape`, `parity` (torch -> ONNX and torch -> artifact) and `accuracy` along the chain
+when labelled data is at hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd._io import write_json
+from edgekd.config import Precision, TargetProfile
+from edgekd.errors import ParityError, UserError
+from edgekd.export.onnx import check_parity, export_onnx, load_onnx, onnx_input_shape
+from edgekd.runtimes import Artifact, get_runtime
+
+PARITY_SAMPLES = 1000
+
+
+def _load_source(model: str, profile: TargetProfile) -> tuple[Any, tuple[int, int, int], dict[str, Any]]:
+    """(torch module or None for an ONNX file, input shape C x H x W, metadata)."""
+    path = Path(model)
+    if path.suffix == ".onnx":
+        load_onnx(path)
+        return None, onnx_input_shape(path), {"source": str(path)}
+    if ":" in model and not path.exists():
+        from edgekd.models import build_model, parse_arch
+
+        if profile.input_shape is None:
+            raise UserError(f"model {model!r} has no recorded input shape; set input_shape: [C, H, W] in the target")
+        c, h, _ = profile.input_shape
+        return build_model(parse_arch(model, in_channels=c, image_size=h)).eval(), profile.input_shape, {
+            "source": model}
+    if not path.exists():
+        raise UserError(f"model not found: {model}; give an edgekd checkpoint, an .onnx file or module:factory")
+    from edgekd.models import load_model
+
+    module, spec, meta = load_model(path)
+    shape = tuple(meta.get("input_shape") or (spec.in_channels, spec.image_size, spec.image_size))
+    return module, shape, {"source": str(path), "arch": spec.label(), "data": meta.get("data"),  # type: ignore[return-value]
+                           "classes": meta.get("classes"), "test_acc_torch": meta.get("test_acc")}
+
+
+def _inputs(data: str | None, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Real inputs (and labels) for the checks: the test split of `data`, else seeded uniform noise."""
+    if data is None:
+        x = np.random.default_rng(0).random((64, *shape), dtype=np.float32)
+        return x, None, "random"
+    from edgekd.data import load_data, to_float
+
+    test = load_data(data).test.head(PARITY_SAMPLES)
+    if test.input_shape != shape:
+        raise UserError(f"data {data!r} has images of shape {test.input_shape} but the model takes {shape};"
+                        " use data of the model's shape")
+    return to_float(test.x), test.y, f"{data} (test split, first {len(test)})"
+
+
+def _agreement(reference: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    return {"max_abs_diff": float(np.abs(reference - got).max()),
+            "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean())}
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
+    return None if labels is None else float((logits.argmax(1) == labels).mean())
+
+
+def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None,
+                   calibration: str | None = None) -> dict[str, Any]:
+    """Export, build, verify; write `artifact.json` last (atomically), so its presence means success."""
+    adapter = get_runtime(profile.runtime)  # a missing runtime fails before any work
+    module, shape, meta = _load_source(model, profile)
+    if profile.input_shape is not None and tuple(profile.input_shape) != shape:
+        raise UserError(f"target {profile.name} expects input {profile.input_shape} but the model takes {shape};"
+                        " fix input_shape in the target or use a matching model")
+    x, y, inputs_desc = _inputs(data or meta.get("data"), shape)
+    onnx_path = out_dir / "model.onnx"
+    parity = None
+    if module is None:
+        if Path(model).resolve() != onnx_path.resolve():
+            shutil.copyfile(model, onnx_path)
+    else:
+        export_onnx(module, shape, onnx_path)
+        parity = check_parity(module, onnx_path, x).to_json()
+    reference = _run_onnx(onnx_path, x) if module is None else _run_torch(module, x)
+    artifact = adapter.build(onnx_path, profile.model_copy(update={"input_shape": shape}), out_dir)
+    artifact_out = _run_batched(adapter.load(artifact), x)
+    artifact_parity = _agreement(reference, artifact_out)
+    if profile.precision is Precision.FP32 and (artifact_parity["max_abs_diff"] > 1e-3
+                                                or artifact_parity["top1_agreement"] < 0.999):
+        raise ParityError(f"{profile.runtime.value} FP32 artifact disagrees with the model: max abs diff"
+                          f" {artifact_parity['max_abs_diff']:.3g}, top-1 agreement"
+                          f" {artifact_parity['top1_agreement']:.4f}; report this with the model attached")
+    info = _describe(artifact, profile, out_dir, meta, parity, artifact_parity, inputs_desc,
+                     {"torch": _accuracy(reference, y) if module is not None else None,
+                      "onnx": _accuracy(_run_onnx(onnx_path, x), y), "artifact": _accuracy(artifact_out, y)},
+                     adapter.version(), calibration)
+    write_json(out_dir / "artifact.json", info)
+    return info
+
+
+def _describe(artifact: Artifact, profile: TargetProfile, out_dir: Path, meta: dict[str, Any],
+              parity: dict[str, Any] | None, artifact_parity: dict[str, float], inputs_desc: str,
+              accuracy: dict[str, float | None], version: str, calibration: str | None) -> dict[str, Any]:
+    return {
+        **artifact.to_json(),
+        "artifact": artifact.path.relative_to(out_dir.resolve()).as_posix()
+        if artifact.path.is_absolute() else artifact.path.as_posix(),
+        "path": artifact.path.name,
+        "onnx": "model.onnx",
+        "target": profile.name,
+        "runtime_version": version,
+        "parity": {"onnx": parity, "artifact": artifact_parity, "inputs": inputs_desc,
+                   "max_abs_diff": (parity or artifact_parity)["max_abs_diff"],
+                   "top1_agreement": (parity or artifact_parity)["top1_agreement"]},
+        "accuracy": accuracy,
+        "calibration": calibration,
+        "model": meta,
+        "input": {"dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],
+                  "normalisation": "inside the model"},
+    }
+
+
+def _run_batched(session: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    return np.concatenate([session.run(np.ascontiguousarray(x[i:i + batch])) for i in range(0, len(x), batch)])
+
+
+def _run_torch(module: Any, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return module.eval()(torch.from_numpy(x)).numpy()
+
+
+def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 256]})[0] for i in range(0, len(x), 256)])

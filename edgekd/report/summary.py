@@ -1,0 +1,78 @@
+"""Markdown and JSON summaries of a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd._io import write_json, write_text
+from edgekd.errors import UserError
+from edgekd.report.text import fmt_ms, fmt_pct
+from edgekd.store import STORE_NAME, Store
+
+
+def _demo_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "# edgekd demo" + (" (quick)" if summary["quick"] else ""),
+        "",
+        f"Finished in {summary['seconds'] / 60:.1f} min. Teacher and students trained on Fashion-MNIST;"
+        " latency measured with edgekd's timing protocol, each artifact in its own process.",
+        "",
+        "| model | method | params | target | torch acc | artifact acc | parity max abs diff | p50 ms"
+        " | p90 ms | p99 ms | throughput/s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in summary["rows"]:
+        lat, art = row["bench"]["latency_ms"], row["artifact"]
+        lines.append(
+            f"| {row['arch']} | {row['method']} | {row['params']:,} | {row['target']} |"
+            f" {fmt_pct(row['test_acc_torch'])} | {fmt_pct(row['bench'].get('accuracy'))} |"
+            f" {art['parity']['max_abs_diff']:.1e} | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} |"
+            f" {fmt_ms(lat['p99'])} | {row['bench']['throughput_per_s']:.0f} |"
+        )
+    if summary["rows"]:
+        fp = summary["rows"][0]["bench"]["fingerprint"]
+        lines += ["", f"Machine: {fp.get('cpu_model')}, {fp.get('cores')} cores; {fp.get('runtime')}"
+                  f" {fp.get('runtime_version')}, batch {fp.get('batch')}, {fp.get('threads')} threads."]
+    return "\n".join(lines) + "\n"
+
+
+def write_demo_summary(workdir: Path, summary: dict[str, Any]) -> dict[str, str]:
+    md, js = workdir / "summary.md", workdir / "summary.json"
+    write_json(js, summary)
+    write_text(md, _demo_markdown(summary))
+    return {"markdown": str(md), "json": str(js)}
+
+
+def _store_markdown(store: Store) -> str:
+    lines = ["# edgekd run report", "", "## Training runs", "", "| id | kind | name | test acc |", "|---|---|---|---:|"]
+    for run in store.runs():
+        test = [m["value"] for m in store.metrics(run["id"]) if m["name"] == "test_acc"]
+        lines.append(f"| {run['id']} | {run['kind']} | {run['name']} | {fmt_pct(test[-1] if test else None)} |")
+    lines += ["", "## Benchmarks", "", "| artifact | runtime | precision | batch | p50 ms | mean ms | accuracy |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for b in store.benchmarks():
+        lines.append(f"| {Path(b['artifact']).parent.name}/{Path(b['artifact']).name} | {b['runtime']} |"
+                     f" {b['precision']} | {b['batch']} | {fmt_ms(b['p50_ms'])} | {fmt_ms(b['mean_ms'])} |"
+                     f" {fmt_pct(b['accuracy'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(run_dir: Path, formats: list[str]) -> list[Path]:
+    """Reports of the results store in `run_dir`."""
+    unknown = set(formats) - {"md", "json"}
+    if unknown:
+        raise UserError(f"unknown report format(s) {sorted(unknown)}; choose from md, json (html arrives later)")
+    store_path = run_dir / STORE_NAME
+    if not store_path.is_file():
+        raise UserError(f"{run_dir} holds no results store ({STORE_NAME}); give a run folder edgekd wrote")
+    store = Store(store_path)
+    written = []
+    if "json" in formats:
+        runs = [{**r, "metrics": store.metrics(r["id"])} for r in store.runs()]
+        write_json(run_dir / "report.json", {"runs": runs, "benchmarks": store.benchmarks()})
+        written.append(run_dir / "report.json")
+    if "md" in formats:
+        write_text(run_dir / "report.md", _store_markdown(store))
+        written.append(run_dir / "report.md")
+    return written

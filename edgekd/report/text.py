@@ -1,0 +1,44 @@
+"""Terminal output of single results (tables via rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False)
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def print_bench(result: dict[str, Any]) -> None:
+    lat = result["latency_ms"]
+    fp = result["fingerprint"]
+    table = Table(title=f"{result.get('artifact', '')}", title_justify="left")
+    for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "throughput/s", "batch", "accuracy"):
+        table.add_column(col, justify="right")
+    table.add_row(fmt_ms(lat["p50"]), fmt_ms(lat["p90"]), fmt_ms(lat["p99"]), fmt_ms(lat["mean"]),
+                  fmt_ms(lat["std"]), f"{result['throughput_per_s']:.1f}", str(result["batch"]),
+                  fmt_pct(result.get("accuracy")))
+    out.print(table)
+    out.print(f"{fp.get('runtime')} {fp.get('runtime_version')} {fp.get('precision')}, {fp.get('threads')} threads,"
+              f" {fp.get('cpu_model')} ({fp.get('cores')} cores), {result.get('samples')} timed runs")
+
+
+def print_artifact(info: dict[str, Any], out_dir: Path) -> None:
+    parity = info["parity"]
+    acc = info.get("accuracy") or {}
+    out.print(f"built {out_dir / info['artifact']} ({info['runtime']} {info['precision']}, target {info['target']})")
+    out.print(f"  parity vs torch: max abs diff {parity['max_abs_diff']:.2e}, top-1 agreement"
+              f" {100 * parity['top1_agreement']:.2f}% on {parity['inputs']}")
+    if acc.get("artifact") is not None:
+        out.print(f"  accuracy: torch {fmt_pct(acc.get('torch'))} -> onnx {fmt_pct(acc.get('onnx'))}"
+                  f" -> artifact {fmt_pct(acc.get('artifact'))}")

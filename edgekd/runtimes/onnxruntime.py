@@ -1,0 +1,145 @@
+"""ONNX Runtime: an offline graph-optimised copy of the float ONNX, run by the CPU (or CUDA) provider.
+
+`onnxruntime` is imported inside the methods only, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd._io import atomic_path
+from edgekd.config import Precision, Runtime, TargetProfile
+from edgekd.errors import UserError
+from edgekd.runtimes import Artifact
+
+ARTIFACT_NAME = "model.ort.onnx"
+
+# Device name in a target profile -> ONNX Runtime execution providers, best first.
+_PROVIDERS: dict[str, list[str]] = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OrtSession:
+    """A loaded artifact; `run` maps a float32 N x C x H x W batch to logits."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._outputs = [session.get_outputs()[0].name]
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        return self._session.run(self._outputs, {self._input: inputs})[0]  # type: ignore[no-any-return]
+
+
+class OnnxRuntime:
+    """Runtime adapter for ONNX Runtime (see `edgekd.runtimes.RuntimeAdapter`)."""
+
+    name = Runtime.ONNXRUNTIME
+
+    @staticmethod
+    def is_available() -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def version(self) -> str:
+        return importlib.metadata.version("onnxruntime")
+
+    def build(self, onnx_path: Path, profile: TargetProfile, workdir: Path) -> Artifact:
+        """Write `workdir/model.ort.onnx`, the float model with ONNX Runtime's graph rewrites applied."""
+        from edgekd.export.onnx import onnx_input_shape
+
+        if profile.precision is not Precision.FP32:
+            raise UserError(
+                f"onnxruntime {profile.precision.value} builds are not supported yet (they arrive with the"
+                " INT8 issue); use precision: fp32 in the target profile"
+            )
+        input_shape = onnx_input_shape(Path(onnx_path))
+        if profile.input_shape is not None and tuple(profile.input_shape) != input_shape:
+            raise UserError(
+                f"target {profile.name} expects input {list(profile.input_shape)} but {onnx_path} takes"
+                f" {list(input_shape)}; fix input_shape in the profile or export the model for it"
+            )
+        out = Path(workdir).resolve() / ARTIFACT_NAME
+        _optimise_offline(Path(onnx_path), out, _providers(profile.device))
+        return Artifact(
+            runtime=self.name.value,
+            precision=profile.precision.value,
+            path=out,
+            input_shape=input_shape,
+            device=profile.device,
+            threads=profile.threads,
+            hint=profile.hint,
+            target=profile.name,
+            info={
+                "runtime_version": self.version(),
+                "graph_optimization": "extended",
+                "source": str(onnx_path),
+            },
+        )
+
+    def load(self, artifact: Artifact) -> OrtSession:
+        """An inference session with fixed threads: intra-op = artifact.threads (0 = all cores)."""
+        import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf
+
+        ort.disable_telemetry_events()
+        if not Path(artifact.path).is_file():
+            raise UserError(f"artifact file not found: {artifact.path}; rebuild it with `edgekd export`")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = artifact.threads or (os.cpu_count() or 1)
+        # One model, one request at a time: parallel branches would only fight the intra-op pool.
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # At load time all rewrites are fine, including layouts specific to the CPU it runs on.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(artifact.path), options, providers=_providers(artifact.device))
+        except (InvalidProtobuf, InvalidGraph) as err:  # a corrupt or truncated file: bad input
+            reason = str(err).splitlines()[0]
+            raise UserError(f"onnxruntime cannot load {artifact.path} ({reason}); re-export it") from None
+        return OrtSession(session)
+
+
+def _providers(device: str) -> list[str]:
+    """Execution providers for a device name, refusing a device this install cannot drive."""
+    import onnxruntime as ort
+
+    wanted = _PROVIDERS.get(device.split(":")[0].lower())
+    if wanted is None:
+        raise UserError(f"onnxruntime: unknown device {device!r}; use one of {', '.join(_PROVIDERS)}")
+    available = set(ort.get_available_providers())
+    if wanted[0] not in available:
+        raise UserError(
+            f"onnxruntime here has no {wanted[0]} for device {device!r};"
+            " install onnxruntime-gpu or use device: cpu"
+        )
+    return [p for p in wanted if p in available]
+
+
+def _optimise_offline(source: Path, out: Path, providers: list[str]) -> None:
+    """Save `source` after ORT_ENABLE_EXTENDED rewrites for the target's providers.
+
+    EXTENDED, not ALL: ALL adds layout rewrites tied to the building CPU's instruction set, and an
+    artifact may be built on one machine and run on another. Those run at load time instead. Fused
+    nodes belong to a provider, so the build uses the providers the artifact will run with.
+    """
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    # The temporary name does not end in .onnx; say the format rather than let ORT guess from it.
+    options.add_session_config_entry("session.save_model_format", "ONNX")
+    with atomic_path(out) as tmp:
+        options.optimized_model_filepath = str(tmp)
+        ort.InferenceSession(str(source), options, providers=providers)

@@ -1,0 +1,194 @@
+"""OpenVINO: float ONNX -> OpenVINO IR (model.xml + model.bin) for a device, and a session on it.
+
+Importing this module never imports openvino; every method imports it through `import_openvino()`, which
+first turns OpenVINO's telemetry off for this process; other edgekd code that needs openvino (or nncf,
+which reads the same telemetry package) should import it through that function too.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from edgekd.config import Precision, Runtime, TargetProfile
+from edgekd.errors import UserError
+from edgekd.runtimes import Artifact
+
+IR_NAME = "model.xml"
+# Plugins that dispatch to other devices: they are never listed in `available_devices`.
+_VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+def import_openvino() -> ModuleType:
+    """Import openvino with its telemetry off.
+
+    `import openvino` imports `openvino.tools.ovc`, which sends an "import" event to Google Analytics
+    and writes a client id and a usage counter under ~/intel; `convert_model` sends more events. It
+    does so by default: with no consent file (~/intel/openvino_telemetry) consent counts as given.
+    The documented opt-out, `opt_in_out --opt_out`, rewrites that file for the whole user account and
+    itself sends a "declined" event; setting CI=true also works but leaks to child processes and
+    changes other tools. OpenVINO and NNCF both fall back to a no-op stub when `openvino_telemetry`
+    cannot be imported, so we make it unimportable in this process: no network, no file, nothing
+    outside this process changes.
+    """
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino as ov
+
+    _silence_loaded_telemetry()
+    return ov
+
+
+def _silence_loaded_telemetry() -> None:
+    """When the host process imported openvino before us, point ovc's telemetry at its own stub."""
+    real = sys.modules.get("openvino_telemetry")
+    if real is None:
+        return
+    from openvino.tools.ovc import telemetry_stub
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("openvino.tools.ovc") and getattr(module, "tm", None) is real:
+            module.tm = telemetry_stub  # type: ignore[attr-defined]
+
+
+class OpenVino:
+    """OpenVINO runtime adapter: builds IR with the precision of the profile, loads it on a device."""
+
+    name = Runtime.OPENVINO
+
+    @staticmethod
+    def is_available() -> bool:
+        return importlib.util.find_spec("openvino") is not None
+
+    def version(self) -> str:
+        # The distribution metadata: no import of openvino needed to report it.
+        return importlib.metadata.version("openvino")
+
+    def build(self, onnx_path: Path, profile: TargetProfile, workdir: Path) -> Artifact:
+        """Convert `onnx_path` to IR in `workdir`: FP32 keeps float32 weights, FP16 stores float16."""
+        if profile.precision is Precision.INT8:
+            raise UserError(
+                "OpenVINO INT8 (NNCF post-training quantization with a calibration recipe) arrives"
+                " with the INT8 work; use precision fp32 or fp16 for now"
+            )
+        if not Path(onnx_path).is_file():
+            raise UserError(f"ONNX file not found: {onnx_path}; export the model first")
+        ov = import_openvino()
+        model = ov.convert_model(str(onnx_path))
+        input_shape = _dynamic_batch(model, profile.input_shape, source=str(onnx_path))
+        workdir.mkdir(parents=True, exist_ok=True)
+        xml = workdir / IR_NAME
+        # save_model compresses float weights to FP16 unless told not to: an FP32 artifact must not be.
+        compress = profile.precision is Precision.FP16
+        ov.save_model(model, str(xml), compress_to_fp16=compress)
+        return Artifact(
+            runtime=self.name.value,
+            precision=profile.precision.value,
+            path=xml,
+            input_shape=input_shape,
+            device=profile.device,
+            threads=profile.threads,
+            hint=profile.hint,
+            target=profile.name,
+            info={"openvino": ov.get_version(), "weights": "f16" if compress else "f32"},
+        )
+
+    def load(self, artifact: Artifact) -> OpenVinoSession:
+        """Compile the IR once on the artifact's device; the session reuses one infer request."""
+        if not Path(artifact.path).is_file():
+            raise UserError(f"OpenVINO IR not found: {artifact.path}; build the artifact first")
+        ov = import_openvino()
+        core = ov.Core()
+        device = artifact.device.upper()
+        _check_device(device, core.available_devices)
+        config = _compile_config(core, device, artifact)
+        compiled = core.compile_model(str(artifact.path), device, config)
+        return OpenVinoSession(compiled)
+
+
+class OpenVinoSession:
+    """One compiled model and one reusable infer request: `run` does no compilation or allocation."""
+
+    def __init__(self, compiled: Any) -> None:
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """Logits for a float32 N x C x H x W batch."""
+        batch = np.ascontiguousarray(inputs, dtype=np.float32)
+        # share_inputs: the request reads the caller's buffer instead of copying it on every call.
+        self._request.infer({0: batch}, share_inputs=True)
+        # The output tensor's memory belongs to the request and is overwritten by the next run.
+        return np.array(self._request.get_output_tensor(0).data, copy=True)
+
+
+def ir_input_shape(xml_path: Path) -> tuple[int, int, int]:
+    """C, H, W of an OpenVINO IR's first input (the batch dimension may be dynamic)."""
+    xml_path = Path(xml_path)
+    if not xml_path.is_file():
+        raise UserError(f"OpenVINO IR not found: {xml_path}; check the path")
+    model = import_openvino().Core().read_model(str(xml_path))
+    return _chw(model.inputs[0].get_partial_shape(), source=str(xml_path))
+
+
+def _chw(shape: Any, source: str) -> tuple[int, int, int]:
+    if shape.rank.is_dynamic or len(shape) != 4 or any(d.is_dynamic for d in list(shape)[1:]):
+        raise UserError(f"{source}: input must be N x C x H x W with fixed C, H, W, got {shape}")
+    return int(shape[1].get_length()), int(shape[2].get_length()), int(shape[3].get_length())
+
+
+def _dynamic_batch(model: Any, wanted: tuple[int, int, int] | None, source: str) -> tuple[int, int, int]:
+    """Make the batch dimension dynamic and C, H, W static; returns C, H, W."""
+    ov = import_openvino()
+    shape = model.inputs[0].get_partial_shape()
+    if wanted is not None and (shape.rank.is_dynamic or any(d.is_dynamic for d in list(shape)[1:])):
+        model.reshape({0: ov.PartialShape([-1, *wanted])})
+        shape = model.inputs[0].get_partial_shape()
+    chw = _chw(shape, source)
+    if wanted is not None and tuple(wanted) != chw:
+        raise UserError(
+            f"{source}: the model takes C, H, W = {chw} but the target profile says {tuple(wanted)};"
+            " fix input_shape in the profile or remove it"
+        )
+    if shape[0].is_static:
+        model.reshape({0: ov.PartialShape([-1, *chw])})
+    return chw
+
+
+def _check_device(device: str, available: list[str]) -> None:
+    """Fail with one line when the device (or a device a virtual plugin names) is not here."""
+    base, _, rest = device.partition(":")
+    wanted = [d for d in rest.split(",") if d] if base in _VIRTUAL_DEVICES else [device]
+    for name in wanted:
+        # "GPU" matches "GPU.0"/"GPU.1": OpenVINO numbers devices only when there are several.
+        if not any(d == name or d.startswith(f"{name}.") for d in available):
+            raise UserError(
+                f"OpenVINO device {name!r} is not available on this machine (present: "
+                f"{', '.join(available) or 'none'}); pick a target whose device is one of those"
+            )
+
+
+def _compile_config(core: Any, device: str, artifact: Artifact) -> dict[str, str]:
+    """Compile properties from the profile, keeping only those the device accepts."""
+    latency = artifact.hint == "latency"
+    config = {"PERFORMANCE_HINT": "LATENCY" if latency else "THROUGHPUT"}
+    if latency:
+        config["NUM_STREAMS"] = "1"  # one request at a time: one stream, every thread on it
+    if artifact.threads > 0:
+        config["INFERENCE_NUM_THREADS"] = str(artifact.threads)
+    # OpenVINO picks the execution precision per device, not from the IR: bf16 on CPUs with AMX or
+    # AVX512-BF16, f16 on ARM CPUs and GPUs. FP32 parity needs f32 asked for explicitly.
+    if artifact.precision == Precision.FP32.value:
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    elif artifact.precision == Precision.FP16.value and device.startswith("GPU"):
+        config["INFERENCE_PRECISION_HINT"] = "f16"
+    # Properties are queried on the plugin ("AUTO"), not on "AUTO:GPU,CPU".
+    supported = core.get_property(device.partition(":")[0], "SUPPORTED_PROPERTIES")
+    # Threads and precision mean nothing to AUTO or a GPU: passing them would fail the compile.
+    return {key: value for key, value in config.items() if supported.get(key) == "RW"}

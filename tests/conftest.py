@@ -1,0 +1,41 @@
+"""Shared fixtures: a small real slice of Fashion-MNIST, and an isolated cache and store per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekd.data.fashion_mnist import data_dir
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not (data_dir() / "train-images-idx3-ubyte.gz").is_file():
+        skip = pytest.mark.skip(reason="Fashion-MNIST missing: apt-get install -y dataset-fashion-mnist")
+        for item in items:
+            if "fmnist" in item.fixturenames:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEKD_STORE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def fmnist_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """800 real Fashion-MNIST training images (80 per class) and 200 test images, as one .npz."""
+    from edgekd.data import fashion_mnist
+
+    train = fashion_mnist.load("train")
+    picks = np.concatenate([np.flatnonzero(train.y == c)[:100] for c in range(10)])
+    path = tmp_path_factory.mktemp("data") / "fmnist-slice.npz"
+    np.savez(path, x=train.x[picks, 0], y=train.y[picks])
+    return path
+
+
+@pytest.fixture
+def fmnist(fmnist_npz: Path) -> str:
+    return str(fmnist_npz)

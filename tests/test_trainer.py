@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgekd import api
+from edgekd.config import DistillConfig, TrainConfig
+from edgekd.distill.trainer import Trainer, state_path
+from edgekd.errors import TrainingDiverged
+from edgekd.models import load_model
+from edgekd.store import Store
+
+CFG = TrainConfig(epochs=2, batch_size=64, seed=1)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def test_train_records_metrics_and_checkpoint(tmp_path: Path, fmnist: str) -> None:
+    result = api.train_teacher("cnn-xs", fmnist, tmp_path / "t.pt", CFG, progress=False)
+    assert len(result.history) == 2 and 0.0 <= result.test_accuracy <= 1.0
+    assert result.history[-1]["val_acc"] > 0.3  # 720 real images, 2 epochs: well above chance (0.1)
+    store = Store(tmp_path / "edgekd.sqlite")
+    names = {m["name"] for m in store.metrics(result.run_id)}
+    assert {"train_loss", "val_acc", "epoch_s", "test_acc"} <= names
+    _, spec, meta = load_model(result.checkpoint)
+    assert meta["split"]["split_seed"] == 1 and spec.family == "cnn"
+    assert not state_path(result.checkpoint).exists()
+
+
+def test_resume_continues_exactly(tmp_path: Path, fmnist: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = api.train_teacher("cnn-xs", fmnist, tmp_path / "a.pt", CFG, progress=False)
+
+    real_epoch = Trainer._epoch
+    def interrupt_second_epoch(self: Trainer, advance) -> None:  # type: ignore[no-untyped-def]
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        real_epoch(self, advance)
+
+    monkeypatch.setattr(Trainer, "_epoch", interrupt_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", CFG, progress=False)
+    assert state_path(tmp_path / "b.pt").exists() and not (tmp_path / "b.pt").exists()
+    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
+    resumed = api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", CFG, resume=True, progress=False)
+
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+    assert resumed.test_accuracy == straight.test_accuracy
+    a, b = _weights(straight.checkpoint), _weights(resumed.checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distill_with_kd(tmp_path: Path, fmnist: str) -> None:
+    teacher = api.train_teacher("cnn-s", fmnist, tmp_path / "t.pt", CFG, progress=False)
+    result = api.distill(teacher.checkpoint, "cnn-xs", fmnist, tmp_path / "s.pt", CFG,
+                         DistillConfig(method="kd"), progress=False)
+    _, _, meta = load_model(result.checkpoint)
+    assert meta["method"] == "kd" and meta["teacher_sha256"] and result.history[-1]["val_acc"] > 0.3
+
+
+def test_nan_loss_stops_with_epoch_and_batch(tmp_path: Path, fmnist: str) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=1e30, seed=0)
+    with pytest.raises(TrainingDiverged, match=r"at epoch \d+, batch \d+"):
+        api.train_teacher("cnn-xs", fmnist, tmp_path / "t.pt", cfg, progress=False)
