@@ -54,32 +54,38 @@ def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: 
 
 def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig, task: DistillConfig, *,
             resume: bool = False, store: Path | None = None, progress: bool = True) -> Any:
-    """Distil a student from a teacher checkpoint with a registered method. Returns a TrainResult."""
+    """Distil a student from a teacher checkpoint with a registered method. Returns a TrainResult.
+
+    Layer pairs are resolved and checked on both models before any training; with `task.cache`, the
+    teacher's outputs are cached by sample index under EDGEKD_CACHE after the first epoch.
+    """
     import torch
 
     from edgekd.data import load_data
-    from edgekd.distill.losses import LOSSES
+    from edgekd.demo import cache_dir
+    from edgekd.distill.cache import CacheSpec
+    from edgekd.distill.methods import build_loss, method_pairs
     from edgekd.distill.objectives import Distillation
     from edgekd.distill.trainer import Trainer, check_classes, output_count
     from edgekd.models import build_model, load_model, parse_arch
 
-    loss_factory = LOSSES.get(task.method)  # unknown method -> error before any work
     t_model, t_spec, t_meta = load_model(teacher)
     split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
-    _check_input((t_spec.in_channels, t_spec.image_size, t_spec.image_size), split.train.input_shape, "teacher")
-    check_classes(output_count(t_model, split.train.input_shape), split.train, "teacher")
-    c, h, _ = split.train.input_shape
-    spec = parse_arch(student, in_channels=c, num_classes=split.train.num_classes, image_size=h)
+    shape = split.train.input_shape
+    _check_input((t_spec.in_channels, t_spec.image_size, t_spec.image_size), shape, "teacher")
+    check_classes(output_count(t_model, shape), split.train, "teacher")
+    spec = parse_arch(student, in_channels=shape[0], num_classes=split.train.num_classes, image_size=shape[1])
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
-    check_classes(output_count(model, split.train.input_shape), split.train, "student")
-    try:
-        loss = loss_factory(**task.loss_params)
-    except TypeError as err:
-        raise UserError(f"method {task.method!r}: {err}; check the loss parameters") from None
-    objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight)
-    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(split.train.input_shape),
+    check_classes(output_count(model, shape), split.train, "student")
+    pairs = method_pairs(task, model, t_model, shape)
+    loss = build_loss(task, pairs)
+    cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
+        if task.cache else None
+    objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
+    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(shape),
             "method": task.method, "distill": task.model_dump(), "teacher": str(teacher),
+            "pairs": [list(p) for p in pairs] if pairs is not None else None, "schedule": task.schedule,
             "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc")}
     trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta)
     return trainer.fit(resume=resume, show_progress=progress)

@@ -127,33 +127,61 @@ def train_teacher_cmd(arch: str, data: str, epochs: int, out: Path, limit: int |
     _emit(_training_json(result), as_json, _print_training)
 
 
+def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from edgekd.distill.losses import LOSSES
+    from edgekd.distill.methods import DEFAULTS, FALLBACK
+
+    for name in LOSSES.names():
+        d = DEFAULTS.get(name, FALLBACK)
+        click.echo(f"{name:10s} ce-weight {d.ce_weight:g}, kd-weight {d.kd_weight:g}  {d.note}")
+    ctx.exit(0)
+
+
 @cli.command("distill")
 @click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
-@click.option("--student", required=True, help="built-in name (cnn-s, mobilenet-s, ...), family(k=v,...) or module:factory")
+@click.option("--student", required=True,
+              help="built-in name (cnn-s, mobilenet-s, ...), family(k=v,...) or module:factory")
 @click.option("--method", default="kd", show_default=True, help="distillation method (see --list-methods)")
+@click.option("--list-methods", is_flag=True, expose_value=False, is_eager=True, callback=_list_methods,
+              help="list the methods with their default weights, and exit")
+@click.option("--pairs", default=None,
+              help="layer pairs student:teacher,... (default: chosen at matching relative depth)")
+@click.option("--n-pairs", type=click.IntRange(min=1), default=None,
+              help="how many pairs to choose automatically (default: the method's)")
+@click.option("--schedule", default=None,
+              help="layer-weight schedule for infoflow: critical-period (default), constant, linear-decay, last-only")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="KD temperature")
-@click.option("--ce-weight", type=click.FloatRange(min=0), default=0.5, show_default=True)
-@click.option("--kd-weight", type=click.FloatRange(min=0), default=0.5, show_default=True)
+@click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
+@click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
+@click.option("--no-cache", is_flag=True, help="run the teacher live every epoch instead of caching its outputs")
 @training_options
 @guarded
-def distill_cmd(teacher: Path, student: str, method: str, temperature: float | None, ce_weight: float,
-                kd_weight: float, data: str, epochs: int, out: Path, limit: int | None, seed: int,
+def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_pairs: int | None,
+                schedule: str | None, temperature: float | None, ce_weight: float | None, kd_weight: float | None,
+                no_cache: bool, data: str, epochs: int, out: Path, limit: int | None, seed: int,
                 batch_size: int, lr: float, device: str, resume: bool, store: Path | None, as_json: bool) -> None:
     """Distil one student from a teacher with a named method.
 
+    Pair-based methods (pkt, infoflow, sp) pair layers at matching relative depth unless --pairs names
+    them. The teacher's outputs are cached after the first epoch (under EDGEKD_CACHE) unless --no-cache.
+
     \b
-    Example:
+    Examples:
       edgekd distill --teacher teacher.pt --student cnn-s --method kd --data fashion-mnist \\
           --epochs 5 --out student.pt
+      edgekd distill --teacher teacher.pt --student cnn-s --method infoflow --schedule critical-period \\
+          --epochs 5 --out student-if.pt
+      edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
     """
     from edgekd import api
     from edgekd.config import DistillConfig, parse
-    from edgekd.distill.losses import LOSSES
 
-    LOSSES.get(method)
     params = {"temperature": temperature} if temperature is not None else {}
     task = parse(DistillConfig, {"method": method, "ce_weight": ce_weight, "kd_weight": kd_weight,
-                                 "loss_params": params}, "distillation options")
+                                 "loss_params": params, "pairs": pairs, "n_pairs": n_pairs,
+                                 "schedule": schedule, "cache": not no_cache}, "distillation options")
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
     result = api.distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
                          progress=not as_json)
@@ -230,14 +258,14 @@ def demo_cmd(quick: bool, workdir: Path, as_json: bool) -> None:
 
 @cli.command("report")
 @click.argument("run_dir", type=PathArg)
-@click.option("--format", "formats", default="md,json", show_default=True, help="comma list of md, json")
+@click.option("--format", "formats", default="html,md,json", show_default=True, help="comma list of html, md, json")
 @guarded
 def report_cmd(run_dir: Path, formats: str) -> None:
-    """Write reports of a run folder (its results store) as Markdown and JSON.
+    """Write reports of a run folder (its results store): self-contained HTML with plots, Markdown, JSON.
 
     \b
     Example:
-      edgekd report edgekd-demo --format md,json
+      edgekd report edgekd-demo --format html,md
     """
     from edgekd.report import write_reports
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgekd import __version__, api
 from edgekd.config import DistillConfig, TrainConfig
+from edgekd.store import STORE_NAME
 from edgekd.ui import console
 
 DATA = "fashion-mnist"
@@ -53,7 +54,7 @@ def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
         shutil.copyfile(cached, target)
         return target, True
     console.print(f"[bold]teacher[/]: training {plan.teacher} for {cfg.epochs} epoch(s)")
-    api.train_teacher(plan.teacher, DATA, target, cfg, resume=True)
+    api.train_teacher(plan.teacher, DATA, target, cfg, resume=True, store=workdir / STORE_NAME)
     cached.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(target, cached)
     return target, False
@@ -62,11 +63,12 @@ def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
 def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None) -> dict[str, Any]:
     from edgekd.models import load_model
     from edgekd.models.zoo import count_params
-    from edgekd.report import write_demo_summary
+    from edgekd.report import write_demo_summary, write_reports
 
     plan = plan or (QUICK if quick else FULL)
     start = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
+    store = workdir / STORE_NAME
     teacher, reused = _teacher(plan, workdir)
     models: list[dict[str, Any]] = [{"name": "teacher", "arch": plan.teacher, "checkpoint": teacher,
                                      "method": "labels", "reused": reused}]
@@ -74,7 +76,7 @@ def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None
         console.print(f"[bold]student {arch}[/]: distilling with kd for {plan.student_epochs} epoch(s)")
         out = workdir / f"student-{arch}.pt"
         api.distill(teacher, arch, DATA, out, TrainConfig(epochs=plan.student_epochs, limit=plan.limit, seed=0),
-                    DistillConfig(method="kd"), resume=True)
+                    DistillConfig(method="kd"), resume=True, store=store)
         models.append({"name": f"student-{arch}", "arch": arch, "checkpoint": out, "method": "kd"})
     rows = []
     for entry in models:
@@ -82,11 +84,12 @@ def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None
         for target in TARGETS:
             build = workdir / "build" / f"{entry['name']}-{target}"
             console.print(f"[bold]{entry['name']}[/]: export + build for {target}, then bench")
-            info = api.export(str(entry["checkpoint"]), target, build, data=DATA)
-            bench = api.bench(build, data=DATA, limit=2000 if quick else None, quick=quick)
+            info = api.export(str(entry["checkpoint"]), target, build, data=DATA, store=store)
+            bench = api.bench(build, data=DATA, limit=2000 if quick else None, quick=quick, store=store)
             rows.append({**{k: str(v) if isinstance(v, Path) else v for k, v in entry.items()},
                          "target": target, "params": count_params(module), "test_acc_torch": meta["test_acc"],
                          "artifact": info, "bench": bench})
     summary = {"quick": quick, "plan": plan.__dict__, "seconds": time.perf_counter() - start, "rows": rows}
     summary["files"] = write_demo_summary(workdir, summary)
+    summary["files"]["html"] = str(write_reports(workdir, ["html"])[0])
     return summary

@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.data import load_data, to_float
-from edgekd.data import fashion_mnist
+from edgekd.data import fashion_mnist, load_data, to_float
 from edgekd.errors import UserError
 
 
@@ -42,7 +41,8 @@ def test_image_folder(tmp_path: Path) -> None:
         for name in ("cat", "dog"):
             (tmp_path / split / name).mkdir(parents=True)
             for i in range(3):
-                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / split / name / f"{i}.png")
+                pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
     split = load_data(str(tmp_path), val_fraction=0.0 + 1 / 3)
     assert split.train.classes == ("cat", "dog")
     assert split.train.input_shape == (3, 16, 16) and len(split.test) == 6

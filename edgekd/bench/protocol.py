@@ -61,6 +61,8 @@ class LatencyStats:
     samples: int
     throughput_per_s: float
     batch: int
+    #: the 0th, 1st, ..., 100th percentiles: the whole distribution in 101 numbers, for plots
+    quantiles_ms: tuple[float, ...] = ()
 
     @classmethod
     def from_samples(cls, samples_ns: np.ndarray, batch: int) -> LatencyStats:
@@ -79,6 +81,7 @@ class LatencyStats:
             samples=int(ms.size),
             throughput_per_s=batch * 1000.0 / mean if mean > 0 else float("inf"),
             batch=batch,
+            quantiles_ms=tuple(float(q) for q in np.percentile(ms, np.linspace(0, 100, 101))),
         )
 
     def to_json(self) -> dict[str, float]:

@@ -87,6 +87,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     threads = artifact.threads or os.cpu_count() or 1
     return {
         "latency_ms": stats.to_json(),
+        "latency_quantiles_ms": list(stats.quantiles_ms),
         "throughput_per_s": stats.throughput_per_s,
         "batch": batch,
         "samples": stats.samples,

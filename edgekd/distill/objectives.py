@@ -9,10 +9,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from edgekd.distill.cache import LOGITS, CachedTeacher, CacheKey, CacheSpec, weights_hash
 from edgekd.distill.taps import Taps, tapped
 
 
@@ -23,8 +25,9 @@ class Objective(Protocol):
     def on_epoch(self, progress: float) -> dict[str, float]:
         """Called at the start of each epoch with progress in [0, 1); returns values to log."""
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, student logits) for one batch."""
+    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+                 ) -> tuple[Tensor, Tensor]:
+        """(loss, student logits) for one batch; `index` holds the batch's sample indices in the data."""
 
 
 class Supervised:
@@ -36,7 +39,8 @@ class Supervised:
     def on_epoch(self, progress: float) -> dict[str, float]:
         return {}
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+                 ) -> tuple[Tensor, Tensor]:
         logits = student(x)
         return F.cross_entropy(logits, y), logits
 
@@ -45,38 +49,56 @@ class Supervised:
 class Distillation:
     """`ce_weight * CE(student, labels) + kd_weight * loss(student taps, teacher taps)`.
 
-    The teacher is frozen, in eval mode, and never wrapped for data parallelism.
+    The teacher is frozen, in eval mode, and never wrapped for data parallelism. With a `cache`, its
+    logits and taps are recorded by sample index in the first epoch and read back afterwards
+    (`edgekd.distill.cache`); only for inputs that are the same every epoch (no augmentation).
     """
 
     teacher: nn.Module
     loss: nn.Module
     ce_weight: float = 0.5
     kd_weight: float = 0.5
+    cache: CacheSpec | None = None
     _student_taps: Taps = field(default_factory=dict)
     _teacher_taps: Taps = field(default_factory=dict)
+    _cached: CachedTeacher | None = None
 
     def attach(self, student: nn.Module, stack: ExitStack) -> None:
-        self.teacher.eval().requires_grad_(False)
+        device = next(student.parameters(), torch.empty(0)).device
+        self.teacher.to(device).eval().requires_grad_(False)
         self._student_taps = stack.enter_context(tapped(student, getattr(self.loss, "student_layers", ())))
-        self._teacher_taps = stack.enter_context(tapped(self.teacher, getattr(self.loss, "teacher_layers", ())))
+        teacher_layers = tuple(getattr(self.loss, "teacher_layers", ()))
+        self._teacher_taps = stack.enter_context(tapped(self.teacher, teacher_layers))
+        self._cached = None
+        if self.cache is not None:
+            key = CacheKey(weights_hash(self.teacher), self.cache.data, (LOGITS, *teacher_layers))
+            self._cached = CachedTeacher(self.live_taps, self.cache.root / key.digest(), key, self.cache.n_samples)
+            self._cached.open(stack)
 
     def on_epoch(self, progress: float) -> dict[str, float]:
+        logged = self._cached.on_epoch() if self._cached is not None else {}
         set_progress = getattr(self.loss, "set_progress", None)
         if set_progress is None:
-            return {}
+            return logged
         set_progress(progress)
         weights = getattr(self.loss, "last_weights", [])
-        return {f"pair_weight_{i}": float(w) for i, w in enumerate(weights)}
+        return {**logged, **{f"pair_weight_{i}": float(w) for i, w in enumerate(weights)}}
+
+    def live_taps(self, x: Tensor) -> Taps:
+        """Run the teacher: its logits and tapped outputs (a fresh dict: the hooks refill theirs)."""
+        with torch.no_grad():
+            logits = self.teacher(x)
+        return {**self._teacher_taps, LOGITS: logits}
 
     def teacher_logits(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            return self.teacher(x)
+        return self.live_taps(x)[LOGITS]
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+                 ) -> tuple[Tensor, Tensor]:
         logits = student(x)
-        t_logits = self.teacher_logits(x)
-        s_taps = {**self._student_taps, "logits": logits}
-        t_taps = {**self._teacher_taps, "logits": t_logits}
+        use_cache = self._cached is not None and index is not None
+        t_taps = self._cached(x, index) if use_cache else self.live_taps(x)  # type: ignore[misc,arg-type]
+        s_taps = {**self._student_taps, LOGITS: logits}
         kd = self.loss(s_taps, t_taps, y)
         loss = self.kd_weight * kd
         if self.ce_weight:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def batches(data: Dataset, batch_size: int, order: np.ndarray | None = None):
-    """Yield float (x, y) tensor batches in `order` (default: as stored)."""
-    idx = np.arange(len(data)) if order is None else order
+def index_batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yield the sample indices of each batch, in `order` (default: as stored)."""
+    idx = np.arange(n) if order is None else order
     for start in range(0, len(idx), batch_size):
-        part = idx[start:start + batch_size]
-        yield torch.from_numpy(to_float(data.x[part])), torch.from_numpy(data.y[part])
+        yield idx[start:start + batch_size]
+
+
+def load_batch(data: Dataset, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float (x, y) tensors of the samples `index`."""
+    return torch.from_numpy(to_float(data.x[index])), torch.from_numpy(data.y[index])
+
+
+def batches(data: Dataset, batch_size: int, order: np.ndarray | None = None
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield float (x, y) tensor batches in `order` (default: as stored)."""
+    for part in index_batches(len(data), batch_size, order):
+        yield load_batch(data, part)
 
 
 @torch.no_grad()
@@ -124,6 +136,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "config": self.cfg.model_dump(),
             "arch": self.spec.model_dump(),
+            "task": self.meta.get("distill"),
         }
         write_with(state_path(self.out), lambda tmp: torch.save(state, tmp))
 
@@ -134,7 +147,7 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state.get("format") != STATE_FORMAT or state["arch"] != self.spec.model_dump():
             raise UserError(f"{path} belongs to another model; delete it or choose another --out")
-        if state["config"] != self.cfg.model_dump():
+        if state["config"] != self.cfg.model_dump() or state.get("task") != self.meta.get("distill"):
             raise UserError(f"{path} was made with other training settings; resume with the same ones")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
@@ -170,10 +183,11 @@ class Trainer:
         self.model.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        for i, (x, y) in enumerate(batches(self.split.train, self.cfg.batch_size, order)):
+        for i, index in enumerate(index_batches(len(self.split.train), self.cfg.batch_size, order)):
+            x, y = load_batch(self.split.train, index)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                loss, logits = self.objective(self.model, x, y)
+                loss, logits = self.objective(self.model, x, y, index)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss is {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; the checkpoint of epoch"

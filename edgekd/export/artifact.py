@@ -4,10 +4,16 @@ What it leaves in the output folder (the contract scripts rely on): `model.onnx`
 the runtime's artifact, and `artifact.json` with `runtime`, `precision`, `artifact` (a file name in the
 folder), `input_shape`, `parity` (torch -> ONNX and torch -> artifact) and `accuracy` along the chain
 when labelled data is at hand.
+
+An FP32 artifact must match the model (parity gate). A reduced-precision one (INT8, FP16) cannot, so it
+is judged by accuracy instead: artifact.json's `quantization` block says how it was built, what stayed
+in float, and whether the accuracy goal (`max_accuracy_drop` in the target's options) was met on the
+validation split and on the test split. A missed goal still leaves the best artifact, with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -88,7 +94,9 @@ def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: s
         export_onnx(module, shape, onnx_path)
         parity = check_parity(module, onnx_path, x).to_json()
     reference = _run_onnx(onnx_path, x) if module is None else _run_torch(module, x)
-    artifact = adapter.build(onnx_path, profile.model_copy(update={"input_shape": shape}), out_dir)
+    calibration = _calibration_for(profile, calibration, data or meta.get("data"), out_dir)
+    update: dict[str, Any] = {"input_shape": shape, "calibration": calibration}
+    artifact = adapter.build(onnx_path, profile.model_copy(update=update), out_dir)
     artifact_out = _run_batched(adapter.load(artifact), x)
     artifact_parity = _agreement(reference, artifact_out)
     if profile.precision is Precision.FP32 and (artifact_parity["max_abs_diff"] > 1e-3
@@ -96,19 +104,65 @@ def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: s
         raise ParityError(f"{profile.runtime.value} FP32 artifact disagrees with the model: max abs diff"
                           f" {artifact_parity['max_abs_diff']:.3g}, top-1 agreement"
                           f" {artifact_parity['top1_agreement']:.4f}; report this with the model attached")
-    info = _describe(artifact, profile, out_dir, meta, parity, artifact_parity, inputs_desc,
-                     {"torch": _accuracy(reference, y) if module is not None else None,
-                      "onnx": _accuracy(_run_onnx(onnx_path, x), y), "artifact": _accuracy(artifact_out, y)},
+    accuracy = {"torch": _accuracy(reference, y) if module is not None else None,
+                "onnx": _accuracy(_run_onnx(onnx_path, x), y), "artifact": _accuracy(artifact_out, y)}
+    info = _describe(artifact, profile, out_dir, meta, parity, artifact_parity, inputs_desc, accuracy,
                      adapter.version(), calibration)
+    if profile.precision is not Precision.FP32:
+        info["quantization"] = _accuracy_gate(artifact.info.get("quantization") or {}, profile, accuracy)
     write_json(out_dir / "artifact.json", info)
     return info
+
+
+def _calibration_for(profile: TargetProfile, calibration: str | None, data: str | None,
+                     out_dir: Path) -> str | None:
+    """The recipe an INT8 build calibrates with: --calibration, else the profile's, else the default
+    recipe's settings on the model's own data (written to out_dir/calibration.yaml, so it is on record)."""
+    if profile.precision is not Precision.INT8:
+        return None  # only INT8 builds calibrate
+    name = calibration or profile.calibration
+    if name is not None or data is None:
+        return name  # None: the runtime falls back to the default recipe
+    from edgekd.data.calibration import DEFAULT_RECIPE, load_recipe, recipe_for_data, write_recipe
+
+    if data == load_recipe(DEFAULT_RECIPE).dataset:
+        return DEFAULT_RECIPE
+    spec = str(Path(data).resolve()) if Path(data).exists() else data  # the recipe may be read from elsewhere
+    return str(write_recipe(recipe_for_data(spec), out_dir / "calibration.yaml"))
+
+
+def _accuracy_gate(block: dict[str, Any], profile: TargetProfile, accuracy: dict[str, float | None]) -> dict[str, Any]:
+    """Add the test-split check to a reduced-precision build's report: the drop from the float model, and
+    the verdict against `max_accuracy_drop` (the validation verdict stands if it already failed)."""
+    block = {"precision": profile.precision.value, **block}
+    reference = accuracy["torch"] if accuracy["torch"] is not None else accuracy["onnx"]
+    got = accuracy["artifact"]
+    max_drop = profile.options.get("max_accuracy_drop")
+    if max_drop is not None and not isinstance(max_drop, (int, float)):
+        raise UserError(f"target {profile.name}: max_accuracy_drop must be a number like 0.01 (1 point)")
+    if reference is None or got is None:
+        return block
+    drop = reference - got
+    block["test"] = {"reference": reference, "artifact": got, "drop": drop}
+    if max_drop is None:
+        block.setdefault("goal_met", None)
+    elif drop > float(max_drop) + 1e-9 and block.get("goal_met") is not False:
+        block["goal_met"] = False
+        block["reason"] = (f"{profile.precision.value} accuracy on the test split is {drop * 100:.2f} points below"
+                           f" the float model's (allowed {float(max_drop) * 100:.2f}); the artifact is written"
+                           " anyway. Raise max_accuracy_drop, calibrate on more samples, or use fp32")
+    else:
+        block.setdefault("goal_met", True)
+    return block
 
 
 def _describe(artifact: Artifact, profile: TargetProfile, out_dir: Path, meta: dict[str, Any],
               parity: dict[str, Any] | None, artifact_parity: dict[str, float], inputs_desc: str,
               accuracy: dict[str, float | None], version: str, calibration: str | None) -> dict[str, Any]:
+    # The quantization report gets its own top-level block (with the test check added), not a copy in info.
+    info = {key: value for key, value in artifact.info.items() if key != "quantization"}
     return {
-        **artifact.to_json(),
+        **dataclasses.replace(artifact, info=info).to_json(),
         "artifact": artifact.path.relative_to(out_dir.resolve()).as_posix()
         if artifact.path.is_absolute() else artifact.path.as_posix(),
         "path": artifact.path.name,

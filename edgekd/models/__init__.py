@@ -1,6 +1,6 @@
 """Built-in model families, user models by `module:factory`, and checkpoints (state dict + arch spec)."""
 
-from edgekd.models.spec import ArchSpec, build_model, parse_arch
 from edgekd.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from edgekd.models.spec import ArchSpec, build_model, parse_arch
 
 __all__ = ["ArchSpec", "build_model", "parse_arch", "load_checkpoint", "load_model", "save_checkpoint"]

@@ -1,4 +1,5 @@
-"""Built-in families: a ResNet-style teacher, a plain CNN and a MobileNet-style inverted-residual student.
+"""Built-in families: a ResNet-style teacher, a plain CNN, a MobileNet-style inverted-residual student, and
+a small vision transformer (a non-convolutional teacher, for heterogeneous distillation).
 
 Every built-in model takes float32 N x C x H x W in [0, 1] and normalises inside itself (the first
 layer), so the exported graph and the device runner need no separate preprocessing. Each exposes its
@@ -8,7 +9,7 @@ and the automatic layer pairing look at.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ PRESETS: dict[str, tuple[str, dict[str, float | int]]] = {
     "cnn-m": ("cnn", {"width": 24, "depth": 2}),
     "mobilenet-s": ("mobilenet", {"width": 0.5, "depth": 1}),
     "mobilenet-m": ("mobilenet", {"width": 1.0, "depth": 2}),
+    "vit-s": ("vit", {"dim": 64, "depth": 6, "heads": 4, "patch": 4}),
 }
 
 
@@ -54,15 +56,15 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, a
 class Staged(nn.Module):
     """normalise -> stem -> stage1..N -> global pool -> linear head."""
 
-    def __init__(self, in_channels: int, stem: nn.Module, stages: list[nn.Module], features: int,
-                 num_classes: int) -> None:
+    def __init__(self, in_channels: int, stem: nn.Module, stages: Sequence[nn.Module], features: int,
+                 num_classes: int, pool: nn.Module | None = None) -> None:
         super().__init__()
         self.norm = Normalize(in_channels)
         self.stem = stem
         self.stages = len(stages)
         for i, stage in enumerate(stages, 1):
             self.add_module(f"stage{i}", stage)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.pool = pool if pool is not None else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(features, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -140,6 +142,82 @@ def mobilenet(in_channels: int = 1, num_classes: int = 10, width: float = 1.0, d
         stages.append(nn.Sequential(*blocks))
         cin = w
     return Staged(in_channels, conv_bn(in_channels, widths[0]), stages, widths[-1], num_classes)
+
+
+def sincos_2d(h: int, w: int, dim: int) -> Tensor:
+    """Fixed 2-D sine-cosine position embedding, (h * w) x dim, dim a multiple of 4 (as in "Better plain
+    ViT baselines", Beyer et al. 2022): no parameter, so one model takes any image size."""
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                          indexing="ij")
+    quarter = dim // 4
+    omega = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter - 1))
+    y, x = y.reshape(-1, 1) * omega, x.reshape(-1, 1) * omega
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p x p patches -> B x T x dim tokens, plus the fixed position embedding."""
+
+    def __init__(self, in_channels: int, dim: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, dim, patch, patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.proj(x)
+        _, dim, h, w = x.shape
+        return x.flatten(2).transpose(1, 2) + sincos_2d(h, w, dim).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention written out (matmul + softmax), so it exports to any opset alike."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, t, d))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer encoder block: x + attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TokenPool(nn.Module):
+    """Final LayerNorm, then the mean over tokens: B x T x dim -> B x dim."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x).mean(dim=1)
+
+
+@_register("vit")
+def vit(in_channels: int = 1, num_classes: int = 10, dim: int = 64, depth: int = 6, heads: int = 4,
+        patch: int = 4, mlp_ratio: int = 4) -> nn.Module:
+    """Teacher without convolutions past the patch embedding: `depth` encoder blocks (stage1..N, each
+    B x T x dim), mean-pooled tokens. Images must divide into `patch` x `patch` tiles (28: 4 or 7)."""
+    if dim % 4 or dim % heads:
+        raise TypeError(f"vit needs dim divisible by 4 and by heads, got dim={dim}, heads={heads}")
+    blocks: list[nn.Module] = [EncoderBlock(dim, heads, mlp_ratio) for _ in range(depth)]
+    return Staged(in_channels, PatchEmbed(in_channels, dim, patch), blocks, dim, num_classes, TokenPool(dim))
 
 
 def count_params(model: nn.Module) -> int:

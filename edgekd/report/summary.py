@@ -60,9 +60,9 @@ def _store_markdown(store: Store) -> str:
 
 def write_reports(run_dir: Path, formats: list[str]) -> list[Path]:
     """Reports of the results store in `run_dir`."""
-    unknown = set(formats) - {"md", "json"}
+    unknown = set(formats) - {"md", "json", "html"}
     if unknown:
-        raise UserError(f"unknown report format(s) {sorted(unknown)}; choose from md, json (html arrives later)")
+        raise UserError(f"unknown report format(s) {sorted(unknown)}; choose from html, md, json")
     store_path = run_dir / STORE_NAME
     if not store_path.is_file():
         raise UserError(f"{run_dir} holds no results store ({STORE_NAME}); give a run folder edgekd wrote")
@@ -72,6 +72,11 @@ def write_reports(run_dir: Path, formats: list[str]) -> list[Path]:
         runs = [{**r, "metrics": store.metrics(r["id"])} for r in store.runs()]
         write_json(run_dir / "report.json", {"runs": runs, "benchmarks": store.benchmarks()})
         written.append(run_dir / "report.json")
+    if "html" in formats:
+        from edgekd.report.html import render_html
+
+        write_text(run_dir / "report.html", render_html(store, run_dir.resolve().name))
+        written.append(run_dir / "report.html")
     if "md" in formats:
         write_text(run_dir / "report.md", _store_markdown(store))
         written.append(run_dir / "report.md")

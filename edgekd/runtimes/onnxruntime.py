@@ -1,4 +1,5 @@
-"""ONNX Runtime: an offline graph-optimised copy of the float ONNX, run by the CPU (or CUDA) provider.
+"""ONNX Runtime: an offline graph-optimised copy of the float ONNX (FP32) or a static INT8 QDQ model
+calibrated from a recipe (INT8, see `_ort_quant`), run by the CPU (or CUDA) provider.
 
 `onnxruntime` is imported inside the methods only, so importing this module stays cheap.
 """
@@ -19,6 +20,7 @@ from edgekd.errors import UserError
 from edgekd.runtimes import Artifact
 
 ARTIFACT_NAME = "model.ort.onnx"
+INT8_ARTIFACT_NAME = "model.int8.onnx"
 
 # Device name in a target profile -> ONNX Runtime execution providers, best first.
 _PROVIDERS: dict[str, list[str]] = {
@@ -53,13 +55,15 @@ class OnnxRuntime:
         return importlib.metadata.version("onnxruntime")
 
     def build(self, onnx_path: Path, profile: TargetProfile, workdir: Path) -> Artifact:
-        """Write `workdir/model.ort.onnx`, the float model with ONNX Runtime's graph rewrites applied."""
+        """FP32: `workdir/model.ort.onnx`, the float model with ONNX Runtime's graph rewrites applied.
+        INT8: `workdir/model.int8.onnx`, QDQ quantized with the recipe named by `profile.calibration`.
+        """
         from edgekd.export.onnx import onnx_input_shape
 
-        if profile.precision is not Precision.FP32:
+        if profile.precision not in (Precision.FP32, Precision.INT8):
             raise UserError(
                 f"onnxruntime {profile.precision.value} builds are not supported yet (they arrive with the"
-                " INT8 issue); use precision: fp32 in the target profile"
+                " rest of the INT8 issue); use precision: fp32 or int8 in the target profile"
             )
         input_shape = onnx_input_shape(Path(onnx_path))
         if profile.input_shape is not None and tuple(profile.input_shape) != input_shape:
@@ -67,8 +71,18 @@ class OnnxRuntime:
                 f"target {profile.name} expects input {list(profile.input_shape)} but {onnx_path} takes"
                 f" {list(input_shape)}; fix input_shape in the profile or export the model for it"
             )
-        out = Path(workdir).resolve() / ARTIFACT_NAME
-        _optimise_offline(Path(onnx_path), out, _providers(profile.device))
+        providers = _providers(profile.device)  # an unusable device fails before any quantizing
+        info: dict[str, Any] = {"runtime_version": self.version(), "source": str(onnx_path)}
+        if profile.precision is Precision.INT8:
+            from edgekd.runtimes import _ort_quant
+
+            out = Path(workdir).resolve() / INT8_ARTIFACT_NAME
+            # The QDQ graph is the portable form: each provider fuses it into its own INT8 kernels at load.
+            info["quantization"] = _ort_quant.quantize(Path(onnx_path), out, profile, input_shape)
+        else:
+            out = Path(workdir).resolve() / ARTIFACT_NAME
+            _optimise_offline(Path(onnx_path), out, providers)
+            info["graph_optimization"] = "extended"
         return Artifact(
             runtime=self.name.value,
             precision=profile.precision.value,
@@ -78,11 +92,7 @@ class OnnxRuntime:
             threads=profile.threads,
             hint=profile.hint,
             target=profile.name,
-            info={
-                "runtime_version": self.version(),
-                "graph_optimization": "extended",
-                "source": str(onnx_path),
-            },
+            info=info,
         )
 
     def load(self, artifact: Artifact) -> OrtSession:

@@ -1,0 +1,287 @@
+"""Teacher-output cache: a frozen teacher's logits and tapped features per training sample, on disk.
+
+When the input pipeline is deterministic (the trainer feeds the same pixels for a sample index every
+epoch: no augmentation), the teacher's outputs depend on the sample index alone. The first epoch runs
+the teacher live and records its outputs by index; later epochs read them from memory-mapped `.npy`
+files, so the teacher costs (near) nothing after the first epoch.
+
+Layout: `<root>/<digest>/meta.json` and one `tap<i>.npy` per tap, N x (the tap's per-sample shape).
+Features are stored as float16: after normalisation layers they lie far inside its range, and its
+rounding (relative error at most 2^-11, about 5e-4) is far below what the kernel losses resolve; a tap
+whose values would overflow float16 is kept in float32. Logits stay float32 (ten numbers a sample).
+The largest rounding error of every tap is measured while it is written and recorded in meta.json.
+
+Never silently reused: the folder is named by a digest of (teacher weights hash, data fingerprint,
+taps), and meta.json holds that key in full and is checked on every open, so a cache made for another
+teacher, other data or other taps is detected and rebuilt. A build fills a hidden temporary folder and
+is renamed into place only when every row is written, so an interrupted build is never read; a folder
+whose files do not match its meta.json is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from edgekd.errors import EdgekdError
+from edgekd.ui import console
+
+CACHE_FORMAT = "edgekd-teacher-cache-1"
+LOGITS = "logits"
+HALF_LIMIT = 32768.0  # half of float16's largest finite value (65504): larger values stay float32
+DISK_MARGIN = 1 << 30  # leave a GiB free when sizing a cache against the disk
+
+
+class CacheUnavailable(EdgekdError):
+    """The cache cannot be built here (e.g. too little disk); distillation goes on with the live teacher."""
+
+
+def weights_hash(model: nn.Module) -> str:
+    """sha256 of a model's structure (its repr) and every parameter and buffer, bit for bit."""
+    h = hashlib.sha256(f"{type(model).__qualname__}\n{model!r}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What teacher outputs depend on: the teacher, the training samples in index order, the taps."""
+
+    teacher: str
+    data: str
+    taps: tuple[str, ...]
+
+    def digest(self) -> str:
+        text = json.dumps([CACHE_FORMAT, self.teacher, self.data, list(self.taps)])
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "taps": list(self.taps)}
+
+
+def _mismatch(meta: dict[str, Any], key: CacheKey, n: int) -> str | None:
+    """Why a cache's meta.json does not fit the key, or None when it does."""
+    if meta.get("format") != CACHE_FORMAT:
+        return "has another format"
+    stored = meta.get("key", {})
+    for field, what in (("teacher", "another teacher"), ("data", "other data"), ("taps", "other taps")):
+        if stored.get(field) != key.to_json()[field]:
+            return f"was made for {what}"
+    return None if meta.get("n") == n else "holds another number of samples"
+
+
+def open_cache(folder: Path, key: CacheKey, n: int) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The cache's arrays by tap name (memory-mapped, read-only), or None and why it cannot be used."""
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        return None, "is missing" if not folder.exists() else "is incomplete (no meta.json)"
+    try:
+        meta = json.loads(meta_path.read_text())
+        reason = _mismatch(meta, key, n)
+        if reason:
+            return None, reason
+        arrays = {tap: np.load(folder / info["file"], mmap_mode="r") for tap, info in meta["taps"].items()}
+        for tap, info in meta["taps"].items():
+            if arrays[tap].shape != (n, *info["shape"]) or str(arrays[tap].dtype) != info["dtype"]:
+                return None, f"is incomplete ({info['file']} does not match meta.json)"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"is unreadable ({type(err).__name__})"
+    return arrays, "ok"
+
+
+def read_rows(arrays: dict[str, np.ndarray], index: np.ndarray, device: torch.device) -> dict[str, Tensor]:
+    """The cached taps of the samples `index`, in that order, as float32 tensors on `device`."""
+    return {tap: torch.from_numpy(np.asarray(arr[index], dtype=np.float32)).to(device)
+            for tap, arr in arrays.items()}
+
+
+class CacheBuilder:
+    """Fills a temporary folder beside `folder` by sample index; `commit` renames it into place."""
+
+    def __init__(self, folder: Path, key: CacheKey, n: int) -> None:
+        self.folder, self.key, self.n = folder, key, n
+        self.tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        self.arrays: dict[str, np.ndarray] = {}
+        self.stats: dict[str, dict[str, float]] = {}
+        self.filled = np.zeros(n, dtype=bool)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.filled.all())
+
+    def write(self, index: np.ndarray, taps: dict[str, Tensor]) -> None:
+        """Record the teacher's outputs for the samples `index` (rows of every tap of the key)."""
+        values = {tap: taps[tap].detach().float().cpu().numpy() for tap in self.key.taps}
+        if not self.arrays:
+            self._allocate(values)
+        for tap, x in values.items():
+            peak = float(np.abs(x).max(initial=0.0))
+            if self.arrays[tap].dtype == np.float16 and peak > HALF_LIMIT:
+                self._promote(tap)
+            stored = x.astype(self.arrays[tap].dtype)
+            err = float(np.abs(stored.astype(np.float32) - x).max(initial=0.0))
+            stat = self.stats[tap]
+            stat["max_abs"], stat["max_abs_err"] = max(stat["max_abs"], peak), max(stat["max_abs_err"], err)
+            self.arrays[tap][index] = stored
+        self.filled[index] = True
+
+    def _allocate(self, values: dict[str, np.ndarray]) -> None:
+        dtypes = {tap: np.float32 if tap == LOGITS or np.abs(x).max(initial=0.0) > HALF_LIMIT else np.float16
+                  for tap, x in values.items()}
+        need = sum(self.n * x[0].size * np.dtype(dtypes[tap]).itemsize for tap, x in values.items())
+        self.tmp.mkdir(parents=True)
+        free = shutil.disk_usage(self.tmp).free
+        if need > free - DISK_MARGIN:
+            self.discard()
+            raise CacheUnavailable(f"the teacher cache needs {need / 2**30:.1f} GiB but {self.folder.parent}"
+                                   f" has {free / 2**30:.1f} GiB free")
+        for i, (tap, x) in enumerate(values.items()):
+            self.arrays[tap] = np.lib.format.open_memmap(
+                self.tmp / f"tap{i}.npy", mode="w+", dtype=dtypes[tap], shape=(self.n, *x.shape[1:]))
+            self.stats[tap] = {"max_abs": 0.0, "max_abs_err": 0.0}
+
+    def _promote(self, tap: str) -> None:
+        """Re-allocate a float16 tap as float32 (rows so far were in range, so they carry over)."""
+        old = self.arrays[tap]
+        path = Path(old.filename).with_suffix(".f32.npy")  # type: ignore[attr-defined]
+        new = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=old.shape)
+        new[:] = old
+        self.arrays[tap] = new
+        del old
+        path.with_name(path.name.replace(".f32", "")).unlink()
+
+    def commit(self) -> dict[str, np.ndarray]:
+        """Flush, write meta.json last, and move the folder into place; returns the arrays to read."""
+        taps: dict[str, Any] = {}
+        for tap, arr in self.arrays.items():
+            arr.flush()  # type: ignore[attr-defined]
+            taps[tap] = {"file": Path(arr.filename).name, "shape": list(arr.shape[1:]),  # type: ignore[attr-defined]
+                         "dtype": str(arr.dtype), **self.stats[tap]}
+        meta = {"format": CACHE_FORMAT, "key": self.key.to_json(), "n": self.n, "taps": taps}
+        (self.tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        self.arrays = {}
+        shutil.rmtree(self.folder, ignore_errors=True)  # a stale or half-written cache of this key
+        try:
+            os.replace(self.tmp, self.folder)
+        except OSError:  # another process committed the same key meanwhile: read theirs
+            self.discard()
+        arrays, reason = open_cache(self.folder, self.key, self.n)
+        if arrays is None:
+            raise EdgekdError(f"the teacher cache {self.folder} {reason} right after it was written")
+        return arrays
+
+    def discard(self) -> None:
+        self.arrays = {}
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def sweep_stale(folder: Path) -> None:
+    """Delete temporary build folders of this key left by processes that no longer run."""
+    for tmp in folder.parent.glob(f".{folder.name}.*.tmp"):
+        pid = tmp.name.split(".")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Where caches live and what the training data is: enough, with the teacher, to key a cache."""
+
+    root: Path
+    data: str  # fingerprint of the training split, in the order the trainer indexes it
+    n_samples: int
+
+
+SPOT_CHECK = 2  # samples re-run live at the start of each cached epoch
+SPOT_TOLERANCE = 1e-2  # relative to the logits' scale: batch effects are ~1e-6, augmentation is ~1
+
+
+class CachedTeacher:
+    """Teacher taps of a batch by sample index: from the cache once it is complete, else live.
+
+    While the cache is incomplete, live outputs are recorded by index; the build is committed when the
+    last sample of an epoch has been seen, and thrown away if the run stops first. Each cached epoch
+    starts by re-running the teacher on a few samples and comparing logits: if the inputs of an index
+    changed (augmentation), the cache is dropped for the rest of the run and the teacher runs live.
+    """
+
+    def __init__(self, live: Callable[[Tensor], dict[str, Tensor]], folder: Path, key: CacheKey, n: int) -> None:
+        self.live, self.folder, self.key, self.n = live, folder, key, n
+        self.arrays: dict[str, np.ndarray] | None = None
+        self.builder: CacheBuilder | None = None
+        self.enabled, self.check_next = True, False
+
+    def open(self, stack: ExitStack) -> None:
+        """Open a complete cache of this key, or prepare to build one; a build left open is discarded."""
+        sweep_stale(self.folder)
+        self.arrays, reason = open_cache(self.folder, self.key, self.n)
+        if self.arrays is None and reason != "is missing":
+            console.print(f"teacher cache {self.folder} {reason}: rebuilding it")
+        stack.callback(self._discard)
+
+    def on_epoch(self) -> dict[str, float]:
+        self.check_next = self.arrays is not None
+        return {"teacher_cached": float(self.arrays is not None)}
+
+    def __call__(self, x: Tensor, index: np.ndarray) -> dict[str, Tensor]:
+        if self.arrays is not None:
+            cached = read_rows(self.arrays, index, x.device)
+            if not self.check_next or self._agrees(x, cached):
+                return cached
+        taps = self.live(x)
+        if self.enabled and self.arrays is None:
+            self._record(index, taps)
+        return taps
+
+    def _agrees(self, x: Tensor, cached: dict[str, Tensor]) -> bool:
+        self.check_next = False
+        live = self.live(x[:SPOT_CHECK])[LOGITS].float()
+        ref = cached[LOGITS][:SPOT_CHECK]
+        if float((live - ref).abs().max()) <= SPOT_TOLERANCE * max(1.0, float(ref.abs().max())):
+            return True
+        console.print("teacher outputs no longer match the cache (do the inputs change between epochs?):"
+                      " the teacher runs live for the rest of this run")
+        self.arrays, self.enabled = None, False
+        return False
+
+    def _record(self, index: np.ndarray, taps: dict[str, Tensor]) -> None:
+        if self.builder is None:
+            self.builder = CacheBuilder(self.folder, self.key, self.n)
+        try:
+            self.builder.write(index, taps)
+        except CacheUnavailable as err:
+            console.print(f"{err}: the teacher runs live (turn the cache off to silence this)")
+            self.builder, self.enabled = None, False
+            return
+        if self.builder.complete:
+            self.arrays, self.builder = self.builder.commit(), None
+
+    def _discard(self) -> None:
+        if self.builder is not None:
+            self.builder.discard()
+            self.builder = None

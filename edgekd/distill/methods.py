@@ -1,0 +1,186 @@
+"""From a distillation task to its loss: default weights per method, layer pairs, schedule.
+
+A method is a registered loss (`edgekd.distill.losses.LOSSES`). What a loss takes is read from its
+constructor, never from its name: a loss with a `pairs` argument compares layer pairs, one with a
+`schedule` argument weights them over training. Pairs are explicit, or chosen at matching relative
+depth among each model's candidate layers (`candidate_layers`), `n_pairs` of them (default: the loss's
+`default_n_pairs`).
+
+Default weights (`DEFAULTS`) are edgekd's choices for Fashion-MNIST-sized data and batch 128, measured
+by the magnitude of each term on a trained teacher and an untrained student (see each entry's note);
+user-registered methods default to 0.5 / 0.5.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from edgekd.distill.pairing import LOGITS, LayerPair, as_pairs, resolve_pairs
+from edgekd.errors import UserError
+
+if TYPE_CHECKING:
+    from edgekd.config import DistillConfig
+
+_STAGE = re.compile(r"^stage(\d+)$")
+
+
+@dataclass(frozen=True)
+class MethodDefaults:
+    """Default task weights of a method, and why they are what they are."""
+
+    ce_weight: float
+    kd_weight: float
+    note: str = ""
+    pooled: bool = True  # may automatic pairing end at `pool` (else at the last stage's activations)
+
+
+DEFAULTS: dict[str, MethodDefaults] = {
+    "kd": MethodDefaults(0.5, 0.5, "Hinton KD's usual even split; the T^2 factor keeps both terms level"),
+    "pkt": MethodDefaults(1.0, 1000.0, "PKT is ~1e-3 (a mean over B^2 kernel entries): x1000 brings it to CE's"
+                                       " order; the authors use the transfer loss alone, edgekd adds CE"),
+    "infoflow": MethodDefaults(1.0, 100.0, "the divergences are ~1e-2 and the schedule already weighs early"
+                                           " intermediate pairs x100: x100 levels the last pair with CE"),
+    "sp": MethodDefaults(1.0, 3000.0, "gamma = 3000 as in public benchmarks; at batch 128 the SP term is"
+                                      " then of CE's order, as it is there", pooled=False),
+}
+FALLBACK = MethodDefaults(0.5, 0.5)
+
+
+def loss_parameters(method: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of a registered loss (unknown names fail listing the known ones)."""
+    from edgekd.distill.losses import LOSSES
+
+    return dict(inspect.signature(LOSSES.get(method)).parameters)
+
+
+def complete_task(data: dict[str, Any]) -> dict[str, Any]:
+    """A raw DistillConfig mapping with the method's defaults filled in, checked against the method."""
+    out = {k: v for k, v in data.items() if v is not None}
+    method = out.setdefault("method", "kd")
+    params = loss_parameters(method)
+    defaults = DEFAULTS.get(method, FALLBACK)
+    out.setdefault("ce_weight", defaults.ce_weight)
+    out.setdefault("kd_weight", defaults.kd_weight)
+    clash = {"pairs", "schedule"} & set(out.get("loss_params") or {})
+    if clash:
+        raise UserError(f"give {', '.join(sorted(clash))} as task options, not inside loss_params")
+    if "pairs" in out and "n_pairs" in out:
+        raise UserError("give either explicit pairs or n_pairs (how many to choose automatically), not both")
+    if "pairs" not in params and ({"pairs", "n_pairs"} & set(out)):
+        raise UserError(f"method {method!r} compares logits only: it takes no layer pairs (drop --pairs/--n-pairs)")
+    if "schedule" in params:
+        default = params["schedule"].default
+        out.setdefault("schedule", default if isinstance(default, str) else None)
+        _check_schedule(out["schedule"])
+    elif "schedule" in out:
+        raise UserError(f"method {method!r} does not weight layers over training: --schedule applies to"
+                        f" {', '.join(m for m in _methods() if 'schedule' in loss_parameters(m))}")
+    return out
+
+
+def _check_schedule(name: str | None) -> None:
+    from edgekd.distill.schedules import SCHEDULES
+
+    if name is not None:
+        SCHEDULES.get(name)
+
+
+def _methods() -> list[str]:
+    from edgekd.distill.losses import LOSSES
+
+    return LOSSES.names()
+
+
+def parse_pairs(text: str | Sequence[Any]) -> tuple[LayerPair, ...]:
+    """`"s1:t1,s2:t2"`, a list of `"s:t"` strings, or a list of (student, teacher) pairs."""
+    items = [p for p in text.split(",") if p.strip()] if isinstance(text, str) else list(text)
+    pairs = []
+    for item in items:
+        if isinstance(item, str):
+            student, sep, teacher = item.strip().partition(":")
+            if not sep:
+                raise UserError(f"layer pair {item!r}: write student_layer:teacher_layer, e.g. stage3:stage3")
+            item = (student.strip(), teacher.strip())
+        pairs.append(item)
+    return as_pairs(pairs)
+
+
+def candidate_layers(model: nn.Module, input_shape: tuple[int, int, int], pooled: bool = True) -> list[str]:
+    """Layers automatic pairing chooses from, shallow to deep.
+
+    A model with `stage1..stageN` children (every built-in one) offers those and, when `pooled`,
+    `pool`; any other model offers its top-level children in the order its forward pass calls them,
+    except the child whose output is the logits (they are always compared as `logits`).
+    """
+    children = [name for name, _ in model.named_children()]
+    stages = sorted((n for n in children if _STAGE.match(n)), key=lambda n: int(n[len("stage"):]))
+    if stages:
+        return stages + (["pool"] if pooled and "pool" in children else [])
+    return _called_children(model, input_shape)
+
+
+def _called_children(model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
+    """Top-level children with a tensor output, in call order, without the one returning the logits."""
+    order: list[tuple[str, Tensor]] = []
+    handles = [child.register_forward_hook(
+        lambda _m, _i, out, name=name: order.append((name, out)) if isinstance(out, Tensor) else None)
+        for name, child in model.named_children()]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(torch.zeros(2, *input_shape))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    seen = dict.fromkeys(name for name, out in order if out is not logits)
+    return list(seen)
+
+
+def method_pairs(task: DistillConfig, student: nn.Module, teacher: nn.Module,
+                 input_shape: tuple[int, int, int]) -> list[LayerPair] | None:
+    """The task's layer pairs, checked on both models (None for methods without pairs)."""
+    params = loss_parameters(task.method)
+    if "pairs" not in params:
+        return None
+    from edgekd.distill.losses import LOSSES
+
+    default_n = int(getattr(LOSSES.get(task.method), "default_n_pairs", 1))
+    n = task.n_pairs if task.n_pairs is not None else default_n
+    if task.pairs:
+        return resolve_pairs(student, teacher, [], [], n, explicit=task.pairs)
+    pooled = DEFAULTS.get(task.method, FALLBACK).pooled
+    s_layers = candidate_layers(student, input_shape, pooled)
+    t_layers = candidate_layers(teacher, input_shape, pooled)
+    if n > min(len(s_layers), len(t_layers)):
+        raise UserError(
+            f"method {task.method!r} uses {n} layer pairs, but the student offers {len(s_layers)} candidate"
+            f" layers ({', '.join(s_layers) or 'none'}) and the teacher {len(t_layers)}"
+            f" ({', '.join(t_layers) or 'none'}); pass --n-pairs or explicit --pairs student:teacher,..."
+        )
+    return resolve_pairs(student, teacher, s_layers, t_layers, n)
+
+
+def build_loss(task: DistillConfig, pairs: Sequence[LayerPair] | None) -> nn.Module:
+    """The task's loss module, with its pairs and schedule."""
+    from edgekd.distill.losses import LOSSES
+
+    kwargs = dict(task.loss_params)
+    if pairs is not None:
+        kwargs["pairs"] = list(pairs)
+    if task.schedule is not None:
+        kwargs["schedule"] = task.schedule
+    try:
+        return LOSSES.create(task.method, **kwargs)
+    except TypeError as err:
+        raise UserError(f"method {task.method!r}: {err}; check the loss parameters") from None
+
+
+__all__ = ["DEFAULTS", "LOGITS", "build_loss", "candidate_layers", "complete_task", "method_pairs", "parse_pairs"]
