@@ -283,8 +283,47 @@ def _later(name: str, what: str) -> None:
 
 
 _later("select", "Latency-in-the-loop choice of the student")
-_later("package", "Deployment bundle: artifact + runner script + manifest")
-_later("ingest", "Read measurements made on a device by the bundle's runner back into the store")
+
+
+@cli.command("package")
+@click.argument("artifact", type=PathArg)
+@click.option("--out", type=PathArg, required=True, help="bundle folder to write")
+@click.option("--target", default=None, help="check that the export was built for this profile")
+@click.option("--store", type=PathArg, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def package_cmd(artifact: Path, out: Path, target: str | None, store: Path | None, as_json: bool) -> None:
+    """Deployment bundle of an export folder: the artifact, manifest.json (shapes, labels, hashes) and
+    run.py, a runner that needs only the runtime on the device (no edgekd, no torch).
+
+    \b
+    Example:
+      edgekd package build/student --out bundle/student
+      # on the device:  python run.py verify && python run.py bench > results.json
+      edgekd ingest results.json
+    """
+    from edgekd.bundle import package
+
+    manifest = package(artifact, out, target, store=store)
+    _emit(manifest, as_json, lambda m: click.echo(f"wrote bundle {out} (id {m.get('bundle_id', '?')})"))
+
+
+@cli.command("ingest")
+@click.argument("results_json", type=PathArg)
+@click.option("--bundle", type=PathArg, default=None, help="the bundle the results came from")
+@click.option("--store", type=PathArg, default=None)
+@guarded
+def ingest_cmd(results_json: Path, bundle: Path | None, store: Path | None) -> None:
+    """Read a device's `run.py bench` JSON back into the results store.
+
+    \b
+    Example:
+      edgekd ingest results.json --bundle bundle/student
+    """
+    from edgekd.bundle import ingest
+
+    row = ingest(results_json, store, bundle=bundle)
+    click.echo(f"ingested {results_json} as benchmark {row}")
 
 
 def main() -> None:

@@ -388,7 +388,7 @@ def read_image(path: Path, chw: tuple[int, ...]) -> list[tuple[str, np.ndarray]]
     if suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as err:
+        except (OSError, ValueError) as err:
             raise BadInput(f"{path} is not a plain .npy array ({err})") from None
         if arr.ndim == 4:
             return [(f"{path}[{i}]", _fit(a, chw, f"{path}[{i}]")) for i, a in enumerate(arr)]
@@ -401,9 +401,12 @@ def read_image(path: Path, chw: tuple[int, ...]) -> list[tuple[str, np.ndarray]]
     except ImportError:
         raise BadInput(f"{path.name}: reading {suffix or 'this format'} needs Pillow, which is not installed here;"
                        " pip install pillow, or convert the image to .pgm/.ppm/.npy") from None
-    with Image.open(path) as img:
-        grey = img.mode in _GREY_MODES
-        arr = np.asarray(img.convert("L" if grey else "RGB"))
+    try:
+        with Image.open(path) as img:
+            grey = img.mode in _GREY_MODES
+            arr = np.asarray(img.convert("L" if grey else "RGB"))
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise BadInput(f"cannot read {path} as an image ({err}); give a PNG/JPEG/BMP, .pgm/.ppm or .npy") from None
     return [(str(path), _fit(arr if grey else arr.transpose(2, 0, 1), chw, str(path)))]
 
 
@@ -413,7 +416,8 @@ def _read_pnm(path: Path) -> tuple[np.ndarray, int]:
     magic = data[:2]
     if magic not in (b"P2", b"P3", b"P5", b"P6"):
         raise BadInput(f"{path} is not a PGM/PPM image (magic {magic!r}); give P5/P6 (or P2/P3) Netpbm files")
-    tokens, pos = [], 2
+    tokens: list[int] = []
+    pos = 2
     while len(tokens) < 3:
         while pos < len(data) and data[pos:pos + 1].isspace():
             pos += 1
@@ -425,8 +429,13 @@ def _read_pnm(path: Path) -> tuple[np.ndarray, int]:
             pos += 1
         if start == pos:
             raise BadInput(f"{path}: truncated PGM/PPM header")
-        tokens.append(int(data[start:pos]))
+        try:
+            tokens.append(int(data[start:pos]))
+        except ValueError:
+            raise BadInput(f"{path}: malformed PGM/PPM header ({data[start:pos][:20]!r})") from None
     width, height, maxval = tokens
+    if min(width, height) < 1 or not 1 <= maxval <= 65535:
+        raise BadInput(f"{path}: PGM/PPM header says {width} x {height} pixels, maxval {maxval}; re-save the image")
     channels = 3 if magic in (b"P3", b"P6") else 1
     count = width * height * channels
     if magic in (b"P5", b"P6"):
@@ -464,6 +473,10 @@ def _fit(arr: np.ndarray, chw: tuple[int, ...], name: str, maxval: int | None = 
         return arr.astype(np.float32) * np.float32(1.0 / 255.0)
     if arr.dtype.kind != "f":
         raise BadInput(f"{name} holds {arr.dtype} values; give uint8 pixels (0-255) or floats in [0, 1]")
+    low, high = float(arr.min()), float(arr.max())
+    if not (-1e-3 <= low and high <= 1.0 + 1e-3):  # also catches NaN
+        raise BadInput(f"{name} holds floats in [{low:g}, {high:g}]; the model takes [0, 1]: divide 0-255 pixels"
+                       " by 255, or save them as uint8")
     return arr.astype(np.float32)
 
 
@@ -509,7 +522,11 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     session = open_session(bundle, manifest, threads)
     # The one input every timed run reuses: seeded noise, exactly as edgekd's worker makes it.
     inputs = np.random.default_rng(0).random((batch, *manifest["input"]["shape"]), dtype=np.float32)
-    logits = np.asarray(session.run(inputs))  # one untimed run, as the worker's output check
+    try:  # one untimed run, as the worker's output check
+        logits = np.asarray(session.run(inputs))
+    except Exception as err:  # runtimes raise their own types for a batch they cannot take
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BadInput(f"the artifact cannot run a batch of shape {list(inputs.shape)} ({reason})") from None
     if logits.ndim != 2 or logits.shape[0] != batch:
         raise BadInput(f"the model gives outputs of shape {list(logits.shape)} for a batch of {batch}")
     stats = measure(session, inputs, timing)

@@ -51,7 +51,7 @@ def test_help_lists_the_contract() -> None:
         assert code == 0 and "Usage" in output
 
 
-@pytest.mark.parametrize("name", ["select", "package", "ingest"])
+@pytest.mark.parametrize("name", ["select"])
 def test_later_stages_say_so(name: str) -> None:
     assert_bad_input([name], "not in this version yet")
 

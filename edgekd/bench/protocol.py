@@ -3,6 +3,9 @@
 Every runtime is measured the same way, so their latencies can be compared: warm-up until both a
 count and a time are reached, then one `perf_counter_ns` pair around each `session.run` on the very
 same input array, until both a minimum count and a minimum time are reached.
+
+scripts/edgekd_runner.py (the deployment bundle's run.py, which cannot import edgekd) holds a copy of this
+loop: change both together; tests/test_bundle.py runs the two on the same fake sessions.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def _artifacts(store: Store) -> list[dict[str, Any]]:
         acc, parity = info.get("accuracy") or {}, info.get("parity") or {}
         rows.append({
             "label": _label(a["path"]), "target": info.get("target", ""), "chain": acc,
-            "torch": fmt_pct(acc.get("torch")), "onnx": fmt_pct(acc.get("onnx")), "artifact": fmt_pct(acc.get("artifact")),
+            "torch": fmt_pct(acc.get("torch")), "onnx": fmt_pct(acc.get("onnx")),
+            "artifact": fmt_pct(acc.get("artifact")),
             "diff": f"{parity['max_abs_diff']:.1e}" if "max_abs_diff" in parity else "-",
             "agreement": fmt_pct(parity.get("top1_agreement")),
         })

@@ -36,7 +36,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     front = []
     for i, (lat, acc) in enumerate(points):
         dominated = any(
-            (lat2 <= lat and acc2 >= acc) and (lat2 < lat or acc2 > acc) for j, (lat2, acc2) in enumerate(points) if j != i
+            lat2 <= lat and acc2 >= acc and (lat2 < lat or acc2 > acc)
+            for j, (lat2, acc2) in enumerate(points)
+            if j != i
         )
         if not dominated:
             front.append(i)

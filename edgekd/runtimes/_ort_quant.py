@@ -152,7 +152,7 @@ class _Work:
 
     def unit(self, name: str) -> tuple[tuple[str, ...], Path]:
         """`name` plus the nodes that still quantize its data input when it is excluded (asked of the quantizer)."""
-        unit = (name,)
+        unit: tuple[str, ...] = (name,)
         for _ in range(_UNIT_STEPS):
             path = self.quantize(unit)
             producer = _quantizing_producer(path, name)

@@ -12,7 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -29,11 +28,11 @@ SHAPE = (1, 28, 28)
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cnn-xs after ~190 steps on 6000 real Fashion-MNIST training images (about 70% test accuracy)."""
+def student(tmp_path_factory: pytest.TempPathFactory, fmnist_npz: Path) -> Path:
+    """cnn-xs after ~170 steps on 900 real Fashion-MNIST images (about 65-70% test accuracy)."""
     out = tmp_path_factory.mktemp("student") / "s.pt"
-    cfg = TrainConfig(epochs=1, limit=6000, batch_size=32, seed=0)
-    api.train_teacher("cnn-xs", "fashion-mnist", out, cfg, store=out.parent / "s.sqlite", progress=False)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, seed=0)
+    api.train_teacher("cnn-xs", str(fmnist_npz), out, cfg, store=out.parent / "s.sqlite", progress=False)
     return out
 
 
@@ -67,7 +66,7 @@ def check_export(info: dict, out: Path) -> dict:
     assert info == json.loads((out / "artifact.json").read_text())
     assert info["precision"] == "int8" and (out / info["artifact"]).is_file()
     acc = info["accuracy"]
-    assert acc["torch"] > 0.6 and acc["torch"] - acc["artifact"] < 0.02, acc
+    assert acc["torch"] > 0.55 and acc["torch"] - acc["artifact"] < 0.02, acc
     assert info["parity"]["artifact"]["top1_agreement"] > 0.9
     q = info["quantization"]
     assert q["calibration_samples"] == 512 and q["recipe"]["dataset"] == "fashion-mnist"
@@ -157,8 +156,10 @@ def test_cli_bad_recipe_exits_2_with_one_line(outlier_onnx: Path, tmp_path: Path
     assert not (tmp_path / "o" / "artifact.json").exists()
 
 
-def test_random_inputs_still_quantize_with_the_default_recipe(outlier_onnx: Path, tmp_path: Path) -> None:
-    np.random.seed(0)
-    info = api.export(str(outlier_onnx), "cpu-openvino-int8", tmp_path)  # no data: parity on noise
+def test_without_data_the_default_recipe_calibrates(outlier_onnx: Path, tmp_path: Path) -> None:
+    target = tmp_path / "plain.yaml"
+    target.write_text("runtime: onnxruntime\nprecision: int8\n")
+    info = api.export(str(outlier_onnx), str(target), tmp_path / "out")  # no data: checks run on noise
     assert info["calibration"] is None and info["accuracy"]["artifact"] is None
-    assert info["quantization"]["recipe"]["name"] == "fashion-mnist" and "test" not in info["quantization"]
+    q = info["quantization"]
+    assert q["recipe"]["name"] == "fashion-mnist" and "test" not in q and q["goal_met"] is None
