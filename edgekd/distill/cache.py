@@ -240,7 +240,9 @@ class CachedTeacher:
         """Open a complete cache of this key, or prepare to build one; a build left open is discarded."""
         sweep_stale(self.folder)
         self.arrays, reason = open_cache(self.folder, self.key, self.n)
-        if self.arrays is None and reason != "is missing":
+        if self.arrays is not None:
+            console.print(f"teacher outputs: from the cache {self.folder}")
+        elif reason != "is missing":
             console.print(f"teacher cache {self.folder} {reason}: rebuilding it")
         stack.callback(self._discard)
 
@@ -280,6 +282,8 @@ class CachedTeacher:
             return
         if self.builder.complete:
             self.arrays, self.builder = self.builder.commit(), None
+            size = sum(arr.nbytes for arr in self.arrays.values())
+            console.print(f"teacher outputs cached in {self.folder} ({size / 2**20:.0f} MiB)")
 
     def _discard(self) -> None:
         if self.builder is not None:

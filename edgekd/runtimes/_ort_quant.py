@@ -48,11 +48,11 @@ def quantize(onnx_path: Path, out: Path, profile: TargetProfile, input_shape: tu
         best, attempts, limit_note = work.search()
         with atomic_path(out) as target:
             shutil.copyfile(best.path, target)
-    float_layers = work.float_layers(best.excluded)
+    float_layers, int8_layers = weighted_layers(out)
     return report(
         inputs, method="onnxruntime.quantization.quantize_static (QDQ)", settings=work.settings(),
         float_acc=work.float_acc, int8_acc=best.accuracy, float_layers=float_layers,
-        int8_layers=len(work.weighted) - len(float_layers), limit_note=limit_note,
+        int8_layers=int8_layers, limit_note=limit_note,
         extra={"excluded_nodes": list(best.excluded),
                "attempts": [{"float_layers": len(work.float_layers(a.excluded)), "accuracy": a.accuracy}
                             for a in attempts]},
@@ -170,6 +170,25 @@ class _Work:
                        threads=self.profile.threads)
         session = OnnxRuntime().load(art)
         return np.concatenate([session.run(x[i:i + 256]) for i in range(0, len(x), 256)])
+
+
+def weighted_layers(path: Path) -> tuple[list[str], int]:
+    """(names of weighted layers whose weights are still float, how many take INT8 weights) in a QDQ model."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    initializers = {t.name for t in graph.initializer}
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    kept, int8 = [], 0
+    for node in graph.node:
+        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2:
+            continue
+        weight = node.input[1]
+        if producer.get(weight) == "DequantizeLinear":
+            int8 += 1
+        elif weight in initializers or producer.get(weight) == "Constant":
+            kept.append(node.name)  # a product of two activations (attention) has no weights and is skipped
+    return kept, int8
 
 
 def _quantizing_producer(path: Path, name: str) -> str | None:

@@ -55,7 +55,8 @@ def quantize(model: Any, profile: TargetProfile, input_shape: tuple[int, int, in
             )
             method = "nncf.quantize_with_accuracy_control"
     float_layers, int8_layers = weighted_layers(quantized)
-    limit = f" (the limit, max_float_layers={o.max_float_layers})" if o.max_float_layers else ""
+    at_limit = o.max_float_layers is not None and len(float_layers) >= o.max_float_layers
+    limit = f" (the limit, max_float_layers={o.max_float_layers})" if at_limit else ""
     settings = {"preset": o.preset, "target_device": common["target_device"].value, "weights": "i8",
                 "nncf": nncf.__version__}
     return quantized, report(inputs, method=method, settings=settings, float_acc=float_acc,

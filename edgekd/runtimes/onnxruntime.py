@@ -62,8 +62,8 @@ class OnnxRuntime:
 
         if profile.precision not in (Precision.FP32, Precision.INT8):
             raise UserError(
-                f"onnxruntime {profile.precision.value} builds are not supported yet (they arrive with the"
-                " rest of the INT8 issue); use precision: fp32 or int8 in the target profile"
+                f"onnxruntime {profile.precision.value} builds are not supported (ONNX Runtime's CPU provider runs"
+                " fp32 and int8); use precision: fp32 or int8, or an openvino target for fp16/bf16"
             )
         input_shape = onnx_input_shape(Path(onnx_path))
         if profile.input_shape is not None and tuple(profile.input_shape) != input_shape:

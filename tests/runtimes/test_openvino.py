@@ -156,9 +156,9 @@ def test_compile_config_pins_fp32_execution() -> None:
     assert config("fp32", device="AUTO:CPU", threads=2) == {"PERFORMANCE_HINT": "LATENCY"}
 
 
-def test_int8_is_refused_clearly(onnx_path: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="INT8"):
-        OpenVino().build(onnx_path, profile(Precision.INT8), tmp_path)
+def test_bf16_is_refused_clearly(onnx_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="fp32, fp16 or int8"):
+        OpenVino().build(onnx_path, profile(Precision.BF16), tmp_path)
 
 
 @pytest.mark.parametrize("device", ["foo", "npu"])

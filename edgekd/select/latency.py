@@ -1,0 +1,154 @@
+"""A candidate's latency before training: export it untrained, build it for the target, measure it.
+
+Latency does not depend on the weights, so an untrained copy measures what the distilled student will
+cost. Measurements go through `edgekd.bench.benchmark` (THE timing loop, in its own process), and are
+cached in the results store's file, in a table of their own (`candidate_latency`), keyed by the
+candidate's key plus a hash of what decides latency on the target: runtime and its version, precision,
+device, threads, batch and CPU model. A second `select` on the same machine and target measures
+nothing twice; a new ONNX Runtime version or another CPU measures again. The timing settings are not
+part of the key: a cached number is reused whatever timing the caller asks for (the result records the
+one it was measured with).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekd.bench import TimingConfig, benchmark
+from edgekd.bench.fingerprint import cpu_model
+from edgekd.config import TargetProfile
+from edgekd.errors import UserError
+from edgekd.select.space import Candidate
+from edgekd.store import Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidate_latency (
+    key TEXT PRIMARY KEY,
+    candidate TEXT NOT NULL,
+    arch TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    target TEXT NOT NULL,
+    p50_ms REAL NOT NULL,
+    result TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """p50 latency (ms) of one candidate on one target; `cached` when no measurement ran."""
+
+    p50_ms: float
+    cached: bool
+    result: dict[str, Any]
+
+
+def target_fields(profile: TargetProfile, runtime_version: str) -> dict[str, Any]:
+    """What decides a model's latency on a target, as the benchmark's fingerprint records it."""
+    return {
+        "runtime": profile.runtime.value,
+        "runtime_version": runtime_version,
+        "precision": profile.precision.value,
+        "device": profile.device,
+        "threads": profile.resolved_threads(),
+        "batch": profile.batch,
+        "cpu_model": cpu_model(),
+    }
+
+
+def cache_key(candidate: Candidate, fields: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{candidate.key}-{digest}"
+
+
+class LatencyCache:
+    """The `candidate_latency` table in the store's SQLite file (same WAL and busy-timeout settings)."""
+
+    def __init__(self, store: Store | Path) -> None:
+        self.path = store.path if isinstance(store, Store) else Store(Path(store)).path
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=60.0, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.row_factory = sqlite3.Row
+            yield conn
+
+    def get(self, key: str) -> LatencyResult | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT p50_ms, result FROM candidate_latency WHERE key = ?", (key,)).fetchone()
+        return None if row is None else LatencyResult(float(row["p50_ms"]), True, json.loads(row["result"]))
+
+    def put(self, key: str, candidate: Candidate, fields: dict[str, Any], result: dict[str, Any]) -> None:
+        # Two processes measuring the same candidate at once: the first number stays.
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO candidate_latency(key, candidate, arch, spec, target, p50_ms, result, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, candidate.key, candidate.arch, candidate.spec.model_dump_json(),
+                 json.dumps(fields, sort_keys=True), float(result["latency_ms"]["p50"]),
+                 json.dumps(result, sort_keys=True, default=str), time.time()),
+            )
+
+    def count(self) -> int:
+        with self._connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM candidate_latency").fetchone()[0])
+
+
+def lookup(candidate: Candidate, profile: TargetProfile, store: Store | Path) -> LatencyResult | None:
+    """The cached latency of `candidate` on `profile` on this machine, without measuring anything."""
+    from edgekd.runtimes import get_runtime
+
+    fields = target_fields(profile, get_runtime(profile.runtime).version())
+    return LatencyCache(store).get(cache_key(candidate, fields))
+
+
+def measure_candidate(candidate: Candidate, profile: TargetProfile, workdir: Path, store: Store | Path,
+                      timing: TimingConfig | None = None) -> LatencyResult:
+    """p50 latency of the untrained `candidate` built for `profile`; cached in the store."""
+    from edgekd.runtimes import get_runtime
+
+    adapter = get_runtime(profile.runtime)  # an absent runtime fails here, before any work
+    fields = target_fields(profile, adapter.version())
+    key = cache_key(candidate, fields)
+    cache = LatencyCache(store)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    result = _measure(candidate, profile, Path(workdir) / key, timing)
+    result["candidate"] = {"arch": candidate.arch, "key": candidate.key, "image_size": candidate.spec.image_size,
+                           "params": candidate.params, "flops": candidate.flops}
+    cache.put(key, candidate, fields, result)
+    return LatencyResult(float(result["latency_ms"]["p50"]), False, result)
+
+
+def _measure(candidate: Candidate, profile: TargetProfile, folder: Path,
+             timing: TimingConfig | None) -> dict[str, Any]:
+    """Export, build and benchmark one untrained candidate in `folder`."""
+    from edgekd.export import export_onnx
+    from edgekd.models import build_model
+    from edgekd.runtimes import get_runtime
+
+    shape = candidate.input_shape
+    if profile.input_shape is not None and tuple(profile.input_shape) != shape:
+        raise UserError(f"target {profile.name} takes input {list(profile.input_shape)} but candidate"
+                        f" {candidate.arch} takes {list(shape)}; set the space's image_size and in_channels"
+                        " to match the target")
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = export_onnx(build_model(candidate.spec), shape, folder / "model.onnx")
+    artifact = get_runtime(profile.runtime).build(onnx_path, profile.model_copy(update={"input_shape": shape}),
+                                                  folder)
+    return benchmark(artifact, batch=profile.batch, **({"timing": timing} if timing else {}))
