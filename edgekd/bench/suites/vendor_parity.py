@@ -67,14 +67,18 @@ def _build(arch: str, workdir: Path, target: str) -> Path:
     return out
 
 
-def _benchmark_app(xml: Path, batch: int, threads: int, seconds: float) -> float:
-    cmd = [sys.executable, "-c", BENCHMARK_APP, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync",
-           "-shape", f"[{batch},1,28,28]", "-infer_precision", "f32", "-nthreads", str(threads), "-t", str(seconds)]
+def _benchmark_app(xml: Path, batch: int, threads: int, seconds: float, workdir: Path) -> float:
+    # benchmark_app refuses -nthreads beside -hint; a config file gives it exactly edgekd's settings.
+    config = workdir / "benchmark_app.json"
+    config.write_text(json.dumps({"CPU": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+                                          "INFERENCE_NUM_THREADS": str(threads), "INFERENCE_PRECISION_HINT": "f32"}}))
+    cmd = [sys.executable, "-c", BENCHMARK_APP, "-m", str(xml), "-d", "CPU", "-api", "sync",
+           "-shape", f"[{batch},1,28,28]", "-load_config", str(config), "-t", str(max(1, round(seconds)))]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Median:\s+([\d.]+)\s+ms", out)
+    match = re.search(r"Median:\s+([\d.]+)\s+(ms|us)", out)
     if not match:
         raise RuntimeError(f"benchmark_app printed no median latency:\n{out[-2000:]}")
-    return float(match.group(1))
+    return float(match.group(1)) / (1000.0 if match.group(2) == "us" else 1.0)
 
 
 def _ort_profiler(onnx: Path, batch: int, threads: int, iters: int, workdir: Path) -> float:
@@ -101,7 +105,7 @@ def main() -> None:
         ratios: dict[str, list[float]] = {"openvino": [], "onnxruntime": []}
         for r in range(args.rounds):
             ours = benchmark(ov_art, batch=batch, threads=args.threads, timing=timing)["latency_ms"]["p50"]
-            theirs = _benchmark_app(ov_art.path, batch, args.threads, args.seconds)
+            theirs = _benchmark_app(ov_art.path, batch, args.threads, args.seconds, workdir)
             ratios["openvino"].append(ours / theirs)
             print(f"batch {batch:3d} round {r + 1} openvino    edgekd {ours:8.4f}  benchmark_app {theirs:8.4f}"
                   f"  ratio {ours / theirs:.3f}")
