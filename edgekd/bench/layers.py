@@ -36,10 +36,17 @@ class LayerKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Layer:
+    """One operator at batch 1. For convolutions and matrix products, `macs` is
+    `positions * cin_per_group * cout`, which lets a cost model round channels up to a runtime's
+    vector width."""
+
     kind: LayerKind
     config: str
     macs: int
     elements: int
+    cin_per_group: int = 0
+    cout: int = 0
+    positions: int = 0  # output positions times kernel area: the MACs of one channel pair
 
 
 def model_layers(model: Any, input_shape: tuple[int, int, int]) -> list[Layer]:
@@ -100,8 +107,9 @@ def _classify(name: str, args: Any, out: Any) -> Layer:
     if name in _MATMUL:
         a = args[1] if name in ("addmm", "baddbmm") else args[0]
         k = int(a.shape[-1])
+        n = int(out.shape[-1])
         return Layer(LayerKind.LINEAR, f"{name} {_shape(a.shape)} -> {_shape(out.shape)}", out.numel() * k,
-                     a.numel() + out.numel())
+                     a.numel() + out.numel(), k, n, out.numel() // n)
     x = args[0]
     kind = LayerKind.POOL if name in _POOL else LayerKind.ELTWISE
     return Layer(kind, f"{name} {_shape(x.shape)} -> {_shape(out.shape)}", 0, x.numel() + out.numel())
@@ -119,7 +127,9 @@ def _conv(x: Any, weight: Any, stride: Any, groups: int, out: Any) -> Layer:
     k = "x".join(map(str, kernel))
     s = "x".join(map(str, stride)) if len(set(stride)) > 1 else str(stride[0])
     config = f"conv{k} s{s} g{groups} {cin}->{cout} @{_shape(x.shape[2:])}"
-    return Layer(kind, config, out.numel() * cin_per_group * prod(kernel), x.numel() + out.numel())
+    positions = out.numel() // cout * prod(kernel)
+    return Layer(kind, config, positions * cin_per_group * cout, x.numel() + out.numel(), cin_per_group, cout,
+                 positions)
 
 
 def _shape(shape: Any) -> str:

@@ -10,8 +10,11 @@ cached in the store like any candidate), and a per-layer cost model is fitted to
     latency = per-call overhead + sum over layers of (a[kind] + b[kind] * MACs + c[kind] * elements)
 
 where kind is conv, pointwise, depthwise, linear, pool or eltwise (`edgekd.bench.layers`, which folds
-batch norm and fused activations as the runtimes do), MACs its multiply-accumulates and elements the
-activation elements it reads and writes. The coefficients are non-negative (a layer never saves time)
+batch norm and fused activations as the runtimes do), MACs its multiply-accumulates with channel counts
+rounded up to the runtime's vector width, and elements the activation elements it reads and writes.
+The vector width matters: ONNX Runtime on an AVX2 CPU computes convolutions in blocks of 8 channels,
+so 12 channels cost what 16 do; it is not configured but chosen per target, among 1, 4, 8 and 16, by
+the leave-one-out error over the probes. The coefficients are non-negative (a layer never saves time)
 and fitted to relative error, the quantity the MAPE goal is about. The per-layer table is the fitted
 cost of every distinct layer configuration of the space; a prediction is the overhead plus the table's
 entries for the candidate's layers. The accuracy suite (`edgekd.bench.suites.predictor_accuracy`)
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from edgekd.store import Store
 
 FORMAT = "edgekd-latency-predictor/1"
+VECTOR_WIDTHS = (1, 4, 8, 16)
 _MAC_KINDS = (LayerKind.CONV, LayerKind.POINTWISE, LayerKind.DEPTHWISE, LayerKind.LINEAR)
 FEATURES: tuple[str, ...] = (
     "overhead",
@@ -48,12 +52,18 @@ FEATURES: tuple[str, ...] = (
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
 
 
-def layer_features(layer: Layer) -> np.ndarray:
-    """The layer's row of the cost model: one count, its MACs, its elements."""
+def padded_macs(layer: Layer, vector: int) -> int:
+    """MACs with channel counts rounded up to `vector` (one input channel per group stays one)."""
+    cin = layer.cin_per_group if layer.cin_per_group <= 1 else -(-layer.cin_per_group // vector) * vector
+    return layer.positions * cin * (-(-layer.cout // vector) * vector)
+
+
+def layer_features(layer: Layer, vector: int = 1) -> np.ndarray:
+    """The layer's row of the cost model: one count, its (padded) MACs, its elements."""
     row = np.zeros(len(FEATURES))
     row[_INDEX[f"{layer.kind.value}.count"]] = 1.0
     if layer.kind in _MAC_KINDS:
-        row[_INDEX[f"{layer.kind.value}.macs"]] = layer.macs
+        row[_INDEX[f"{layer.kind.value}.macs"]] = padded_macs(layer, vector)
     row[_INDEX[f"{layer.kind.value}.elements"]] = layer.elements
     return row
 
@@ -66,15 +76,31 @@ def candidate_layers(candidate: Candidate) -> list[Layer]:
         return model_layers(build_model(candidate.spec), candidate.input_shape)
 
 
+def choose_probes(candidates: Sequence[Candidate], n: int) -> list[Candidate]:
+    """About `n` candidates spread over the space to measure and fit on: each family in proportion to its
+    size (at least two), evenly over its FLOPs order, smallest and largest included (no extrapolation)."""
+    families: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        families.setdefault(c.spec.family, []).append(c)
+    picks: list[Candidate] = []
+    for members in families.values():
+        share = max(2, round(n * len(members) / max(1, len(candidates))))
+        ordered = sorted(members, key=lambda c: (c.flops, c.key))
+        index = np.unique(np.linspace(0, len(ordered) - 1, min(share, len(ordered))).round().astype(int))
+        picks += [ordered[i] for i in index]
+    return picks
+
+
 class LatencyPredictor:
     """Fitted per-layer costs for one target; `predict` sums them over a candidate's layers."""
 
-    def __init__(self, coef: Mapping[str, float], target: Mapping[str, Any] | None = None,
+    def __init__(self, coef: Mapping[str, float], vector: int = 1, target: Mapping[str, Any] | None = None,
                  fit_info: Mapping[str, Any] | None = None) -> None:
         unknown = set(coef) - set(FEATURES)
         if unknown:
-            raise UserError(f"latency predictor: unknown coefficient(s) {sorted(unknown)}; re-fit it")
+            raise UserError(f"latency predictor: unknown coefficient(s) {sorted(unknown)}; fit it again")
         self.coef = np.array([float(coef.get(name, 0.0)) for name in FEATURES])
+        self.vector = int(vector)
         self.target = dict(target or {})
         self.fit_info = dict(fit_info or {})
         self._layers: dict[str, list[Layer]] = {}
@@ -83,67 +109,82 @@ class LatencyPredictor:
 
     @classmethod
     def fit(cls, candidates_or_probes: Sequence[Candidate], profile: TargetProfile, workdir: Path,
-            store: Store | Path, timing: TimingConfig | None = None) -> LatencyPredictor:
+            store: Store | Path, timing: TimingConfig | None = None, *, repeats: int = 1) -> LatencyPredictor:
         """Measure the probes (cached in the store, like any candidate) and fit the per-layer costs."""
         from edgekd.runtimes import get_runtime
         from edgekd.select.latency import measure_candidate, target_fields
 
-        measured = {c.key: measure_candidate(c, profile, workdir, store, timing).p50_ms for c in candidates_or_probes}
+        measured = {c.key: measure_candidate(c, profile, workdir, store, timing, repeats=repeats).p50_ms
+                    for c in candidates_or_probes}
         target = {"name": profile.name, **target_fields(profile, get_runtime(profile.runtime).version())}
         return cls.fit_measured(candidates_or_probes, measured, target)
 
     @classmethod
     def fit_measured(cls, candidates: Sequence[Candidate], measured: Mapping[str, float],
                      target: Mapping[str, Any] | None = None) -> LatencyPredictor:
-        """Fit to latencies already measured (ms, by candidate key)."""
+        """Fit to latencies already measured (ms, by candidate key); picks the vector width too."""
         probes = [c for c in candidates if c.key in measured]
         if len(probes) < 2:
             raise UserError(f"latency predictor: need at least 2 measured probes, got {len(probes)}")
-        predictor = cls({}, target)
-        x = np.stack([predictor._features(c) for c in probes])
         y = np.array([float(measured[c.key]) for c in probes])
-        if (y <= 0).any():
-            raise UserError("latency predictor: measured latencies must be positive")
+        if not np.all(y > 0):
+            raise UserError("latency predictor: measured latencies must be positive numbers of ms")
+        predictor = cls({}, 1, target)
+        layers = [predictor._layers_of(c) for c in probes]
+        features = {v: np.stack([_sum_features(ls, v) for ls in layers]) for v in VECTOR_WIDTHS}
+        loo = {v: _loo_mape(x, y) for v, x in features.items()}
+        predictor.vector = min(VECTOR_WIDTHS, key=lambda v: (loo[v], v))
+        x = features[predictor.vector]
         predictor.coef = _relative_nnls(x, y)
-        predictor.fit_info = {"probes": [c.arch for c in probes], "fit_mape": _mape(x @ predictor.coef, y)}
+        predictor.fit_info = {"probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
+                              "fit_mape": _mape(x @ predictor.coef, y),
+                              "loo_mape_by_vector": {str(v): e for v, e in loo.items()}}
         return predictor
 
     # ---- predicting ------------------------------------------------------------------------------
 
     def predict(self, candidate: Candidate) -> float:
         """Estimated p50 latency (ms) of `candidate` on the target the predictor was fitted for."""
-        return float(self._features(candidate) @ self.coef)
+        return float(_sum_features(self._layers_of(candidate), self.vector) @ self.coef)
 
     def layer_ms(self, layer: Layer) -> float:
         """One layer's entry in the per-layer table (ms); the per-call overhead is not in it."""
-        return float(layer_features(layer) @ self.coef)
+        return float(layer_features(layer, self.vector) @ self.coef)
+
+    def overhead_ms(self) -> float:
+        return float(self.coef[_INDEX["overhead"]])
 
     def table(self, candidates: Iterable[Candidate]) -> list[dict[str, Any]]:
-        """The per-layer latency table of `candidates`: every distinct layer configuration, its cost."""
+        """The per-layer latency table of `candidates`: every distinct layer configuration and its cost."""
+        return self._table(layer for candidate in candidates for layer in self._layers_of(candidate))
+
+    def _table(self, layers: Iterable[Layer]) -> list[dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
-        for candidate in candidates:
-            for layer in self._layers_of(candidate):
-                rows.setdefault(layer.config, {"kind": layer.kind.value, "config": layer.config,
-                                               "macs": layer.macs, "elements": layer.elements,
-                                               "ms": self.layer_ms(layer)})
+        for layer in layers:
+            rows.setdefault(layer.config, {"kind": layer.kind.value, "config": layer.config, "macs": layer.macs,
+                                           "elements": layer.elements, "ms": self.layer_ms(layer)})
         return sorted(rows.values(), key=lambda r: (r["kind"], -r["ms"]))
 
     def mape(self, measured: Mapping[str, float], candidates: Iterable[Candidate] = ()) -> float:
-        """Mean absolute percentage error (%) against measured p50s, by candidate key. Candidates not
-        predicted before are given by `candidates`."""
+        """Mean absolute percentage error (%) against measured p50s (ms, by candidate key) of candidates
+        predicted before or given in `candidates`."""
         for candidate in candidates:
             self._layers_of(candidate)
         missing = [key for key in measured if key not in self._layers]
         if missing:
             raise UserError(f"latency predictor: no candidate for key(s) {missing[:3]}; pass them as candidates")
-        predicted = [self._predict_key(key) for key in measured]
+        predicted = [float(_sum_features(self._layers[k], self.vector) @ self.coef) for k in measured]
         return _mape(np.array(predicted), np.array([float(v) for v in measured.values()]))
 
     # ---- files -----------------------------------------------------------------------------------
 
     def save(self, path: Path) -> Path:
+        """Write the predictor as JSON: the coefficients (ms per unit of each feature), and for reading,
+        the per-layer table of every layer it has fitted on or predicted."""
         coef = {name: float(v) for name, v in zip(FEATURES, self.coef, strict=True)}
-        write_json(Path(path), {"format": FORMAT, "target": self.target, "coef": coef, "fit": self.fit_info})
+        table = self._table(layer for layers in self._layers.values() for layer in layers)
+        write_json(Path(path), {"format": FORMAT, "target": self.target, "vector": self.vector, "coef": coef,
+                                "fit": self.fit_info, "table": table})
         return Path(path)
 
     @classmethod
@@ -154,37 +195,37 @@ class LatencyPredictor:
             raise UserError(f"cannot read latency predictor {path} ({err}); fit one again") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{path} is not an edgekd latency predictor ({FORMAT}); fit one again")
-        return cls(data.get("coef") or {}, data.get("target"), data.get("fit"))
-
-    # ---- internals -------------------------------------------------------------------------------
+        return cls(data.get("coef") or {}, int(data.get("vector", 1)), data.get("target"), data.get("fit"))
 
     def _layers_of(self, candidate: Candidate) -> list[Layer]:
         if candidate.key not in self._layers:
             self._layers[candidate.key] = candidate_layers(candidate)
         return self._layers[candidate.key]
 
-    def _features(self, candidate: Candidate) -> np.ndarray:
-        return _sum_features(self._layers_of(candidate))
 
-    def _predict_key(self, key: str) -> float:
-        return float(_sum_features(self._layers[key]) @ self.coef)
-
-
-def _sum_features(layers: Sequence[Layer]) -> np.ndarray:
-    row = sum((layer_features(layer) for layer in layers), np.zeros(len(FEATURES)))
+def _sum_features(layers: Sequence[Layer], vector: int) -> np.ndarray:
+    row = sum((layer_features(layer, vector) for layer in layers), np.zeros(len(FEATURES)))
     row[_INDEX["overhead"]] = 1.0
     return row
 
 
 def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative coefficients minimising the squared relative error sum(((x @ c) - y) / y)^2."""
+    """Non-negative coefficients minimising the squared relative error sum((x @ c - y) / y)^2."""
     from scipy.optimize import nnls
 
     scale = np.abs(x).max(axis=0)
     scale[scale == 0] = 1.0  # a feature no probe has: its coefficient stays 0
-    a = (x / scale) / y[:, None]
-    coef, _ = nnls(a, np.ones(len(y)))
+    coef, _ = nnls((x / scale) / y[:, None], np.ones(len(y)))
     return coef / scale  # type: ignore[no-any-return]
+
+
+def _loo_mape(x: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out MAPE (%) of the fit: each probe predicted by a fit to the others."""
+    if len(y) < 3:
+        return _mape(x @ _relative_nnls(x, y), y)
+    rest = ~np.eye(len(y), dtype=bool)
+    predicted = [x[i] @ _relative_nnls(x[rest[i]], y[rest[i]]) for i in range(len(y))]
+    return _mape(np.array(predicted), y)
 
 
 def _mape(predicted: np.ndarray, measured: np.ndarray) -> float:

@@ -59,6 +59,9 @@ class Candidate:
     def input_shape(self) -> tuple[int, int, int]:
         return self.spec.in_channels, self.spec.image_size, self.spec.image_size
 
+    def __hash__(self) -> int:  # the spec's params dict is not hashable; the key stands for it
+        return hash(self.key)
+
 
 class FamilyGrid(BaseModel):
     """One family and the values each of its parameters takes (a scalar is a one-value list)."""

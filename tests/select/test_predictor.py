@@ -1,0 +1,114 @@
+"""The latency predictor: per-layer costs fitted to measured probes; predict, table, MAPE, save and load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgekd.bench import TimingConfig
+from edgekd.bench.layers import LayerKind
+from edgekd.bench.predictor import LatencyPredictor, candidate_layers, choose_probes, padded_macs
+from edgekd.config import TargetProfile
+from edgekd.errors import UserError
+from edgekd.select import Candidate
+from edgekd.select.latency import LatencyCache
+from edgekd.select.space import SearchSpace
+from edgekd.store import STORE_NAME, Store
+
+# A made-up target: 20 us per call, convolutions in blocks of 8 channels.
+TRUTH = LatencyPredictor({"overhead": 0.02, "conv.count": 0.003, "conv.macs": 2e-8, "pointwise.macs": 3e-8,
+                          "depthwise.macs": 1e-7, "pool.elements": 1e-7, "eltwise.elements": 5e-8}, vector=8)
+
+
+@pytest.fixture(scope="module")
+def space() -> list[Candidate]:
+    return SearchSpace.model_validate({"families": [
+        {"family": "cnn", "width": [2, 6, 8, 12, 16], "depth": [1, 2]},
+        {"family": "mobilenet", "width": [0.25, 0.5, 1.0], "depth": [1, 2]},
+    ], "image_size": [8, 12]}).candidates()
+
+
+def test_layers_fold_batch_norm_and_activations_into_convolutions(space: list[Candidate]) -> None:
+    cnn = next(c for c in space if c.arch == "cnn(depth=1,width=2)" and c.spec.image_size == 8)
+    kinds = [layer.kind for layer in candidate_layers(cnn)]
+    # normalise (sub, mul), 4 conv-BN-ReLU as 4 convs, 2 max-pools, the global mean, the head
+    assert kinds == [LayerKind.ELTWISE] * 2 + [LayerKind.CONV] * 2 + [LayerKind.POOL, LayerKind.CONV] * 2 \
+        + [LayerKind.POOL, LayerKind.LINEAR]
+    conv = candidate_layers(cnn)[3]
+    assert conv.config == "conv3x3 s1 g1 2->2 @8x8" and conv.macs == 8 * 8 * 9 * 2 * 2
+    assert padded_macs(conv, 8) == 8 * 8 * 9 * 8 * 8
+
+
+def test_fit_recovers_a_known_cost_model_on_held_out_candidates(space: list[Candidate]) -> None:
+    probes = choose_probes(space, 14)
+    held_out = [c for c in space if c not in probes]
+    measured = {c.key: TRUTH.predict(c) for c in space}
+    predictor = LatencyPredictor.fit_measured(probes, measured)
+    assert predictor.vector == 8  # chosen by leave-one-out error, not configured
+    assert predictor.mape({c.key: measured[c.key] for c in held_out}, held_out) < 1.0
+    assert predictor.fit_info["fit_mape"] < 1.0
+
+
+def test_prediction_is_overhead_plus_the_layer_table(space: list[Candidate]) -> None:
+    candidate = space[-1]
+    table = {row["config"]: row["ms"] for row in TRUTH.table([candidate])}
+    layers = candidate_layers(candidate)
+    assert TRUTH.predict(candidate) == pytest.approx(TRUTH.overhead_ms() + sum(table[x.config] for x in layers))
+    assert len(TRUTH.table(space)) > len(table) and all(ms >= 0 for ms in table.values())
+
+
+def test_save_and_load_round_trip(tmp_path: Path, space: list[Candidate]) -> None:
+    fitted = LatencyPredictor.fit_measured(space[::2], {c.key: TRUTH.predict(c) for c in space},
+                                           target={"name": "made-up", "threads": 1})
+    loaded = LatencyPredictor.load(fitted.save(tmp_path / "predictor.json"))
+    table = json.loads((tmp_path / "predictor.json").read_text())["table"]
+    assert {row["config"] for row in table} == {row["config"] for row in fitted.table(space[::2])}
+    assert [loaded.predict(c) for c in space] == [fitted.predict(c) for c in space]
+    assert (loaded.vector, loaded.target, loaded.fit_info) == (fitted.vector, fitted.target, fitted.fit_info)
+
+
+def test_mape_needs_the_candidates_it_has_not_seen(space: list[Candidate]) -> None:
+    predictor = LatencyPredictor({"overhead": 0.1})
+    with pytest.raises(UserError, match="no candidate for key"):
+        predictor.mape({space[0].key: 0.1})
+    assert predictor.mape({space[0].key: 0.2}, [space[0]]) == pytest.approx(50.0)
+    assert predictor.mape({space[0].key: 0.1}) == pytest.approx(0.0)  # remembered now
+
+
+def test_probes_spread_over_each_family(space: list[Candidate]) -> None:
+    probes = choose_probes(space, 8)
+    assert probes == choose_probes(space, 8)
+    for family in ("cnn", "mobilenet"):
+        members = sorted((c for c in space if c.spec.family == family), key=lambda c: c.flops)
+        picked = [c for c in probes if c.spec.family == family]
+        assert members[0] in picked and members[-1] in picked
+    assert 6 <= len(probes) <= 10
+
+
+def test_bad_inputs_are_user_errors(tmp_path: Path, space: list[Candidate]) -> None:
+    with pytest.raises(UserError, match="at least 2 measured probes"):
+        LatencyPredictor.fit_measured(space, {space[0].key: 0.1})
+    with pytest.raises(UserError, match="must be positive"):
+        LatencyPredictor.fit_measured(space[:2], {space[0].key: 0.1, space[1].key: 0.0})
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UserError, match="cannot read latency predictor"):
+        LatencyPredictor.load(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(UserError, match="is not an edgekd latency predictor"):
+        LatencyPredictor.load(tmp_path / "other.json")
+
+
+def test_fit_measures_probes_through_the_store(tmp_path: Path, space: list[Candidate]) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    profile = TargetProfile(name="test-ort", runtime="onnxruntime", threads=1)
+    probes = [c for c in space if c.spec.image_size == 8][:3]
+    store = Store(tmp_path / STORE_NAME)
+    timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=20, min_time_s=0.05)
+    predictor = LatencyPredictor.fit(probes, profile, tmp_path, store, timing)
+    assert LatencyCache(store).count() == 3
+    assert predictor.target["name"] == "test-ort" and predictor.target["threads"] == 1
+    assert all(predictor.predict(c) > 0 for c in space)
+    loaded = LatencyPredictor.load(predictor.save(tmp_path / "latency_predictor.json"))
+    assert loaded.predict(space[0]) == pytest.approx(predictor.predict(space[0]))
