@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: 
 
 
 def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig, task: DistillConfig, *,
-            resume: bool = False, store: Path | None = None, progress: bool = True) -> Any:
+            resume: bool = False, store: Path | None = None, progress: bool = True,
+            on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> Any:
     """Distil a student from a teacher checkpoint with a registered method. Returns a TrainResult.
 
     Layer pairs are resolved and checked on both models before any training; with `task.cache`, the
@@ -88,7 +90,7 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
             "pairs": [list(p) for p in pairs] if pairs is not None else None, "schedule": task.schedule,
             "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc")}
     trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta)
-    return trainer.fit(resume=resume, show_progress=progress)
+    return trainer.fit(resume=resume, show_progress=progress, on_epoch_end=on_epoch_end)
 
 
 def export(model: str, target: str, out_dir: Path, *, data: str | None = None,

@@ -35,7 +35,7 @@ class DemoPlan:
 
 
 FULL = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=4, student_epochs=3, limit=None)
-QUICK = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=1, student_epochs=1, limit=6000)
+QUICK = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=1, student_epochs=2, limit=6000)
 
 
 def cache_dir() -> Path:
@@ -85,7 +85,7 @@ def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None
             build = workdir / "build" / f"{entry['name']}-{target}"
             console.print(f"[bold]{entry['name']}[/]: export + build for {target}, then bench")
             info = api.export(str(entry["checkpoint"]), target, build, data=DATA, store=store)
-            bench = api.bench(build, data=DATA, limit=2000 if quick else None, quick=quick, store=store)
+            bench = api.bench(build, data=DATA, quick=quick, store=store)
             rows.append({**{k: str(v) if isinstance(v, Path) else v for k, v in entry.items()},
                          "target": target, "params": count_params(module), "test_acc_torch": meta["test_acc"],
                          "artifact": info, "bench": bench})

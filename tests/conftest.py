@@ -10,6 +10,14 @@ import pytest
 from edgekd.data.fashion_mnist import data_dir
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One torch thread: on a 2-core machine shared with the ONNX Runtime / OpenVINO worker processes
+    # the tests start, two torch threads mostly wait on each other; one keeps test times steady.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not (data_dir() / "train-images-idx3-ubyte.gz").is_file():
         skip = pytest.mark.skip(reason="Fashion-MNIST missing: apt-get install -y dataset-fashion-mnist")

@@ -144,22 +144,27 @@ class CacheBuilder:
         dtypes = {tap: np.float32 if tap == LOGITS or np.abs(x).max(initial=0.0) > HALF_LIMIT else np.float16
                   for tap, x in values.items()}
         need = sum(self.n * x[0].size * np.dtype(dtypes[tap]).itemsize for tap, x in values.items())
-        self.tmp.mkdir(parents=True)
-        free = shutil.disk_usage(self.tmp).free
-        if need > free - DISK_MARGIN:
+        try:
+            self.tmp.mkdir(parents=True)
+            free = shutil.disk_usage(self.tmp).free
+            if need > free - DISK_MARGIN:
+                raise OSError(f"it needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are free")
+            for i, (tap, x) in enumerate(values.items()):
+                self.arrays[tap] = _reserved_memmap(self.tmp / f"tap{i}.npy", dtypes[tap], (self.n, *x.shape[1:]))
+                self.stats[tap] = {"max_abs": 0.0, "max_abs_err": 0.0}
+        except OSError as err:
             self.discard()
-            raise CacheUnavailable(f"the teacher cache needs {need / 2**30:.1f} GiB but {self.folder.parent}"
-                                   f" has {free / 2**30:.1f} GiB free")
-        for i, (tap, x) in enumerate(values.items()):
-            self.arrays[tap] = np.lib.format.open_memmap(
-                self.tmp / f"tap{i}.npy", mode="w+", dtype=dtypes[tap], shape=(self.n, *x.shape[1:]))
-            self.stats[tap] = {"max_abs": 0.0, "max_abs_err": 0.0}
+            raise CacheUnavailable(f"cannot build the teacher cache in {self.folder.parent} ({err})") from None
 
     def _promote(self, tap: str) -> None:
         """Re-allocate a float16 tap as float32 (rows so far were in range, so they carry over)."""
         old = self.arrays[tap]
         path = Path(old.filename).with_suffix(".f32.npy")  # type: ignore[attr-defined]
-        new = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=old.shape)
+        try:
+            new = _reserved_memmap(path, np.dtype(np.float32), old.shape)
+        except OSError as err:
+            self.discard()
+            raise CacheUnavailable(f"cannot build the teacher cache in {self.folder.parent} ({err})") from None
         new[:] = old
         self.arrays[tap] = new
         del old
@@ -188,6 +193,16 @@ class CacheBuilder:
     def discard(self) -> None:
         self.arrays = {}
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _reserved_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A writable .npy memmap whose disk blocks are reserved up front: a write to a sparse mapping on a
+    full disk would kill the process (SIGBUS) instead of raising."""
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
+    return arr
 
 
 def sweep_stale(folder: Path) -> None:
@@ -276,14 +291,16 @@ class CachedTeacher:
             self.builder = CacheBuilder(self.folder, self.key, self.n)
         try:
             self.builder.write(index, taps)
-        except CacheUnavailable as err:
-            console.print(f"{err}: the teacher runs live (turn the cache off to silence this)")
-            self.builder, self.enabled = None, False
-            return
-        if self.builder.complete:
+            if not self.builder.complete:
+                return
             self.arrays, self.builder = self.builder.commit(), None
-            size = sum(arr.nbytes for arr in self.arrays.values())
-            console.print(f"teacher outputs cached in {self.folder} ({size / 2**20:.0f} MiB)")
+        except (CacheUnavailable, OSError) as err:  # no room, no permission: train on, live
+            console.print(f"{err}: the teacher runs live (--no-cache silences this)")
+            self._discard()
+            self.enabled = False
+            return
+        size = sum(arr.nbytes for arr in self.arrays.values())
+        console.print(f"teacher outputs cached in {self.folder} ({size / 2**20:.0f} MiB)")
 
     def _discard(self) -> None:
         if self.builder is not None:

@@ -6,9 +6,11 @@ constructor, never from its name: a loss with a `pairs` argument compares layer 
 depth among each model's candidate layers (`candidate_layers`), `n_pairs` of them (default: the loss's
 `default_n_pairs`).
 
-Default weights (`DEFAULTS`) are edgekd's choices for Fashion-MNIST-sized data and batch 128, measured
-by the magnitude of each term on a trained teacher and an untrained student (see each entry's note);
-user-registered methods default to 0.5 / 0.5.
+Default weights (`DEFAULTS`) are edgekd's choices, from two measurements on Fashion-MNIST at batch 128
+(teacher `resnet`, 84% test accuracy; student `cnn-xs`; 9,000 training samples): the gradient norm of
+each term against CE's on the student, and test accuracy after 3 epochs over 3 seeds (student alone
+72.2%; pkt x1000 72.2%; infoflow x1 73.0%, x10 61%; sp x100 72.6%, x300 71.8%, x3000 66.6%).
+User-registered methods default to 0.5 / 0.5.
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ class MethodDefaults:
 
 
 DEFAULTS: dict[str, MethodDefaults] = {
-    "kd": MethodDefaults(0.5, 0.5, "Hinton KD's usual even split; the T^2 factor keeps both terms level"),
-    "pkt": MethodDefaults(1.0, 1000.0, "PKT is ~1e-3 (a mean over B^2 kernel entries): x1000 brings it to CE's"
-                                       " order; the authors use the transfer loss alone, edgekd adds CE"),
-    "infoflow": MethodDefaults(1.0, 100.0, "the divergences are ~1e-2 and the schedule already weighs early"
-                                           " intermediate pairs x100: x100 levels the last pair with CE"),
-    "sp": MethodDefaults(1.0, 3000.0, "gamma = 3000 as in public benchmarks; at batch 128 the SP term is"
-                                      " then of CE's order, as it is there", pooled=False),
+    "kd": MethodDefaults(0.5, 0.5, "Hinton KD's usual even split (T = 4)"),
+    "pkt": MethodDefaults(1.0, 1000.0, "PKT's gradient is 1e-4..5e-4 of CE's: x1000 makes it 0.1-0.5x"
+                                       " CE's (the authors train on PKT alone; edgekd adds CE)"),
+    "infoflow": MethodDefaults(1.0, 1.0, "critical-period weights (x100 early) already put each intermediate"
+                                         " pair at ~0.3x CE's gradient; x10 and more cost 10+ points"),
+    "sp": MethodDefaults(1.0, 100.0, "gamma 3000 (public benchmarks) makes SP's gradient 6-19x CE's here"
+                                     " and costs 5 points; 100 keeps it below CE's", pooled=False),
 }
 FALLBACK = MethodDefaults(0.5, 0.5)
 

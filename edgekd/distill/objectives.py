@@ -96,8 +96,8 @@ class Distillation:
     def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
                  ) -> tuple[Tensor, Tensor]:
         logits = student(x)
-        use_cache = self._cached is not None and index is not None
-        t_taps = self._cached(x, index) if use_cache else self.live_taps(x)  # type: ignore[misc,arg-type]
+        cached = self._cached
+        t_taps = cached(x, index) if cached is not None and index is not None else self.live_taps(x)
         s_taps = {**self._student_taps, LOGITS: logits}
         kd = self.loss(s_taps, t_taps, y)
         loss = self.kd_weight * kd

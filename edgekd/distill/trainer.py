@@ -3,7 +3,8 @@
 Seeded; CUDA and AMP when present; a checkpoint of the whole training state after every epoch, so
 `resume` continues exactly where an interrupted run stopped (each epoch's shuffle is drawn from a
 generator seeded by (seed, epoch), and RNG states are saved): a resumed run ends with the same
-weights and metrics as an uninterrupted one.
+weights and metrics as an uninterrupted one. The objective receives each batch's sample indices, so
+it can key per-sample data (the teacher-output cache) by index.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +160,10 @@ class Trainer:
         return True
 
     # -- the loop -------------------------------------------------------------------------------
-    def fit(self, resume: bool = False, show_progress: bool = True) -> TrainResult:
+    def fit(self, resume: bool = False, show_progress: bool = True,
+            on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+        """Train to `cfg.epochs`. `on_epoch_end(row)` sees each epoch's metrics after its checkpoint is
+        written; raising from it stops training there (e.g. a pruned search trial), checkpoint kept."""
         start = time.perf_counter()
         resumed = resume and self._load_state()
         if resumed:
@@ -174,6 +179,8 @@ class Trainer:
                                     completed=self.epoch * self.steps_per_epoch)
                 while self.epoch < self.cfg.epochs:
                     self._epoch(lambda: bar.advance(task))
+                    if on_epoch_end is not None:
+                        on_epoch_end(self.history[-1])
         return self._finish(time.perf_counter() - start)
 
     def _epoch(self, advance) -> None:

@@ -161,6 +161,16 @@ def test_changed_inputs_fall_back_to_the_live_teacher(tmp_path: Path) -> None:
         assert teacher.arrays is None and not teacher.enabled
 
 
+def test_a_cache_that_cannot_be_written_falls_back_to_live(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    teacher = CachedTeacher(fake_taps_by_input, tmp_path / "file" / "c", key(), N)
+    with ExitStack() as stack:
+        teacher.open(stack)
+        run_epoch(teacher)  # outputs are still right: they come from the live teacher
+        run_epoch(teacher)
+    assert not teacher.enabled and teacher.arrays is None
+
+
 # ---- distillation with the cache ---------------------------------------------------------------
 
 CFG = TrainConfig(epochs=2, batch_size=64, seed=3)
@@ -173,24 +183,26 @@ def teacher(tmp_path_factory: pytest.TempPathFactory, fmnist_npz: Path) -> Path:
     return out
 
 
-def distil(teacher: Path, data: str, out: Path, cache: bool, method: str = "infoflow") -> list[dict[str, float]]:
-    return api.distill(teacher, "cnn-xs", data, out, CFG, DistillConfig(method=method, cache=cache),
+TASK = {"method": "pkt", "pairs": "stage1:stage1,stage3:stage3,pool:pool"}  # logits and three feature taps
+
+
+def distil(teacher: Path, data: str, out: Path, cache: bool, resume: bool = False) -> list[dict[str, float]]:
+    return api.distill(teacher, "cnn-xs", data, out, CFG, DistillConfig(**TASK, cache=cache), resume=resume,
                        progress=False).history
 
 
 def test_cached_distillation_matches_the_live_teacher(teacher: Path, fmnist: str, tmp_path: Path) -> None:
-    method = "infoflow"  # logits and four feature taps
-    live = distil(teacher, fmnist, tmp_path / "live.pt", cache=False, method=method)
-    cached = distil(teacher, fmnist, tmp_path / "cached.pt", cache=True, method=method)
+    live = distil(teacher, fmnist, tmp_path / "live.pt", cache=False)
+    cached = distil(teacher, fmnist, tmp_path / "cached.pt", cache=True)
     assert [r["teacher_cached"] for r in cached] == [0.0, 1.0]
     # epoch 1 runs the teacher live in both runs: bitwise equal
     assert cached[0]["train_loss"] == live[0]["train_loss"]
-    # epoch 2 reads the cache: float16 features (rounding <= 2^-11 relative) move the loss slightly
-    assert cached[1]["train_loss"] == pytest.approx(live[1]["train_loss"], rel=1e-3)
+    # epoch 2 reads the cache: float16 features (rounding <= 2^-11 relative) move the result slightly
+    assert cached[1]["train_loss"] == pytest.approx(live[1]["train_loss"], rel=1e-4)
     a, b = load_model(tmp_path / "live.pt")[0].state_dict(), load_model(tmp_path / "cached.pt")[0].state_dict()
-    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-3
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-4
     # a second student from the same teacher, data and taps reuses the cache from its first epoch
-    again = distil(teacher, fmnist, tmp_path / "again.pt", cache=True, method=method)
+    again = distil(teacher, fmnist, tmp_path / "again.pt", cache=True)
     assert [r["teacher_cached"] for r in again] == [1.0, 1.0]
 
 
@@ -209,8 +221,7 @@ def test_resume_with_the_cache_is_exact(teacher: Path, fmnist: str, tmp_path: Pa
     with pytest.raises(KeyboardInterrupt):
         distil(teacher, fmnist, tmp_path / "b.pt", cache=True)
     monkeypatch.setattr(Trainer, "_epoch", real_epoch)
-    resumed = api.distill(teacher, "cnn-xs", fmnist, tmp_path / "b.pt", CFG, DistillConfig(method="infoflow"),
-                          resume=True, progress=False).history
+    resumed = distil(teacher, fmnist, tmp_path / "b.pt", cache=True, resume=True)
     assert resumed == [{**r, "epoch_s": s["epoch_s"]} for r, s in zip(straight, resumed, strict=True)]
     a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -187,7 +187,7 @@ def test_cli_wrong_layer_fails_before_training(teacher: Path, fmnist: str, tmp_p
 def test_cli_lists_methods_with_their_weights() -> None:
     result = CliRunner().invoke(cli, ["distill", "--list-methods"])
     assert result.exit_code == 0
-    assert all(name in result.output for name in LOSSES.names()) and "kd-weight 3000" in result.output
+    assert all(name in result.output for name in LOSSES.names()) and "kd-weight 1000" in result.output
 
 
 def test_resume_refuses_another_method(teacher: Path, fmnist: str, tmp_path: Path,

@@ -1,7 +1,7 @@
 """What a distillation epoch costs: the student alone, with the live teacher, and from the teacher cache.
 
     python -m edgekd.bench.suites.distill_epoch [--limit N] [--rounds R] [--student ARCH]
-        [--method M] [--teachers ARCH,ARCH] [--json]
+        [--method M] [--teachers ARCH,ARCH] [--threads N] [--json]
 
 For each teacher, one cached distillation epoch builds the teacher cache first (its time is the
 "build" column); then each round runs one epoch of each mode, in an order rotated every round so that
@@ -91,8 +91,9 @@ def measure(arch: str, args: argparse.Namespace, workdir: Path) -> EpochTimes:
 
 def table(results: list[EpochTimes], args: argparse.Namespace) -> str:
     """The side-by-side table: median seconds per epoch and ratios to the student alone."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [f"student {args.student}, method {args.method}, {args.limit} samples, batch {args.batch_size},"
-             f" {args.rounds} rounds, {torch.get_num_threads()} threads",
+             f" {args.rounds} rounds, {torch.get_num_threads()} threads, load average {load}",
              f"{'teacher':28s} {'params':>8s} {'alone s':>8s} {'live s':>8s} {'cached s':>8s} {'build s':>8s}"
              f" {'live/alone':>10s} {'cached/alone':>12s} {'build/alone':>11s}"]
     for r in results:
@@ -113,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--teachers", default=",".join(DEFAULT_TEACHERS),
                         help="teacher archs, comma-separated (commas inside parentheses are kept)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own; 1 on a machine shared with other jobs)")
     parser.add_argument("--json", action="store_true", help="also print the raw times as JSON")
     return parser.parse_args(argv)
 
@@ -132,6 +135,8 @@ def teacher_list(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = []
     with tempfile.TemporaryDirectory(prefix="edgekd-distill-epoch-") as tmp:
         previous = os.environ.get("EDGEKD_CACHE")
