@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import DistillConfig, TrainConfig, load_target
+from edgekd.config import DistillConfig, TrainConfig, cache_dir, load_target
 from edgekd.errors import UserError
 from edgekd.store import Store, default_store
 
@@ -64,7 +64,6 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     import torch
 
     from edgekd.data import load_data
-    from edgekd.demo import cache_dir
     from edgekd.distill.cache import CacheSpec
     from edgekd.distill.methods import build_loss, method_pairs
     from edgekd.distill.objectives import Distillation

@@ -138,6 +138,11 @@ def parse(model: type[ModelT], data: dict[str, Any], source: str) -> ModelT:
         raise UserError(f"invalid {source}: {field}: {first['msg']}{more}") from None
 
 
+def cache_dir() -> Path:
+    """Where edgekd keeps what it can rebuild (trained demo teachers, teacher outputs): EDGEKD_CACHE."""
+    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+
+
 def search_dirs(kind: str) -> list[Path]:
     """Where named `targets` or `calibration` recipes are looked up, in order."""
     env = os.environ.get(f"EDGEKD_{kind.upper()}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd import __version__, api
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import DistillConfig, TrainConfig, cache_dir
 from edgekd.store import STORE_NAME
 from edgekd.ui import console
 
@@ -36,10 +35,6 @@ class DemoPlan:
 
 FULL = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=4, student_epochs=3, limit=None)
 QUICK = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=1, student_epochs=2, limit=6000)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
 
 
 def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
