@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def fmt_ms(value: float | None) -> str:
