@@ -84,7 +84,9 @@ def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None
             rows.append({**{k: str(v) if isinstance(v, Path) else v for k, v in entry.items()},
                          "target": target, "params": count_params(module), "test_acc_torch": meta["test_acc"],
                          "artifact": info, "bench": bench})
-    summary = {"quick": quick, "plan": plan.__dict__, "seconds": time.perf_counter() - start, "rows": rows}
-    summary["files"] = write_demo_summary(workdir, summary)
-    summary["files"]["html"] = str(write_reports(workdir, ["html"])[0])
+    summary: dict[str, Any] = {"quick": quick, "plan": plan.__dict__, "seconds": time.perf_counter() - start,
+                               "rows": rows}
+    files = write_demo_summary(workdir, summary)
+    files["html"] = str(write_reports(workdir, ["html"])[0])
+    summary["files"] = files
     return summary

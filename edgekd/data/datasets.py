@@ -110,7 +110,7 @@ def load_data(
     order = np.random.default_rng(seed).permutation(len(train))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     val = train.subset(val_idx, f"{train.name}/val")
-    info = {
+    info: dict[str, object] = {
         "data": spec,
         "limit": limit,
         "val_fraction": val_fraction,

@@ -11,6 +11,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,8 @@ def export_onnx(model: object, input_shape: tuple[int, int, int], out: Path, ops
                 verbose=False,
                 report=False,
             )
+        if program is None:  # only with dynamo=False, which edgekd never uses
+            raise RuntimeError("torch.onnx.export returned no program")
         proto = program.model_proto
         onnx.checker.check_model(proto, full_check=True)
         onnx.save_model(proto, str(tmp))
@@ -74,18 +77,15 @@ def export_onnx(model: object, input_shape: tuple[int, int, int], out: Path, ops
 
 def onnx_input_shape(path: Path) -> tuple[int, int, int]:
     """C, H, W of an ONNX model's first input (the batch dimension may be symbolic)."""
-    import onnx
-
     model = load_onnx(path)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
         shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
         raise UserError(f"{path}: input must be N x C x H x W with fixed C, H, W, got {shape}")
-    del onnx
     return int(dims[1].dim_value), int(dims[2].dim_value), int(dims[3].dim_value)
 
 
-def load_onnx(path: Path) -> object:
+def load_onnx(path: Path) -> Any:
     """Load and check an ONNX file, turning a corrupt or truncated file into one clear line."""
     import onnx
 

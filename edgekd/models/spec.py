@@ -57,7 +57,7 @@ def parse_arch(arch: str, *, in_channels: int = 1, num_classes: int = 10, image_
     """Turn an ARCH string into a spec, checking the name against the registries now, not at build time."""
     from edgekd.models.zoo import FAMILIES, PRESETS
 
-    dims = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
+    dims: dict[str, Any] = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
     arch = arch.strip()
     if ":" in arch:
         _import_factory(arch)

@@ -39,6 +39,9 @@ class Normalize(nn.Module):
         self.register_buffer("mean", torch.full((1, channels, 1, 1), mean))
         self.register_buffer("inv_std", torch.full((1, channels, 1, 1), 1.0 / std))
 
+    mean: Tensor
+    inv_std: Tensor
+
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) * self.inv_std
 
