@@ -33,6 +33,19 @@ def _check_input(spec_shape: tuple[int, int, int], data_shape: tuple[int, int, i
         )
 
 
+def _cache_usable() -> bool:
+    """False under torchrun: each rank sees only its shard of the first epoch, so no one rank could fill
+    the teacher-output cache; the teacher then runs live on every rank."""
+    from edgekd.distill import _ddp
+    from edgekd.ui import console
+
+    if not _ddp.from_env().active:
+        return True
+    if _ddp.from_env().main:
+        console.print("teacher-output cache off under torchrun (each rank sees only its shard of the data)")
+    return False
+
+
 def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: bool = False,
                   store: Path | None = None, progress: bool = True) -> Any:
     """Train a model on labels alone (a teacher, or a student baseline). Returns a TrainResult."""
@@ -76,20 +89,40 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     _check_input((t_spec.in_channels, t_spec.image_size, t_spec.image_size), shape, "teacher")
     check_classes(output_count(t_model, shape), split.train, "teacher")
     spec = parse_arch(student, in_channels=shape[0], num_classes=split.train.num_classes, image_size=shape[1])
+    auxiliary = _auxiliary(task.auxiliary, teacher, t_spec, spec, data, cfg, out, store, progress)
+    if auxiliary is not None:
+        t_model, _, _ = load_model(auxiliary)
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
     check_classes(output_count(model, shape), split.train, "student")
     pairs = method_pairs(task, model, t_model, shape)
     loss = build_loss(task, pairs)
     cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
-        if task.cache else None
+        if task.cache and _cache_usable() else None
     objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
     meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(shape),
             "method": task.method, "distill": task.model_dump(), "teacher": str(teacher),
             "pairs": [list(p) for p in pairs] if pairs is not None else None, "schedule": task.schedule,
-            "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc")}
+            "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc"),
+            "auxiliary": str(auxiliary) if auxiliary else None,
+            "auxiliary_sha256": file_sha256(auxiliary) if auxiliary else None}
     trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta)
     return trainer.fit(resume=resume, show_progress=progress, on_epoch_end=on_epoch_end)
+
+
+def _auxiliary(choice: str, teacher: Path, t_spec: Any, spec: Any, data: str, cfg: TrainConfig, out: Path,
+               store: Path | None, progress: bool) -> Path | None:
+    """The auxiliary teacher the student distils from, or None to distil from the teacher itself."""
+    from edgekd.distill.auxiliary import train_auxiliary, uses_auxiliary
+
+    if not uses_auxiliary(choice, t_spec, spec):
+        return None
+    if choice != "auto":
+        path = Path(choice)
+        if not path.is_file():
+            raise UserError(f"auxiliary teacher not found: {path}; give a checkpoint, auto or none")
+        return path
+    return train_auxiliary(teacher, spec, data, cfg, _store_for(out, store), progress=progress)
 
 
 def export(model: str, target: str, out_dir: Path, *, data: str | None = None,

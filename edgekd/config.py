@@ -95,6 +95,8 @@ class DistillConfig(Frozen):
     n_pairs: int | None = Field(default=None, ge=1)
     schedule: str | None = None
     cache: bool = Field(default=True, description="cache teacher outputs by sample index (no augmentation)")
+    auxiliary: str = Field(default="none", description="auxiliary teacher: auto (when the teacher's family"
+                           " differs from the student's), none, or a checkpoint path")
 
     @model_validator(mode="before")
     @classmethod

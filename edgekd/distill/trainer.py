@@ -5,14 +5,17 @@ Seeded; CUDA and AMP when present; a checkpoint of the whole training state afte
 generator seeded by (seed, epoch), and RNG states are saved): a resumed run ends with the same
 weights and metrics as an uninterrupted one. The objective receives each batch's sample indices, so
 it can key per-sample data (the teacher-output cache) by index.
+
+Under `torchrun` (more than one process) only the student is wrapped in DistributedDataParallel, each
+rank trains on its stride of the same per-epoch permutation, metrics are summed over the ranks, and
+rank 0 alone writes the store and the checkpoints while the others wait (`edgekd.distill._ddp`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from torch import nn
 from edgekd._io import write_with
 from edgekd.config import TrainConfig
 from edgekd.data import Dataset, Split, to_float
+from edgekd.distill import _ddp as ddp
 from edgekd.distill.objectives import Objective
 from edgekd.errors import TrainingDiverged, UserError
 from edgekd.models import ArchSpec, save_checkpoint
@@ -110,11 +114,16 @@ class Trainer:
                  cfg: TrainConfig, out: Path, store: Store, run_kind: str, meta: dict[str, Any]) -> None:
         self.model, self.spec, self.objective, self.split = model, spec, objective, split
         self.cfg, self.out, self.store, self.kind, self.meta = cfg, Path(out), store, run_kind, meta
+        self.rank = ddp.from_env()
         self.device = pick_device(cfg.device)
+        if self.rank.active and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.rank.local)
+        ddp.init(self.rank, self.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.model.to(self.device)
+        self.net = ddp.wrap(self.model, self.device, self.rank)  # what trains; `model` is what is saved
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.steps_per_epoch = math.ceil(len(split.train) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(ddp.shard_len(len(split.train), self.rank) / cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
@@ -140,7 +149,9 @@ class Trainer:
             "arch": self.spec.model_dump(),
             "task": self.meta.get("distill"),
         }
-        write_with(state_path(self.out), lambda tmp: torch.save(state, tmp))
+        if self.rank.main:
+            write_with(state_path(self.out), lambda tmp: torch.save(state, tmp))
+        ddp.barrier(self.rank)
 
     def _load_state(self) -> bool:
         path = state_path(self.out)
@@ -170,11 +181,13 @@ class Trainer:
             console.print(f"resuming {self.out.name} after epoch {self.epoch}/{self.cfg.epochs}")
         else:
             torch.manual_seed(self.cfg.seed)
-            self.run_id = self.store.start_run(self.kind, self.out.name, {
-                **self.meta, "train": self.cfg.model_dump(), "split": self.split.info, "arch": self.spec.model_dump()})
+            run_id = self.store.start_run(self.kind, self.out.name, {
+                **self.meta, "train": self.cfg.model_dump(), "split": self.split.info, "arch": self.spec.model_dump()}
+            ) if self.rank.main else 0
+            self.run_id = ddp.broadcast_from_main(run_id, self.rank)
         with ExitStack() as stack:
             self.objective.attach(self.model, stack)
-            with progress_bar(show_progress) as bar:
+            with progress_bar(show_progress and self.rank.main) as bar:
                 task = bar.add_task(self.out.stem, total=self.cfg.epochs * self.steps_per_epoch,
                                     completed=self.epoch * self.steps_per_epoch)
                 while self.epoch < self.cfg.epochs:
@@ -187,14 +200,15 @@ class Trainer:
         epoch = self.epoch
         logged = self.objective.on_epoch(epoch / self.cfg.epochs)
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.split.train))
-        self.model.train()
+        order = ddp.shard(order, self.rank)
+        self.net.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        for i, index in enumerate(index_batches(len(self.split.train), self.cfg.batch_size, order)):
+        for i, index in enumerate(index_batches(len(order), self.cfg.batch_size, order)):
             x, y = load_batch(self.split.train, index)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                loss, logits = self.objective(self.model, x, y, index)
+                loss, logits = self.objective(self.net, x, y, index)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss is {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; the checkpoint of epoch"
@@ -210,25 +224,31 @@ class Trainer:
             seen += len(y)
             advance()
         seconds = time.perf_counter() - t0
+        loss_sum, n_correct, n_seen = ddp.summed([loss_sum, correct, seen], self.device, self.rank)
+        ddp.sync_buffers(self.model, self.rank)
         val_loss, val_acc = evaluate(self.model, self.split.val, self.device)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / n_seen, "train_acc": n_correct / n_seen,
                "val_loss": val_loss, "val_acc": val_acc, "epoch_s": seconds, **logged}
         self.history.append(row)
-        for name, value in row.items():
-            if name != "epoch":
-                self.store.log_metric(self.run_id, name, value, epoch + 1)
+        if self.rank.main:
+            for name, value in row.items():
+                if name != "epoch":
+                    self.store.log_metric(self.run_id, name, value, epoch + 1)
         self.epoch = epoch + 1
         self._save_state()
-        console.print(f"  epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}"
-                      f"  val acc {val_acc:.4f}  {seconds:.1f}s")
+        if self.rank.main:
+            console.print(f"  epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}"
+                          f"  val acc {val_acc:.4f}  {seconds:.1f}s")
 
     def _finish(self, seconds: float) -> TrainResult:
         _, test_acc = evaluate(self.model, self.split.test, self.device)
         val_acc = self.history[-1]["val_acc"] if self.history else float("nan")
-        self.store.log_metric(self.run_id, "test_acc", test_acc, self.epoch)
         meta = {**self.meta, "kind": self.kind, "history": self.history, "test_acc": test_acc,
                 "val_acc": val_acc, "split": self.split.info, "train": self.cfg.model_dump(),
                 "run_id": self.run_id, "store": str(self.store.path)}
-        save_checkpoint(self.out, self.model.cpu(), self.spec, meta)
-        state_path(self.out).unlink(missing_ok=True)
+        if self.rank.main:
+            self.store.log_metric(self.run_id, "test_acc", test_acc, self.epoch)
+            save_checkpoint(self.out, self.model.cpu(), self.spec, meta)
+            state_path(self.out).unlink(missing_ok=True)
+        ddp.barrier(self.rank)
         return TrainResult(self.out, self.history, test_acc, val_acc, self.run_id, seconds)
