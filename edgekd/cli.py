@@ -49,6 +49,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _emit(obj: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], None]) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone reports
+        return
     if as_json:
         click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
     else:
@@ -156,11 +158,13 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
 @click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
 @click.option("--no-cache", is_flag=True, help="run the teacher live every epoch instead of caching its outputs")
+@click.option("--auxiliary", default="none", show_default=True,
+              help="auxiliary teacher: auto (when teacher and student families differ), none, or a checkpoint")
 @training_options
 @guarded
 def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_pairs: int | None,
                 schedule: str | None, temperature: float | None, ce_weight: float | None, kd_weight: float | None,
-                no_cache: bool, data: str, epochs: int, out: Path, limit: int | None, seed: int,
+                no_cache: bool, auxiliary: str, data: str, epochs: int, out: Path, limit: int | None, seed: int,
                 batch_size: int, lr: float, device: str, resume: bool, store: Path | None, as_json: bool) -> None:
     """Distil one student from a teacher with a named method.
 
@@ -181,7 +185,8 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
     params = {"temperature": temperature} if temperature is not None else {}
     task = parse(DistillConfig, {"method": method, "ce_weight": ce_weight, "kd_weight": kd_weight,
                                  "loss_params": params, "pairs": pairs, "n_pairs": n_pairs,
-                                 "schedule": schedule, "cache": not no_cache}, "distillation options")
+                                 "schedule": schedule, "cache": not no_cache, "auxiliary": auxiliary},
+                 "distillation options")
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
     result = api.distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
                          progress=not as_json)
@@ -282,7 +287,59 @@ def _later(name: str, what: str) -> None:
                         " latency-in-the-loop work); use export + bench meanwhile")
 
 
-_later("select", "Latency-in-the-loop choice of the student")
+@cli.command("select")
+@click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
+@click.option("--space", required=True, help="search space: a YAML file or a built-in space (small)")
+@click.option("--target", required=True, help="a profile name in targets/ (e.g. cpu-ort-fp32) or a YAML path")
+@click.option("--budget-ms", type=float, default=None, help="p50 latency budget in ms (default: the target's)")
+@click.option("--data", default="fashion-mnist", show_default=True,
+              help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y")
+@click.option("--out", type=PathArg, required=True, help="run folder: students, builds, selection.json/.md")
+@click.option("--method", default="kd", show_default=True, help="distillation method (see distill --list-methods)")
+@click.option("--epochs", type=click.IntRange(min=1), default=9, show_default=True,
+              help="the full training budget of a finished student (successive halving stops the rest early)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--storage", default=None, help="study database URL (default: the run's store, sqlite:///OUT/edgekd.sqlite)")
+@click.option("--study-name", default=None, help="join or resume this study (default: named after target and job)")
+@click.option("--n-trials", type=click.IntRange(min=1), default=None, help="default: one per in-budget candidate")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="worker processes sharing the study")
+@click.option("--pruner", type=click.Choice(["sh", "hyperband"]), default="sh", show_default=True,
+              help="successive halving or Hyperband over distillation epochs")
+@click.option("--finish-top", type=click.IntRange(min=1), default=1, show_default=True,
+              help="train this many of the best trials to the full budget if they were stopped early")
+@click.option("--store", type=PathArg, default=None, help="results store (default: OUT/edgekd.sqlite)")
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def select_cmd(teacher: Path, space: str, target: str, budget_ms: float | None, data: str, out: Path, method: str,
+               epochs: int, limit: int | None, seed: int, storage: str | None, study_name: str | None,
+               n_trials: int | None, workers: int, pruner: str, finish_top: int, store: Path | None,
+               as_json: bool) -> None:
+    """Latency in the loop: choose the most accurate student that meets a latency budget on a target.
+
+    Candidates over the budget (predicted, then measured) are dropped before any training; an Optuna
+    study distils the rest with successive halving over epochs; the best are finished, built for the
+    target (INT8 when it says so) and re-measured. Writes OUT/selection.json and OUT/selection.md: the
+    chosen student, the Pareto front, and why every other candidate lost. Other processes or machines
+    join the study with: python -m edgekd.select.search --storage URL --study NAME
+
+    \b
+    Example:
+      edgekd select --teacher teacher.pt --space small --target cpu-ort-fp32 --budget-ms 0.2 \\
+          --data fashion-mnist --epochs 9 --out runs/select
+    """
+    from edgekd.config import DistillConfig, parse
+    from edgekd.report.selection import print_selection
+    from edgekd.select.pipeline import SelectConfig, select
+
+    options = parse(SelectConfig, {"budget_ms": budget_ms, "n_trials": n_trials, "workers": workers,
+                                   "pruner": pruner, "finish_top": finish_top, "storage": storage,
+                                   "study_name": study_name}, "selection options")
+    task = parse(DistillConfig, {"method": method}, "distillation options")
+    cfg = _train_config(epochs, limit, seed, 128, 2e-3, "auto")
+    selection = select(teacher, space, target, data, out, cfg, task, options, store=store, progress=not as_json)
+    _emit(selection, as_json, print_selection)
 
 
 @cli.command("package")

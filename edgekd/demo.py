@@ -33,8 +33,8 @@ class DemoPlan:
     limit: int | None
 
 
-FULL = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=4, student_epochs=3, limit=None)
-QUICK = DemoPlan("resnet", ("cnn-xs", "cnn-m"), teacher_epochs=1, student_epochs=2, limit=6000)
+FULL = DemoPlan("resnet", ("cnn-xs", "cnn-s"), teacher_epochs=4, student_epochs=4, limit=None)
+QUICK = DemoPlan("resnet", ("cnn-xs", "cnn-s"), teacher_epochs=1, student_epochs=2, limit=6000)
 
 
 def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:

@@ -1,0 +1,389 @@
+"""The distillation comparison (tracker item 7): methods x teacher-student pairs x data regimes x seeds.
+
+    python -m edgekd.bench.suites.kd_comparison [--pairs T:S,...] [--methods M,...] [--regimes full,10pct]
+        [--seeds 0,1,2] [--epochs E] [--teacher-epochs E] [--out DIR] [--resume] [--map-samples N]
+
+Pairs (default): the built-in ResNet teacher -> two CNN students under 30k parameters (`cnn-xs`, `cnn-s`),
+and the heterogeneous pair, a small vision transformer (`vit-s`) -> the smallest CNN (`cnn-xs`).
+Methods: `alone` (the student trained on labels, `api.train_teacher` on the student arch), `kd`, `pkt`,
+`sp`, `infoflow` and `infoflow-aux` (information flow through the auxiliary teacher). The auxiliary row
+runs only when this edgekd's `DistillConfig` has an `auxiliary` field; otherwise it is reported as not
+available. Regimes: `full` (the whole training set) and `10pct` (its first 10%, `TrainConfig.limit`);
+the validation split (10%) is drawn from what is kept, and the test set is always the whole test split.
+
+Every student, in every regime and for every seed, trains for the same `--epochs` with the same
+`TrainConfig` otherwise (only the seed and the limit change). Each teacher is trained once, on the full
+training set with seed 0 for `--teacher-epochs`, and kept in `<out>/teachers/` (reused by `--resume`).
+
+Metrics per run: test accuracy; retrieval mAP of the penultimate representation (the input of the
+`head`) over the first `--map-samples` test images (`edgekd.distill.retrieval`: each queries all the
+others by cosine similarity, relevant = same class); epoch time (the trainer's `epoch_s`, mean over the
+run's epochs: with the default teacher cache, the first epoch of a distillation also runs the teacher
+and builds the cache). Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically, so
+`--resume` skips what is done and an interrupted comparison resumes. The table (mean +- sample std over
+seeds, and the share of the teacher-student gap a method recovers, `(method - alone) / (teacher - alone)`
+on the means) goes to `<out>/results.md` and `<out>/results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PAIRS = ("resnet:cnn-xs", "resnet:cnn-s", "vit-s:cnn-xs")
+METHODS = ("alone", "kd", "pkt", "sp", "infoflow", "infoflow-aux")
+REGIMES = {"full": 1.0, "10pct": 0.1}
+AUX = "infoflow-aux"
+NOT_AVAILABLE = "not available in this edgekd (DistillConfig has no `auxiliary` field)"
+
+
+def safe(name: str) -> str:
+    """A folder-safe form of an arch or pair name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a temporary file in the same folder, then renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=2, sort_keys=True, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _finite(data: Any) -> Any:
+    """NaN and infinities as null, so the JSON is standard."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def has_auxiliary() -> bool:
+    from edgekd.config import DistillConfig
+
+    return "auxiliary" in DistillConfig.model_fields
+
+
+def auxiliary_value(override: str | None) -> Any:
+    """What to pass as `DistillConfig.auxiliary` for the auxiliary row: `--auxiliary` when given, else
+    True for a flag field, else "auto" (edgekd builds and trains the auxiliary network itself; note that
+    "auto" uses one only when teacher and student families differ, true of every default pair)."""
+    from edgekd.config import DistillConfig
+
+    if override is not None:
+        return {"true": True, "false": False}.get(override.lower(), override)
+    args = typing.get_args(DistillConfig.model_fields["auxiliary"].annotation)
+    return True if bool in (args or (DistillConfig.model_fields["auxiliary"].annotation,)) else "auto"
+
+
+def no_auxiliary() -> dict[str, Any]:
+    """The explicit "without auxiliary teacher" setting for plain infoflow (empty: field absent)."""
+    from edgekd.config import DistillConfig
+
+    if not has_auxiliary():
+        return {}
+    annotation = DistillConfig.model_fields["auxiliary"].annotation
+    return {"auxiliary": False if bool in (typing.get_args(annotation) or (annotation,)) else "none"}
+
+
+def task_for(method: str, args: argparse.Namespace) -> Any:
+    from edgekd.config import DistillConfig
+
+    if method == AUX:
+        return DistillConfig(method="infoflow", auxiliary=auxiliary_value(args.auxiliary))
+    return DistillConfig(method=method, **(no_auxiliary() if method == "infoflow" else {}))
+
+
+def measure(model_path: Path, data: str, map_samples: int) -> tuple[float, int]:
+    """(retrieval mAP over the first `map_samples` test images, how many were used) of a checkpoint."""
+    from edgekd.data import load_data
+    from edgekd.distill.retrieval import penultimate_features, retrieval_map
+    from edgekd.models import load_model
+
+    model, _, _ = load_model(model_path)
+    test = load_data(data).test.head(map_samples)
+    return retrieval_map(penultimate_features(model, test), test.y), len(test)
+
+
+def train_config(args: argparse.Namespace, epochs: int, seed: int, limit: int | None) -> Any:
+    from edgekd.config import TrainConfig
+
+    return TrainConfig(epochs=epochs, seed=seed, limit=limit, batch_size=args.batch_size, device=args.device)
+
+
+def summarise(result: Any, path: Path, data: str, map_samples: int, extra: dict[str, Any]) -> dict[str, Any]:
+    epoch_s = [float(row["epoch_s"]) for row in result.history if "epoch_s" in row]
+    mean_ap, n_map = measure(path, data, map_samples)
+    return {**extra, "test_accuracy": float(result.test_accuracy), "val_accuracy": float(result.val_accuracy),
+            "map": mean_ap, "map_samples": n_map, "epoch_s": epoch_s,
+            "epoch_s_mean": statistics.fmean(epoch_s) if epoch_s else math.nan,
+            "seconds": float(result.seconds), "checkpoint": str(result.checkpoint)}
+
+
+def teacher(arch: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """Train (or reuse) the teacher `arch`: full training set, seed 0, `--teacher-epochs`."""
+    from edgekd import api
+    from edgekd.models import build_model, parse_arch
+    from edgekd.models.zoo import count_params
+
+    folder = args.out / "teachers"
+    name = f"{safe(arch)}-e{args.teacher_epochs}"
+    ckpt, record = folder / f"{name}.pt", folder / f"{name}.json"
+    if args.resume and record.is_file() and ckpt.is_file():
+        return ckpt, json.loads(record.read_text())
+    print(f"training teacher {arch} ({args.teacher_epochs} epochs, full training set)", flush=True)
+    cfg = train_config(args, args.teacher_epochs, 0, None)
+    result = api.train_teacher(arch, args.data, ckpt, cfg, progress=False)
+    params = count_params(build_model(parse_arch(arch)))
+    info = summarise(result, ckpt, args.data, args.map_samples, {"arch": arch, "params": params, "seed": 0})
+    write_json(record, info)
+    return ckpt, info
+
+
+def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None, method: str, seed: int,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """One student run (skipped with --resume when its JSON exists); returns its record."""
+    from edgekd import api
+
+    t_arch, s_arch = pair
+    folder = args.out / "runs" / safe(f"{t_arch}--{s_arch}") / regime / method
+    record = folder / f"seed{seed}.json"
+    if args.resume and record.is_file():
+        return json.loads(record.read_text())
+    base = {"teacher": t_arch, "student": s_arch, "regime": regime, "limit": limit, "method": method,
+            "seed": seed, "epochs": args.epochs}
+    if method == AUX and not has_auxiliary():
+        return {**base, "status": "not available", "note": NOT_AVAILABLE}
+    cfg = train_config(args, args.epochs, seed, limit)
+    ckpt = folder / f"seed{seed}.pt"
+    t0 = time.perf_counter()
+    if method == "alone":
+        result = api.train_teacher(s_arch, args.data, ckpt, cfg, progress=False)
+        task = None
+    else:
+        task = task_for(method, args)
+        result = api.distill(t_ckpt, s_arch, args.data, ckpt, cfg, task, progress=False)
+    info = summarise(result, ckpt, args.data, args.map_samples,
+                     {**base, "status": "done", "task": task.model_dump(mode="json") if task else None})
+    info["wall_s"] = time.perf_counter() - t0
+    write_json(record, info)
+    return info
+
+
+# -- the table --------------------------------------------------------------------------------------
+
+
+def stats(values: list[float]) -> tuple[float, float]:
+    """(mean, sample std); std is NaN for a single value."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def fmt(mean: float, std: float, scale: float = 1.0, digits: int = 1) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    s = f"{mean * scale:.{digits}f}"
+    return s + (f" ± {std * scale:.{digits}f}" if not math.isnan(std) else " (n=1)")
+
+
+def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
+              args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per pair x regime x method (plus the teacher's), with means, stds and gap recovered."""
+    from edgekd.models import build_model, parse_arch
+    from edgekd.models.zoo import count_params
+
+    rows = []
+    for t_arch, s_arch in args.pairs:
+        s_params = count_params(build_model(parse_arch(s_arch)))
+        t_info = teachers[t_arch]
+        for regime in args.regimes:
+            group = [r for r in runs if (r["teacher"], r["student"], r["regime"]) == (t_arch, s_arch, regime)]
+            done = {m: [r for r in group if r["method"] == m and r.get("status") == "done"] for m in args.methods}
+            acc_alone = stats([r["test_accuracy"] for r in done.get("alone", [])])[0]
+            map_alone = stats([r["map"] for r in done.get("alone", [])])[0]
+            key = {"pair": f"{t_arch} -> {s_arch}", "teacher": t_arch, "student": s_arch, "regime": regime,
+                   "student_params": s_params, "teacher_params": t_info["params"]}
+            rows.append({**key, "method": "teacher", "n": 1, "acc": (t_info["test_accuracy"], math.nan),
+                         "map": (t_info["map"], math.nan), "epoch_s": (t_info["epoch_s_mean"], math.nan),
+                         "gap_acc": math.nan, "gap_map": math.nan, "note": f"{args.teacher_epochs} epochs, full data"})
+            for m in args.methods:
+                rs = done[m]
+                if not rs:
+                    unavailable = [r for r in group if r["method"] == m and r.get("status") == "not available"]
+                    rows.append({**key, "method": m, "n": 0, "acc": (math.nan, math.nan), "map": (math.nan, math.nan),
+                                 "epoch_s": (math.nan, math.nan), "gap_acc": math.nan, "gap_map": math.nan,
+                                 "note": unavailable[0]["note"] if unavailable else "no runs"})
+                    continue
+                acc, mean_ap = stats([r["test_accuracy"] for r in rs]), stats([r["map"] for r in rs])
+                gap_acc = (acc[0] - acc_alone) / (t_info["test_accuracy"] - acc_alone) \
+                    if m != "alone" and t_info["test_accuracy"] != acc_alone else math.nan
+                gap_map = (mean_ap[0] - map_alone) / (t_info["map"] - map_alone) \
+                    if m != "alone" and t_info["map"] != map_alone else math.nan
+                aux = rs[0].get("task", {}) or {}
+                rows.append({**key, "method": m, "n": len(rs), "acc": acc, "map": mean_ap,
+                             "epoch_s": stats([r["epoch_s_mean"] for r in rs]), "gap_acc": gap_acc,
+                             "gap_map": gap_map,
+                             "note": f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux else ""})
+    return rows
+
+
+def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The tracker's goal, checked per heterogeneous (non-CNN teacher) pair and regime."""
+    lines = []
+    for row in rows:
+        if row["method"] != "pkt" or row["teacher"].startswith(("resnet", "cnn", "mobilenet")):
+            continue
+        same = [r for r in rows if (r["pair"], r["regime"]) == (row["pair"], row["regime"])]
+        for name in ("infoflow-aux", "infoflow"):
+            info = next((r for r in same if r["method"] == name and r["n"] > 0), None)
+            if info is not None:
+                break
+        if info is None:
+            continue
+        pkt = row
+        std_map = max(_nan0(info["map"][1]), _nan0(pkt["map"][1]))
+        std_acc = max(_nan0(info["acc"][1]), _nan0(pkt["acc"][1]))
+        d_map, d_acc = info["map"][0] - pkt["map"][0], info["acc"][0] - pkt["acc"][0]
+        map_ok, acc_ok = d_map > std_map, d_acc >= -std_acc
+        lines.append(f"- {row['pair']}, {row['regime']} ({info['method']} vs pkt, n={info['n']}):"
+                     f" mAP {d_map * 100:+.1f} pts vs std {std_map * 100:.1f} -> {'met' if map_ok else 'NOT met'};"
+                     f" accuracy {d_acc * 100:+.1f} pts vs std {std_acc * 100:.1f} ->"
+                     f" {'met' if acc_ok else 'NOT met'}"
+                     + (f"; gap recovered {info['gap_acc'] * 100:.0f}% ->"
+                        f" {'met' if info['gap_acc'] >= 0.4 else 'NOT met'} (goal: >= 40% in 10pct)"
+                        if row["regime"] == "10pct" and not math.isnan(info["gap_acc"]) else ""))
+    return lines
+
+
+def _nan0(x: float) -> float:
+    return 0.0 if math.isnan(x) else x
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, wall_s: float) -> str:
+    import torch
+
+    seeds = ",".join(map(str, args.seeds))
+    out = ["# Distillation comparison", "",
+           f"Data {args.data}; students {args.epochs} epochs, seeds {seeds}; teachers {args.teacher_epochs} epochs"
+           f" (full data, seed 0); batch {args.batch_size}; retrieval mAP over the first {args.map_samples}"
+           f" test images; {torch.get_num_threads()} torch threads; device {args.device}. Mean ± sample std over"
+           f" seeds (accuracy and mAP in %); gap = (method - alone) / (teacher - alone), on the means."
+           f" Wall time of this invocation: {wall_s / 60:.1f} min.", ""]
+    header = ("| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |\n"
+              "|---|---|---|---|---|---|---|---|")
+    seen = []
+    for row in rows:
+        group = (row["pair"], row["regime"])
+        if group not in seen:
+            seen.append(group)
+            out += ["", f"## {row['pair']} ({row['teacher_params']:,} -> {row['student_params']:,} parameters),"
+                        f" {row['regime']}", "", header]
+        gap = lambda g: "" if math.isnan(g) else f"{g * 100:.0f}%"  # noqa: E731
+        out.append(f"| {row['method']} | {fmt(*row['acc'], 100)} | {fmt(*row['map'], 100)} |"
+                   f" {fmt(*row['epoch_s'], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} | {row['n']} |"
+                   f" {row['note']} |")
+    goals = goal_lines(rows)
+    if goals:
+        out += ["", "## Goal (heterogeneous pair)", "",
+                "infoflow (with the auxiliary teacher when available) vs pkt: mAP above pkt by more than the"
+                " larger std; accuracy not below pkt by more than it; >= 40% of the accuracy gap in 10pct.", "",
+                *goals]
+    return "\n".join(out) + "\n"
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+def csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.kd_comparison", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="teacher:student,...")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
+    parser.add_argument("--regimes", default="full,10pct", help=f"of {', '.join(REGIMES)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=10, help="student epochs (every method alike)")
+    parser.add_argument("--teacher-epochs", type=int, default=10)
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--map-samples", type=int, default=2000, help="test images for retrieval mAP")
+    parser.add_argument("--auxiliary", default=None,
+                        help="value of DistillConfig.auxiliary for infoflow-aux (default: auto, or true for a flag"
+                             " field)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=Path("kd-comparison"))
+    parser.add_argument("--resume", action="store_true", help="skip runs whose result JSON exists")
+    args = parser.parse_args(argv)
+    args.pairs = [tuple(p.split(":", 1)) for p in csv(args.pairs)]
+    if any(len(p) != 2 or not all(p) for p in args.pairs):
+        parser.error("--pairs: give teacher:student,...")
+    args.methods = csv(args.methods)
+    if unknown := set(args.methods) - set(METHODS):
+        parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; known: {', '.join(METHODS)}")
+    args.regimes = csv(args.regimes)
+    if unknown := set(args.regimes) - set(REGIMES):
+        parser.error(f"--regimes: unknown {', '.join(sorted(unknown))}; known: {', '.join(REGIMES)}")
+    args.seeds = [int(s) for s in csv(args.seeds)]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from edgekd.data import load_data
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    n_train = len(load_data(args.data, val_fraction=0.0).train)
+    limits = {r: None if REGIMES[r] == 1.0 else max(1, round(REGIMES[r] * n_train)) for r in args.regimes}
+    teachers: dict[str, dict[str, Any]] = {}
+    ckpts: dict[str, Path] = {}
+    runs = []
+    for pair in args.pairs:
+        if pair[0] not in teachers:
+            ckpts[pair[0]], teachers[pair[0]] = teacher(pair[0], args)
+            t = teachers[pair[0]]
+            print(f"teacher {pair[0]}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
+                  f" {t['epoch_s_mean']:.1f} s/epoch", flush=True)
+        for regime in args.regimes:
+            for seed in args.seeds:
+                for method in args.methods:
+                    r = run_one(pair, ckpts[pair[0]], regime, limits[regime], method, seed, args)
+                    runs.append(r)
+                    if r.get("status") == "done":
+                        print(f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}:"
+                              f" acc {r['test_accuracy'] * 100:.2f}%, mAP {r['map'] * 100:.2f}%,"
+                              f" {r['epoch_s_mean']:.1f} s/epoch", flush=True)
+                    else:
+                        print(f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}: {r['note']}", flush=True)
+    rows = aggregate(runs, teachers, args)
+    wall = time.perf_counter() - start
+    text = markdown(rows, args, wall)
+    write_json(args.out / "results.json", {"args": {k: (str(v) if isinstance(v, Path) else v)
+                                                    for k, v in vars(args).items()},
+                                           "limits": limits, "teachers": teachers, "rows": rows, "runs": runs,
+                                           "wall_s": wall})
+    (args.out / "results.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
