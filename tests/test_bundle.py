@@ -302,7 +302,8 @@ def test_runner_timing_loop_is_the_protocol(config: TimingConfig) -> None:
         assert session.inputs == {id(x)}, name  # the same array every run
         assert min(config.min_iters, config.max_iters) <= samples <= config.max_iters, name
         if samples < config.max_iters:  # the timed phase lasted its minimum time
-            assert samples * mean_ms >= config.min_time_s * 1000, name
+            # the samples exclude the loop's own bookkeeping between runs, so allow it 5%
+            assert samples * mean_ms >= 0.95 * config.min_time_s * 1000, name
         seen[name] = (session.calls, samples)
     if config.min_time_s == 0.0 or config.max_iters == 20:  # count-driven: identical run counts
         assert seen["edgekd"] == seen["runner"]
