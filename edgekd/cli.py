@@ -278,15 +278,6 @@ def report_cmd(run_dir: Path, formats: str) -> None:
         click.echo(f"wrote {path}")
 
 
-def _later(name: str, what: str) -> None:
-    @cli.command(name, help=f"{what} (arrives with the latency-in-the-loop work; not in this version).",
-                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    @guarded
-    def command() -> None:
-        raise UserError(f"'edgekd {name}' is not in this version yet ({what.lower()} arrives with the"
-                        " latency-in-the-loop work); use export + bench meanwhile")
-
-
 @cli.command("select")
 @click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
 @click.option("--space", required=True, help="search space: a YAML file or a built-in space (small)")

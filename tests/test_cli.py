@@ -51,11 +51,6 @@ def test_help_lists_the_contract() -> None:
         assert code == 0 and "Usage" in output
 
 
-@pytest.mark.parametrize("name", ["select"])
-def test_later_stages_say_so(name: str) -> None:
-    assert_bad_input([name], "not in this version yet")
-
-
 def test_missing_teacher_file(tmp_path: Path) -> None:
     assert_bad_input(["distill", "--teacher", str(tmp_path / "none.pt"), "--student", "cnn-xs",
                       "--out", str(tmp_path / "s.pt")], "checkpoint not found")

@@ -1,0 +1,248 @@
+"""Budgeted selection, end to end: screen by latency, search by distilling, finish, build, re-measure.
+
+1. Screen (`screen.py`): predicted, then measured latency of every candidate on the target; the ones
+   over the budget are dropped before any training.
+2. Search (`search.py`): an Optuna study distils the survivors; successive halving over epochs stops
+   the trailing ones early. One or several worker processes, one study, in any database.
+3. Finish: the best `finish_top` trials (furthest trained, then most accurate) that were pruned resume
+   from their checkpoint to the full epoch budget.
+4. Build and re-measure: every finished student is exported and built for the target (INT8 with
+   calibration when the profile says so) and measured again, with its accuracy on the test split.
+5. Choose: the most accurate on validation among those that re-measure within the budget; when none
+   does, the fastest, with how much it misses by. Every other candidate gets the reason it lost
+   (`verdicts.py`), and DIR/selection.json and DIR/selection.md are written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field
+
+from edgekd.bench import TimingConfig
+from edgekd.config import DistillConfig, Frozen, TargetProfile, TrainConfig, load_target
+from edgekd.errors import EdgekdError, UserError
+from edgekd.select.screen import Screening, screen
+from edgekd.select.search import (
+    PrunerKind,
+    SearchJob,
+    TrialRecord,
+    hide_password,
+    open_study,
+    run_trials,
+    spawn_workers,
+    trial_records,
+)
+from edgekd.select.space import Candidate, SearchSpace, load_space
+from edgekd.store import Store, default_store
+
+T = TypeVar("T")
+FINAL_REPEATS = 3  # timings of each final build; the lowest p50 counts
+
+
+class SelectConfig(Frozen):
+    """How the selection searches (the training itself is a TrainConfig and a DistillConfig)."""
+
+    budget_ms: float | None = Field(default=None, description="p50 latency budget; None = the target's")
+    n_trials: int | None = Field(default=None, ge=1, description="None = one per in-budget candidate")
+    workers: int = Field(default=1, ge=1, description="worker processes on the study")
+    pruner: PrunerKind = PrunerKind.SUCCESSIVE_HALVING
+    reduction_factor: int = Field(default=3, ge=2)
+    finish_top: int = Field(default=1, ge=1, description="how many of the best trials to train fully")
+    probes: int = Field(default=8, ge=2, description="candidates measured to fit the latency predictor")
+    storage: str | None = Field(default=None, description="study database URL; None = the workspace store")
+    study_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A student trained for the full budget, and its build for the target re-measured."""
+
+    record: TrialRecord
+    val_acc: float
+    test_acc: float | None
+    added_epochs: int
+    final: dict[str, Any]
+
+    @property
+    def p50_ms(self) -> float:
+        return float(self.final["p50_ms"])
+
+
+def select(teacher: Path, space: str | Path | SearchSpace, target: str, data: str, out: Path, cfg: TrainConfig,
+           task: DistillConfig, options: SelectConfig | None = None, *, timing: TimingConfig | None = None,
+           store: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Choose the student for `target` within the latency budget; returns what DIR/selection.json holds."""
+    from edgekd.runtimes import get_runtime
+
+    options = options or SelectConfig()
+    profile = load_target(target)
+    budget = check_budget(options.budget_ms, profile)
+    get_runtime(profile.runtime)  # an absent runtime fails here, before any work
+    if not Path(teacher).is_file():
+        raise UserError(f"teacher checkpoint not found: {teacher}; train one with `edgekd train-teacher`")
+    searchable = space if isinstance(space, SearchSpace) else load_space(space)
+    candidates, mismatched = match_data(searchable.candidates(), Path(teacher), data, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    results = Store(store or default_store(out))
+    clock: dict[str, float] = {}
+    screening = timed(clock, "screen", lambda: screen(candidates, profile, budget, out / "candidates", results,
+                                                       timing, probes=options.probes))
+    job = make_job(teacher, data, out, results, cfg, task, screening, options)
+    url = options.storage or f"sqlite:///{results.path.resolve()}"
+    name = options.study_name or f"select-{profile.name}-{job.digest()}"
+    study = open_study(job, url, name)
+    timed(clock, "search", lambda: spawn_workers(url, name, options.workers, out / "workers")
+          if options.workers > 1 else run_trials(study, job))
+    records = trial_records(study)
+    resumed = timed(clock, "finish", lambda: finish(records, job, options.finish_top, progress))
+    finished = timed(clock, "final", lambda: build_finals(records, resumed, job, target, out, results, timing))
+    from edgekd.select.verdicts import assemble
+
+    selection = assemble(profile, screening, mismatched, records, finished, job, clock)
+    selection["study"] = {"storage": hide_password(url), "name": name, "pruner": job.pruner.value,
+                          "reduction_factor": job.reduction_factor, "n_trials": job.n_trials,
+                          "workers": options.workers, "finish_top": options.finish_top}
+    write_selection(out, selection, results)
+    return selection
+
+
+def check_budget(budget_ms: float | None, profile: TargetProfile) -> float:
+    budget = budget_ms if budget_ms is not None else profile.latency_budget_ms
+    if budget is None:
+        raise UserError(f"target {profile.name} names no latency_budget_ms; give --budget-ms")
+    if not budget > 0:
+        raise UserError(f"the latency budget must be a positive number of ms, got {budget:g}; give --budget-ms > 0")
+    return float(budget)
+
+
+def match_data(candidates: list[Candidate], teacher: Path, data: str, cfg: TrainConfig
+               ) -> tuple[list[Candidate], list[tuple[Candidate, tuple[int, ...]]]]:
+    """The candidates whose input and classes match the data (the teacher must too); the others with
+    the data's shape. Students are distilled at the data's resolution, so other resolutions cannot be."""
+    from edgekd.data import load_data
+    from edgekd.models import load_model
+
+    split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
+    shape, classes = split.train.input_shape, split.train.num_classes
+    _, t_spec, _ = load_model(teacher)
+    if (t_spec.in_channels, t_spec.image_size, t_spec.image_size) != shape:
+        raise UserError(f"the teacher takes {t_spec.in_channels}x{t_spec.image_size}x{t_spec.image_size} inputs but"
+                        f" the data has {'x'.join(map(str, shape))}; use the teacher's data")
+    fits = [c for c in candidates if c.input_shape == shape and c.spec.num_classes == classes]
+    if not fits:
+        raise UserError(f"no candidate of the space takes the data's {'x'.join(map(str, shape))} inputs with"
+                        f" {classes} classes; set the space's image_size, in_channels and num_classes to match")
+    return fits, [(c, shape) for c in candidates if c not in fits]
+
+
+def make_job(teacher: Path, data: str, out: Path, store: Store, cfg: TrainConfig, task: DistillConfig,
+             screening: Screening, options: SelectConfig) -> SearchJob:
+    from edgekd.select.search import Entry
+
+    entries = tuple(Entry(s.candidate.key, s.candidate.arch, s.latency_ms, s.candidate.params, s.candidate.flops)
+                    for s in screening.survivors)
+    spec = data if not Path(data).exists() else str(Path(data).resolve())  # workers may run elsewhere
+    return SearchJob(teacher=str(Path(teacher).resolve()), data=spec, out=str(out.resolve()),
+                     store=str(store.path.resolve()), train=cfg.model_dump(mode="json"),
+                     task=task.model_dump(mode="json"), entries=entries,
+                     n_trials=min(options.n_trials or len(entries), len(entries)), pruner=options.pruner,
+                     reduction_factor=options.reduction_factor, seed=cfg.seed)
+
+
+def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool) -> dict[int, tuple[Any, int]]:
+    """Resume the best `top` trials that stopped early to the full budget: {trial number: (TrainResult,
+    epochs added)}. Best = trained furthest, then most accurate there (what successive halving ranks)."""
+    from edgekd import api
+    from edgekd.distill.trainer import state_path
+
+    ranked = sorted((r for r in records if r.history and r.state in ("complete", "pruned")),
+                    key=lambda r: (r.epochs, r.val_acc or 0.0), reverse=True)
+    resumed = {}
+    for r in ranked[:top]:
+        if r.state == "complete":
+            continue
+        out = job.checkpoint(r.key)
+        added = job.epochs - r.epochs if state_path(out).is_file() else job.epochs
+        result = api.distill(Path(job.teacher), job.entry(r.key).arch, job.data, out,
+                             TrainConfig.model_validate(job.train), DistillConfig.model_validate(job.task),
+                             resume=True, store=Path(job.store), progress=progress)
+        resumed[r.number] = (result, added)
+    return resumed
+
+
+def build_finals(records: list[TrialRecord], resumed: dict[int, tuple[Any, int]], job: SearchJob, target: str,
+                 out: Path, store: Store, timing: TimingConfig | None) -> list[Finished]:
+    """Export, build and re-measure every student trained for the full budget."""
+    finished = []
+    for r in records:
+        if r.state == "complete" and r.val_acc is not None:
+            val, test, added = r.val_acc, r.test_acc, 0
+        elif r.number in resumed:
+            result, added = resumed[r.number]
+            val, test = float(result.val_accuracy), float(result.test_accuracy)
+            r = TrialRecord(r.number, r.key, "finished", tuple((int(h["epoch"]), float(h["val_acc"]))
+                                                               for h in result.history), test, r.checkpoint)
+        else:
+            continue
+        folder = out / "final" / job.checkpoint(r.key).parent.name
+        finished.append(Finished(r, val, test, added, final_build(job.checkpoint(r.key), target, job.data,
+                                                                   folder, store, timing)))
+    if not finished:
+        errors = [r.error for r in records if r.error]
+        raise EdgekdError("no candidate finished training" + (f"; first error: {errors[0]}" if errors else
+                                                              "; see the workers' logs"))
+    return finished
+
+
+def final_build(checkpoint: Path, target: str, data: str, folder: Path, store: Store,
+                timing: TimingConfig | None, repeats: int = FINAL_REPEATS) -> dict[str, Any]:
+    """The student built for the target (as `edgekd export` builds it) and measured with its accuracy,
+    by the same timing loop and settings as the screening, so the two latencies compare. It is timed
+    `repeats` times, each in its own process, and the lowest p50 counts: on a shared machine other
+    processes only ever add time, and one unlucky run must not decide that a student misses the budget."""
+    from edgekd import api
+    from edgekd.bench import benchmark, resolve_artifact
+    from edgekd.bench.protocol import DEFAULT_TIMING
+
+    info = api.export(str(checkpoint), target, folder, data=data, store=store.path)
+    artifact = resolve_artifact(folder)
+    runs = [benchmark(artifact, data=data if i == 0 else None, timing=timing or DEFAULT_TIMING)
+            for i in range(repeats)]
+    for result in runs:
+        store.log_benchmark(str(artifact.path), result)
+    p50s = [float(r["latency_ms"]["p50"]) for r in runs]
+    return {"dir": str(folder), "artifact": info["artifact"], "precision": info["precision"],
+            "p50_ms": min(p50s), "p50_runs": p50s, "accuracy": runs[0].get("accuracy"),
+            "quantization": info.get("quantization")}
+
+
+def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
+    """DIR/selection.json, DIR/selection.md, and a `select` run in the results store."""
+    from edgekd._io import write_json, write_text
+    from edgekd.report.selection import render_markdown
+
+    selection["files"] = {"json": str(out / "selection.json"), "markdown": str(out / "selection.md")}
+    write_json(out / "selection.json", selection)
+    write_text(out / "selection.md", render_markdown(selection))
+    chosen = selection["chosen"]
+    run = store.start_run("select", f"select-{selection['target']['name']}", {
+        "budget_ms": selection["budget_ms"], "chosen": chosen["arch"], "met_budget": selection["met_budget"],
+        "study": selection.get("study"), "selection": str(out / "selection.json")})
+    metrics = {"p50_ms": chosen["p50_ms"], "val_acc": chosen["val_acc"], "test_acc": chosen.get("test_acc"),
+               "student_epochs": selection["compute"]["student_epochs"]}
+    for name, value in metrics.items():
+        if value is not None:
+            store.log_metric(run, name, float(value))
+
+
+def timed(clock: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
+    start = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        clock[stage] = time.perf_counter() - start
