@@ -74,11 +74,13 @@ class Store:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise UserError(f"store folder does not exist: {self.path.parent}; create it first")
-        with self._connect() as conn:
+        with self.connect() as conn:
             conn.executescript(_SCHEMA)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection with the store's settings (WAL, busy timeout): for modules that keep tables of
+        their own in the same file."""
         with closing(sqlite3.connect(self.path, timeout=60.0, isolation_level=None)) as conn:
             conn.execute("PRAGMA busy_timeout = 60000")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -87,7 +89,7 @@ class Store:
             yield conn
 
     def _insert(self, sql: str, args: tuple[Any, ...]) -> int:
-        with self._connect() as conn:
+        with self.connect() as conn:
             # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers queue instead of
             # failing with "database is locked" halfway through a transaction.
             conn.execute("BEGIN IMMEDIATE")
@@ -143,7 +145,7 @@ class Store:
         )
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._connect() as conn:
+        with self.connect() as conn:
             return [dict(row) for row in conn.execute(sql, args).fetchall()]
 
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:

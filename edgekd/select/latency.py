@@ -16,8 +16,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,18 +77,13 @@ class LatencyCache:
     """The `candidate_latency` table in the store's SQLite file (same WAL and busy-timeout settings)."""
 
     def __init__(self, store: Store | Path) -> None:
-        self.path = store.path if isinstance(store, Store) else Store(Path(store)).path
+        self.store = store if isinstance(store, Store) else Store(Path(store))
+        self.path = self.store.path
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=60.0, isolation_level=None)) as conn:
-            conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.row_factory = sqlite3.Row
-            yield conn
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.store.connect()
 
     def get(self, key: str) -> LatencyResult | None:
         with self._connect() as conn:
