@@ -199,10 +199,12 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
 @click.option("--out", type=PathArg, required=True, help="output folder")
 @click.option("--data", default=None, help="data for parity and accuracy checks (default: the checkpoint's)")
 @click.option("--calibration", default=None, help="calibration recipe for INT8 (name in calibration/ or YAML)")
+@click.option("--offline", is_flag=True,
+              help="TensorRT targets, no TensorRT here: write the ONNX, trtexec.sh and the pre-check for the device")
 @click.option("--store", type=PathArg, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def export_cmd(model: str, target: str, out: Path, data: str | None, calibration: str | None,
+def export_cmd(model: str, target: str, out: Path, data: str | None, calibration: str | None, offline: bool,
                store: Path | None, as_json: bool) -> None:
     """Export MODEL (checkpoint, .onnx or module:factory) to ONNX and build it for a target.
 
@@ -213,8 +215,13 @@ def export_cmd(model: str, target: str, out: Path, data: str | None, calibration
     from edgekd import api
     from edgekd.report.text import print_artifact
 
-    info = api.export(model, target, out, data=data, calibration=calibration, store=store)
-    _emit(info, as_json, lambda i: print_artifact(i, out))
+    info = api.export(model, target, out, data=data, calibration=calibration, store=store, offline=offline)
+    if offline:
+        _emit(info, as_json, lambda i: click.echo(
+            f"wrote {out / i['onnx']}, {out / i['trtexec']} and {out / i['check']} ({i['errors']} errors,"
+            f" {i['warnings']} warnings in the TensorRT pre-check); run trtexec.sh on the device"))
+    else:
+        _emit(info, as_json, lambda i: print_artifact(i, out))
 
 
 @cli.command("bench")

@@ -199,3 +199,31 @@ def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i:i + 256]})[0] for i in range(0, len(x), 256)])
+
+
+def export_offline(model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None) -> dict[str, Any]:
+    """For a TensorRT target on a host without TensorRT: the parity-checked ONNX plus what the device
+    needs to build and measure it (`trtexec.sh`, the pre-check `trt_check.json`), described in
+    `offline.json`. Nothing is built here, and nothing says it was."""
+    from edgekd.config import Runtime
+    from edgekd.runtimes.tensorrt import prepare_offline
+
+    if profile.runtime is not Runtime.TENSORRT:
+        raise UserError(f"--offline prepares TensorRT targets only; {profile.name} uses {profile.runtime.value},"
+                        " which builds here: drop --offline")
+    module, shape, meta = _load_source(model, profile)
+    x, _, inputs_desc = _inputs(data or meta.get("data"), shape)
+    onnx_path = out_dir / "model.onnx"
+    parity = None
+    if module is None:
+        if Path(model).resolve() != onnx_path.resolve():
+            shutil.copyfile(model, onnx_path)
+    else:
+        export_onnx(module, shape, onnx_path)
+        parity = check_parity(module, onnx_path, x).to_json()
+    info = prepare_offline(onnx_path, profile.model_copy(update={"input_shape": shape}), out_dir)
+    info.update({"target": profile.name, "runtime": profile.runtime.value, "precision": profile.precision.value,
+                 "input_shape": list(shape), "built": False, "model": meta,
+                 "parity": {"onnx": parity, "inputs": inputs_desc}})
+    write_json(out_dir / "offline.json", info)
+    return info

@@ -84,7 +84,8 @@ _ADAPTERS = {
 _INSTALL_HINT = {
     Runtime.ONNXRUNTIME: "pip install onnxruntime",
     Runtime.OPENVINO: "pip install openvino",
-    Runtime.TENSORRT: "install TensorRT on the device (pip install 'edgekd[tensorrt]' on an NVIDIA machine)",
+    Runtime.TENSORRT: "install TensorRT on the device (pip install 'edgekd[tensorrt]' on an NVIDIA machine),"
+    " or add --offline to export the ONNX and trtexec.sh to build there",
 }
 
 

@@ -273,7 +273,31 @@ def test_cli_export_to_a_trt_target_exits_2_with_one_line(tmp_path: Path, cnn_on
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert lines == ["edgekd: error: runtime tensorrt is not installed on this machine; install TensorRT on the"
-                     " device (pip install 'edgekd[tensorrt]' on an NVIDIA machine)"], result.output
+                     " device (pip install 'edgekd[tensorrt]' on an NVIDIA machine), or add --offline to export"
+                     " the ONNX and trtexec.sh to build there"], result.output
+
+
+@without_trt
+def test_cli_export_offline_prepares_the_device_build(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+    from edgekd.models import build_model, parse_arch, save_checkpoint
+
+    spec = parse_arch("cnn-xs")
+    save_checkpoint(tmp_path / "m.pt", build_model(spec).eval(), spec, {"input_shape": [1, 28, 28]})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m.pt"), "--target", "jetson-orin-trt-fp16",
+                                      "--out", str(out), "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "offline.json").read_text())
+    assert info["built"] is False and info["errors"] == 0 and info["target"] == "jetson-orin-trt-fp16"
+    assert info["parity"]["onnx"]["max_abs_diff"] < 1e-3
+    assert (out / "model.onnx").is_file() and os.access(out / "trtexec.sh", os.X_OK)
+    assert "--fp16" in (out / "trtexec.sh").read_text() and not (out / "artifact.json").exists()
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m.pt"), "--target", "cpu-ort-fp32",
+                                      "--out", str(tmp_path / "o2"), "--offline"])
+    assert result.exit_code == 2 and "TensorRT targets only" in result.output
 
 
 def test_prepare_offline_writes_command_and_report(tmp_path: Path, cnn_onnx: Path) -> None:
