@@ -76,15 +76,16 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     return None if labels is None else float((logits.argmax(1) == labels).mean())
 
 
-def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None,
-                   calibration: str | None = None) -> dict[str, Any]:
-    """Export, build, verify; write `artifact.json` last (atomically), so its presence means success."""
-    adapter = get_runtime(profile.runtime)  # a missing runtime fails before any work
+def _float_onnx(model: str, profile: TargetProfile, out_dir: Path, data: str | None) -> tuple[
+        Any, tuple[int, int, int], dict[str, Any], Path, dict[str, Any] | None,
+        tuple[np.ndarray, np.ndarray | None, str]]:
+    """`out_dir/model.onnx` from any MODEL, parity-checked against torch on real inputs when torch is the
+    source: (module or None, C x H x W, metadata, ONNX path, parity, (inputs, labels, their description))."""
     module, shape, meta = _load_source(model, profile)
     if profile.input_shape is not None and tuple(profile.input_shape) != shape:
         raise UserError(f"target {profile.name} expects input {profile.input_shape} but the model takes {shape};"
                         " fix input_shape in the target or use a matching model")
-    x, y, inputs_desc = _inputs(data or meta.get("data"), shape)
+    inputs = _inputs(data or meta.get("data"), shape)
     onnx_path = out_dir / "model.onnx"
     parity = None
     if module is None:
@@ -92,7 +93,15 @@ def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: s
             shutil.copyfile(model, onnx_path)
     else:
         export_onnx(module, shape, onnx_path)
-        parity = check_parity(module, onnx_path, x).to_json()
+        parity = check_parity(module, onnx_path, inputs[0]).to_json()
+    return module, shape, meta, onnx_path, parity, inputs
+
+
+def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None,
+                   calibration: str | None = None) -> dict[str, Any]:
+    """Export, build, verify; write `artifact.json` last (atomically), so its presence means success."""
+    adapter = get_runtime(profile.runtime)  # a missing runtime fails before any work
+    module, shape, meta, onnx_path, parity, (x, y, inputs_desc) = _float_onnx(model, profile, out_dir, data)
     reference = _run_onnx(onnx_path, x) if module is None else _run_torch(module, x)
     calibration = _calibration_for(profile, calibration, data or meta.get("data"), out_dir)
     update: dict[str, Any] = {"input_shape": shape, "calibration": calibration}
@@ -211,16 +220,7 @@ def export_offline(model: str, profile: TargetProfile, out_dir: Path, *, data: s
     if profile.runtime is not Runtime.TENSORRT:
         raise UserError(f"--offline prepares TensorRT targets only; {profile.name} uses {profile.runtime.value},"
                         " which builds here: drop --offline")
-    module, shape, meta = _load_source(model, profile)
-    x, _, inputs_desc = _inputs(data or meta.get("data"), shape)
-    onnx_path = out_dir / "model.onnx"
-    parity = None
-    if module is None:
-        if Path(model).resolve() != onnx_path.resolve():
-            shutil.copyfile(model, onnx_path)
-    else:
-        export_onnx(module, shape, onnx_path)
-        parity = check_parity(module, onnx_path, x).to_json()
+    _, shape, meta, onnx_path, parity, (_, _, inputs_desc) = _float_onnx(model, profile, out_dir, data)
     info = prepare_offline(onnx_path, profile.model_copy(update={"input_shape": shape}), out_dir)
     info.update({"target": profile.name, "runtime": profile.runtime.value, "precision": profile.precision.value,
                  "input_shape": list(shape), "built": False, "model": meta,
