@@ -154,3 +154,18 @@ def bench(artifact: Path, *, data: str | None = None, batch: int | None = None, 
     folder = art.path.parent
     Store(store or default_store(folder)).log_benchmark(str(art.path), result)
     return result
+
+
+def select(teacher: Path, space: str | Path, target: str, data: str, out: Path, cfg: TrainConfig,
+           task: DistillConfig, options: Any = None, *, timing: Any = None, store: Path | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Choose the most accurate student of `space` within a latency budget on `target` (measured there).
+
+    `options` is an `edgekd.select.pipeline.SelectConfig` (budget, trials, pruner, workers, storage,
+    shared students folder); `timing` an `edgekd.bench.TimingConfig`. Writes OUT/selection.json and
+    OUT/selection.md and returns what the JSON holds. See `edgekd.select.pipeline` for the stages.
+    """
+    from edgekd.select.pipeline import select as run_selection
+
+    return run_selection(teacher, space, target, data, out, cfg, task, options, timing=timing, store=store,
+                         progress=progress)

@@ -252,11 +252,14 @@ def bench_cmd(artifact: Path, data: str | None, batch: int | None, threads: int 
 @cli.command("demo")
 @click.option("--quick", is_flag=True, help="a small slice of the data and one epoch per model (under 3 min)")
 @click.option("--workdir", type=PathArg, default=Path("edgekd-demo"), show_default=True)
+@click.option("--budget-ms", type=float, default=None,
+              help="p50 latency budget on every target (default: half the teacher's measured p50 there)")
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def demo_cmd(quick: bool, workdir: Path, as_json: bool) -> None:
-    """The main job on the built-in default: train (or reuse) a teacher, distil two students with KD,
-    export and build them for the CPU, benchmark latency and accuracy, and write a summary.
+def demo_cmd(quick: bool, workdir: Path, budget_ms: float | None, as_json: bool) -> None:
+    """The main job on the built-in default: train (or reuse) a teacher; on two CPU targets (ONNX
+    Runtime and OpenVINO) measure it, then choose the most accurate student within a latency budget by
+    measuring candidates there and distilling the ones in budget with KD; build, benchmark and report.
 
     \b
     Example:
@@ -264,7 +267,7 @@ def demo_cmd(quick: bool, workdir: Path, as_json: bool) -> None:
     """
     from edgekd.demo import run_demo
 
-    summary = run_demo(workdir, quick=quick)
+    summary = run_demo(workdir, quick=quick, budget_ms=budget_ms)
     _emit(summary, as_json, lambda s: click.echo(f"summary: {s['files']['markdown']}"))
 
 
@@ -307,13 +310,16 @@ def report_cmd(run_dir: Path, formats: str) -> None:
               help="successive halving or Hyperband over distillation epochs")
 @click.option("--finish-top", type=click.IntRange(min=1), default=1, show_default=True,
               help="train this many of the best trials to the full budget if they were stopped early")
+@click.option("--students", type=PathArg, default=None,
+              help="where candidates are distilled (default: OUT/students); selections for several targets that"
+                   " share it train each student once")
 @click.option("--store", type=PathArg, default=None, help="results store (default: OUT/edgekd.sqlite)")
 @click.option("--json", "as_json", is_flag=True)
 @guarded
 def select_cmd(teacher: Path, space: str, target: str, budget_ms: float | None, data: str, out: Path, method: str,
                epochs: int, limit: int | None, seed: int, storage: str | None, study_name: str | None,
-               n_trials: int | None, workers: int, pruner: str, finish_top: int, store: Path | None,
-               as_json: bool) -> None:
+               n_trials: int | None, workers: int, pruner: str, finish_top: int, students: Path | None,
+               store: Path | None, as_json: bool) -> None:
     """Latency in the loop: choose the most accurate student that meets a latency budget on a target.
 
     Candidates over the budget (predicted, then measured) are dropped before any training; an Optuna
@@ -333,7 +339,7 @@ def select_cmd(teacher: Path, space: str, target: str, budget_ms: float | None, 
 
     options = parse(SelectConfig, {"budget_ms": budget_ms, "n_trials": n_trials, "workers": workers,
                                    "pruner": pruner, "finish_top": finish_top, "storage": storage,
-                                   "study_name": study_name}, "selection options")
+                                   "study_name": study_name, "students": students}, "selection options")
     task = parse(DistillConfig, {"method": method}, "distillation options")
     cfg = _train_config(epochs, limit, seed, 128, 2e-3, "auto")
     selection = select(teacher, space, target, data, out, cfg, task, options, store=store, progress=not as_json)

@@ -60,6 +60,36 @@ def _runs(store: Store) -> tuple[list[dict[str, Any]], list[tuple[str, list[floa
     return rows, curves
 
 
+def _selections(store: Store) -> list[dict[str, Any]]:
+    """Each `select` run's selection.json, with its plot: every trained candidate at its latency on the
+    target (re-measured when finished, screened otherwise) against its last validation accuracy."""
+    from edgekd.report.selection import compute_line, headline
+
+    out = []
+    for run in store.runs("select"):
+        path = json.loads(run["config"]).get("selection")
+        try:
+            sel = json.loads(Path(path).read_text())
+        except (OSError, TypeError, ValueError):
+            continue  # the run folder was moved or cleaned: the store still lists the run
+        trained = [r for r in sel["candidates"] if r.get("val_acc") is not None]
+        latency = [(r.get("final") or {}).get("p50_ms") or r.get("measured_ms") or r.get("predicted_ms")
+                   for r in trained]
+        order = sorted(sel["candidates"], key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1)))
+        out.append({
+            "target": sel["target"]["name"], "headline": headline(sel), "compute": compute_line(sel),
+            "markdown": (sel.get("files") or {}).get("markdown", ""),
+            "rows": [{"arch": r["arch"], "params": f"{r['params']:,}", "fate": r["fate"], "why": r["why"],
+                      "latency": fmt_ms(r.get("measured_ms") if r.get("measured_ms") is not None
+                                        else r.get("predicted_ms")),
+                      "epochs": r.get("epochs", 0), "val": fmt_pct(r.get("val_acc"))} for r in order],
+            "svg": plots.pareto_plot([f"{r['arch']} ({r.get('epochs', 0)} ep)" for r in trained], latency,
+                                     [r["val_acc"] for r in trained], budget_ms=sel["budget_ms"],
+                                     ylabel="validation accuracy (%)") if trained else "",
+        })
+    return out
+
+
 def render_html(store: Store, title: str) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -73,7 +103,7 @@ def render_html(store: Store, title: str) -> str:
     context = {
         "title": title, "version": __version__, "store": store.path.name,
         "machine": f"{fp.get('cpu_model')}, {fp.get('cores')} cores" if fp else "",
-        "benchmarks": benchmarks, "artifacts": artifacts, "runs": runs,
+        "benchmarks": benchmarks, "artifacts": artifacts, "runs": runs, "selections": _selections(store),
         "pareto_svg": plots.pareto_plot([b["label"] for b in scored], [b["p50_raw"] for b in scored],
                                         [b["acc_raw"] for b in scored]) if scored else "",
         "latency_svg": plots.latency_plot([b["label"] for b in benchmarks], [b["quantiles"] for b in benchmarks])

@@ -45,8 +45,11 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def pareto_plot(labels: Sequence[str], latency_ms: Sequence[float], accuracy: Sequence[float]) -> str:
+def pareto_plot(labels: Sequence[str], latency_ms: Sequence[float], accuracy: Sequence[float],
+                budget_ms: float | None = None, ylabel: str = "accuracy (%)") -> str:
     fig, ax = _figure()
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color="#c0392b", linestyle="--", linewidth=1, label=f"budget {budget_ms:.3g} ms")
     points = list(zip(latency_ms, accuracy, strict=True))
     front = pareto_front(points)
     ax.scatter(latency_ms, [100 * a for a in accuracy], color="#888888", zorder=2)
@@ -55,7 +58,7 @@ def pareto_plot(labels: Sequence[str], latency_ms: Sequence[float], accuracy: Se
     for label, lat, acc in zip(labels, latency_ms, accuracy, strict=True):
         ax.annotate(label, (lat, 100 * acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("p50 latency (ms)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.legend(loc="lower right", fontsize=8)
     return _svg(fig)
 

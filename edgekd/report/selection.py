@@ -64,11 +64,12 @@ def headline(sel: dict[str, Any]) -> str:
     return f"{head}; BUDGET MISSED: {fmt_ms(sel['budget_ms'])} ms, missed by {fmt_ms(sel['missed_by_ms'])} ms"
 
 
-def _compute(sel: dict[str, Any]) -> str:
+def compute_line(sel: dict[str, Any]) -> str:
     c = sel["compute"]
     ratio = "-" if c["ratio"] is None else f"{100 * c['ratio']:.0f}%"
-    return (f"{c['student_epochs']} student-epochs, {ratio} of training every in-budget candidate fully"
-            f" ({c['exhaustive_epochs']}); " + ", ".join(f"{k} {v:.0f} s" for k, v in c["seconds"].items()))
+    reused = f", {c['reused_epochs']} more taken from an earlier selection" if c.get("reused_epochs") else ""
+    return (f"{c['student_epochs']} student-epochs trained{reused}, {ratio} of training every in-budget candidate"
+            f" fully ({c['exhaustive_epochs']}); " + ", ".join(f"{k} {v:.0f} s" for k, v in c["seconds"].items()))
 
 
 def _predictor(pred: dict[str, Any]) -> str:
@@ -84,7 +85,7 @@ def render_markdown(sel: dict[str, Any]) -> str:
     t, study, pred = sel["target"], sel.get("study", {}), sel["predictor"]
     lines = [f"# Selection for {t['name']}", "", headline(sel) + ".", "",
              f"Target: {t['runtime']} {t['precision']} on {t['device']}, {t['threads']} threads, batch {t['batch']}."
-             f" Compute: {_compute(sel)}.",
+             f" Compute: {compute_line(sel)}.",
              f"Study {study.get('name', '-')} ({study.get('pruner', '-')}, reduction factor"
              f" {study.get('reduction_factor', '-')}) in {study.get('storage', '-')}.",
              f"Latency predictor: {_predictor(pred)}.",
@@ -108,7 +109,7 @@ def print_selection(sel: dict[str, Any]) -> None:
     import click
 
     click.echo(headline(sel))
-    click.echo(f"compute: {_compute(sel)}")
+    click.echo(f"compute: {compute_line(sel)}")
     for row in sel["candidates"]:
         if row["fate"] != "chosen":
             click.echo(f"  {row['arch']}: {row['why']}")

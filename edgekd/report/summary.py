@@ -32,9 +32,28 @@ def _demo_markdown(summary: dict[str, Any]) -> str:
         )
     if summary["rows"]:
         fp = summary["rows"][0]["bench"]["fingerprint"]
-        lines += ["", f"Machine: {fp.get('cpu_model')}, {fp.get('cores')} cores; {fp.get('runtime')}"
-                  f" {fp.get('runtime_version')}, batch {fp.get('batch')}, {fp.get('threads')} threads."]
+        lines += ["", f"Machine: {fp.get('cpu_model')}, {fp.get('cores')} cores; batch {fp.get('batch')},"
+                  f" {fp.get('threads')} threads."]
+    for sel in summary.get("selections", []):
+        lines += _selection_markdown(sel)
     return "\n".join(lines) + "\n"
+
+
+def _selection_markdown(sel: dict[str, Any]) -> list[str]:
+    from edgekd.report.selection import compute_line
+
+    c = sel["chosen"]
+    verdict = ("within the budget" if sel["met_budget"]
+               else f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms (the fastest candidate)")
+    lines = ["", f"## Selection for {sel['target']}", "",
+             f"Budget {fmt_ms(sel['budget_ms'])} ms p50 ({sel['budget_source']}). Chosen: **{c['arch']}**,"
+             f" {fmt_ms(c['p50_ms'])} ms, val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])};"
+             f" {verdict}. Compute: {compute_line(sel)}. Full record: {sel['files']['markdown']}.", "",
+             "| candidate | params | measured ms | val acc | outcome |", "|---|---:|---:|---:|---|"]
+    order = sorted(sel["candidates"], key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1)))
+    lines += [f"| {r['arch']} | {r['params']:,} | {fmt_ms(r['measured_ms'])} | {fmt_pct(r['val_acc'])} |"
+              f" {r['why']} |" for r in order]
+    return lines
 
 
 def write_demo_summary(workdir: Path, summary: dict[str, Any]) -> dict[str, str]:

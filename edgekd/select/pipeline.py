@@ -56,6 +56,8 @@ class SelectConfig(Frozen):
     probes: int = Field(default=8, ge=2, description="candidates measured to fit the latency predictor")
     storage: str | None = Field(default=None, description="study database URL; None = the workspace store")
     study_name: str | None = None
+    students: Path | None = Field(default=None, description="where candidates are distilled; None = OUT/students."
+                                  " Selections for several targets that share it train each student once")
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,12 @@ def make_job(teacher: Path, data: str, out: Path, store: Store, cfg: TrainConfig
 
     entries = tuple(Entry(s.candidate.key, s.candidate.arch, s.latency_ms, s.candidate.params, s.candidate.flops)
                     for s in screening.survivors)
+    from edgekd.api import file_sha256
+
     spec = data if not Path(data).exists() else str(Path(data).resolve())  # workers may run elsewhere
-    return SearchJob(teacher=str(Path(teacher).resolve()), data=spec, out=str(out.resolve()),
+    students = str(Path(options.students).resolve()) if options.students else None
+    return SearchJob(teacher=str(Path(teacher).resolve()), teacher_sha256=file_sha256(Path(teacher)),
+                     students=students, data=spec, out=str(out.resolve()),
                      store=str(store.path.resolve()), train=cfg.model_dump(mode="json"),
                      task=task.model_dump(mode="json"), entries=entries,
                      n_trials=min(options.n_trials or len(entries), len(entries)), pruner=options.pruner,
@@ -158,8 +164,10 @@ def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool)
     """Resume the best `top` trials that stopped early to the full budget: {trial number: (TrainResult,
     epochs added)}. Best = trained furthest, then most accurate there (what successive halving ranks)."""
     from edgekd import api
-    from edgekd.distill.trainer import state_path
+    from edgekd.distill.trainer import TrainResult, state_path
+    from edgekd.select.search import trained_before
 
+    cfg, task = TrainConfig.model_validate(job.train), DistillConfig.model_validate(job.task)
     ranked = sorted((r for r in records if r.history and r.state in ("complete", "pruned")),
                     key=lambda r: (r.epochs, r.val_acc or 0.0), reverse=True)
     resumed = {}
@@ -167,9 +175,13 @@ def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool)
         if r.state == "complete":
             continue
         out = job.checkpoint(r.key)
+        before = trained_before(out, cfg, task)
+        if before.test_acc is not None:  # an earlier study (another target) already finished it
+            history = list(before.history)
+            resumed[r.number] = (TrainResult(out, history, before.test_acc, history[-1]["val_acc"], 0, 0.0), 0)
+            continue
         added = job.epochs - r.epochs if state_path(out).is_file() else job.epochs
-        result = api.distill(Path(job.teacher), job.entry(r.key).arch, job.data, out,
-                             TrainConfig.model_validate(job.train), DistillConfig.model_validate(job.task),
+        result = api.distill(Path(job.teacher), job.entry(r.key).arch, job.data, out, cfg, task,
                              resume=True, store=Path(job.store), progress=progress)
         resumed[r.number] = (result, added)
     return resumed

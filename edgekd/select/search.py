@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 JOB_ATTR = "edgekd_job"
 SKIPPED = "skipped"
+REUSED = "reused_epochs"  # epochs a trial took from an earlier study's training instead of training them
 
 
 class PrunerKind(str, enum.Enum):
@@ -77,6 +78,8 @@ class SearchJob:
     pruner: PrunerKind = PrunerKind.SUCCESSIVE_HALVING
     reduction_factor: int = 3
     seed: int = 0
+    students: str | None = None  # where candidates are distilled; None = <out>/students
+    teacher_sha256: str = ""
 
     @property
     def epochs(self) -> int:
@@ -86,10 +89,18 @@ class SearchJob:
         return next(e for e in self.entries if e.key == key)
 
     def checkpoint(self, key: str) -> Path:
-        """Where candidate `key` is distilled (one folder per candidate: trials never share one)."""
+        """Where candidate `key` is distilled: one folder per candidate and training settings, so trials
+        of one study never share one, and a study over the same `students` folder (another target, a
+        rerun) finds what an earlier one trained with the same teacher, data and settings."""
         entry = self.entry(key)
         slug = re.sub(r"[^A-Za-z0-9.]+", "-", entry.arch).strip("-")
-        return Path(self.out) / "students" / f"{slug}-{key[:6]}" / "student.pt"
+        root = Path(self.students) if self.students else Path(self.out) / "students"
+        return root / f"{slug}-{key[:6]}-{self.training_digest()}" / "student.pt"
+
+    def training_digest(self) -> str:
+        """What decides a distilled student's weights, besides its architecture."""
+        settings = [self.teacher_sha256 or self.teacher, self.data, self.train, self.task]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "pruner": self.pruner.value, "entries": [asdict(e) for e in self.entries]}
@@ -245,9 +256,16 @@ def _objective(job: SearchJob) -> Any:
 
         out = job.checkpoint(entry.key)
         trial.set_user_attr("checkpoint", str(out))
+        before = trained_before(out, cfg, task)
+        trial.set_user_attr(REUSED, len(before.history))
+        for row in before.history:  # what an earlier study trained: the pruner sees it as if trained now
+            report(row)
+        if before.test_acc is not None:
+            trial.set_user_attr("test_acc", before.test_acc)
+            return float(before.history[-1]["val_acc"])
         try:
             result = api.distill(Path(job.teacher), entry.arch, job.data, out, cfg, task, store=Path(job.store),
-                                 progress=False, on_epoch_end=report)
+                                 resume=bool(before.history), progress=False, on_epoch_end=report)
         except EdgekdError as err:  # the trial fails (recorded why); the study goes on
             trial.set_user_attr("error", str(err))
             raise
@@ -255,6 +273,42 @@ def _objective(job: SearchJob) -> Any:
         return float(result.val_accuracy)
 
     return objective
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What an earlier study trained of a candidate: its epochs' metrics, and its test accuracy if done."""
+
+    history: tuple[dict[str, float], ...] = ()
+    test_acc: float | None = None
+
+
+def trained_before(out: Path, cfg: TrainConfig, task: DistillConfig) -> Previous:
+    """The finished checkpoint or the resumable state at `out`, if made with these settings.
+
+    The folder is keyed by the settings already (`SearchJob.checkpoint`); the check here also keeps a
+    file from another edgekd version, or a half-copied folder, from being taken for this run's."""
+    import torch
+
+    from edgekd.distill.trainer import state_path
+
+    def same(train: Any, distill: Any) -> bool:
+        return train == cfg.model_dump() and distill == task.model_dump()
+
+    try:
+        if state_path(out).is_file():
+            state = torch.load(state_path(out), map_location="cpu", weights_only=True)
+            if same(state.get("config"), state.get("task")):
+                return Previous(tuple(state["history"]))
+        elif out.is_file():
+            from edgekd.models.checkpoint import load_checkpoint
+
+            meta = load_checkpoint(out)["meta"]
+            if same(meta.get("train"), meta.get("distill")) and meta.get("history"):
+                return Previous(tuple(meta["history"]), float(meta["test_acc"]))
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, UserError):
+        pass  # unreadable: train afresh (the trainer writes atomically, so this is another file)
+    return Previous()
 
 
 def _skip_reason(trial: optuna.Trial, key: str, n_trials: int) -> str | None:
@@ -283,6 +337,7 @@ class TrialRecord:
     test_acc: float | None
     checkpoint: str | None
     error: str | None = None
+    reused: int = 0  # epochs taken from an earlier study (trained before, not by this one)
 
     @property
     def epochs(self) -> int:
@@ -308,7 +363,7 @@ def trial_records(study: optuna.Study) -> list[TrialRecord]:
             number=t.number, key=str(t.params["candidate"]), state=t.state.name.lower(),
             history=tuple(sorted((int(k), float(v)) for k, v in t.intermediate_values.items())),
             test_acc=t.user_attrs.get("test_acc"), checkpoint=t.user_attrs.get("checkpoint"),
-            error=t.user_attrs.get("error")))
+            error=t.user_attrs.get("error"), reused=int(t.user_attrs.get(REUSED, 0))))
     return records
 
 

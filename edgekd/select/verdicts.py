@@ -44,7 +44,8 @@ def assemble(profile: TargetProfile, screening: Screening, mismatched: list[tupl
               "reason": {"shape": list(c.input_shape), "data_shape": list(shape)}} for c, shape in mismatched]
     for row in rows:
         row["why"] = explain(row["fate"], row["reason"])
-    epochs = sum(r.epochs for r in records) + sum(f.added_epochs for f in finished)
+    epochs = sum(r.epochs - r.reused for r in records) + sum(f.added_epochs for f in finished)
+    reused = sum(r.reused for r in records)
     exhaustive = len(screening.survivors) * job.epochs
     return {
         "target": {"name": profile.name, "runtime": profile.runtime.value, "precision": profile.precision.value,
@@ -57,7 +58,7 @@ def assemble(profile: TargetProfile, screening: Screening, mismatched: list[tupl
         "candidates": rows,
         "predictor": {"mape_pct": screening.mape_pct, "measured_held_out": screening.mape_count,
                       "margin": screening.margin},
-        "compute": {"student_epochs": epochs, "exhaustive_epochs": exhaustive,
+        "compute": {"student_epochs": epochs, "reused_epochs": reused, "exhaustive_epochs": exhaustive,
                     "ratio": epochs / exhaustive if exhaustive else None, "epochs_per_student": job.epochs,
                     "seconds": clock},
     }

@@ -249,3 +249,38 @@ def test_select_builds_int8_when_the_target_asks(teacher: Path, fmnist_npz: Path
     info = json.loads((Path(sel["chosen"]["artifact_dir"]) / "artifact.json").read_text())
     assert sel["chosen"]["precision"] == info["precision"] == "int8"
     assert sel["chosen"]["artifact_accuracy"] is not None
+
+
+def test_a_study_reuses_what_an_earlier_one_trained_with_the_same_settings_only(
+        teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path) -> None:
+    students = tmp_path / "students"
+    first = run_select(teacher, fmnist_npz, tmp_path / "a", shared_store, budget_ms=1.0, students=students)
+    again = run_select(teacher, fmnist_npz, tmp_path / "b", shared_store, budget_ms=1.0, students=students)
+    assert first["compute"]["student_epochs"] > 0 and first["compute"]["reused_epochs"] == 0
+    assert again["compute"]["student_epochs"] == 0
+    assert again["compute"]["reused_epochs"] == first["compute"]["student_epochs"]
+    assert again["chosen"]["arch"] == first["chosen"]["arch"]
+    assert again["chosen"]["val_acc"] == first["chosen"]["val_acc"]
+    # other settings: other folders, nothing taken from the first study
+    longer = select(teacher, SearchSpace.model_validate(SPACE), "cpu-ort-fp32", str(fmnist_npz), tmp_path / "c",
+                    TRAIN.model_copy(update={"epochs": 1}), DistillConfig(), SelectConfig(budget_ms=1.0,
+                                                                                          students=students),
+                    timing=FAST, store=shared_store, progress=False)
+    assert longer["compute"]["reused_epochs"] == 0 and longer["compute"]["student_epochs"] > 0
+    assert Path(longer["chosen"]["checkpoint"]).parent != Path(first["chosen"]["checkpoint"]).parent
+
+
+def test_trained_before_takes_only_a_checkpoint_made_with_the_same_settings(teacher: Path, fmnist_npz: Path,
+                                                                           tmp_path: Path) -> None:
+    from edgekd import api
+    from edgekd.select.search import trained_before
+
+    out = tmp_path / "student.pt"
+    assert trained_before(out, TRAIN, DistillConfig()).history == ()
+    cfg = TRAIN.model_copy(update={"epochs": 1})
+    result = api.distill(teacher, "cnn(width=2,depth=1)", str(fmnist_npz), out, cfg, DistillConfig(), progress=False)
+    done = trained_before(out, cfg, DistillConfig())
+    assert [row["val_acc"] for row in done.history] == [row["val_acc"] for row in result.history]
+    assert done.test_acc == result.test_accuracy
+    assert trained_before(out, TRAIN, DistillConfig()).history == ()  # other epochs
+    assert trained_before(out, cfg, DistillConfig(method="pkt")).history == ()  # another method
