@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,16 @@ def _cache_usable() -> bool:
 
 
 def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: bool = False,
-                  store: Path | None = None, progress: bool = True) -> Any:
-    """Train a model on labels alone (a teacher, or a student baseline). Returns a TrainResult."""
+                  store: Path | None = None, progress: bool = True, hssakd: bool = False,
+                  branches: Sequence[str] | None = None) -> Any:
+    """Train a model on labels alone (a teacher, or a student baseline). Returns a TrainResult.
+
+    With `hssakd`, auxiliary branches after the stages `branches` (default: every stage but the last) train
+    with it on rotated images and are stored in the checkpoint for `distill` with method `hssakd`.
+    """
     from edgekd.data import load_data
-    from edgekd.distill.objectives import Supervised
+    from edgekd.distill import hssakd as hs
+    from edgekd.distill.objectives import Objective, Supervised
     from edgekd.distill.trainer import Trainer
     from edgekd.models import build_model, parse_arch
 
@@ -59,11 +65,23 @@ def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: 
     spec = parse_arch(arch, in_channels=c, num_classes=split.train.num_classes, image_size=h)
     import torch
 
+    if branches is not None and not hssakd:
+        raise UserError("--branches places HSSAKD branches; add --hssakd (or drop --branches)")
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
-    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(split.train.input_shape)}
-    trainer = Trainer(model, spec, Supervised(), split, cfg, out, _store_for(out, store), "train", meta)
-    return trainer.fit(resume=resume, show_progress=progress)
+    meta: dict[str, Any] = {"data": data, "classes": list(split.train.classes),
+                            "input_shape": list(split.train.input_shape)}
+    objective: Objective = Supervised()
+    net = None
+    if hssakd:
+        objective, net = hs.teacher_task(model, branches, split.train.input_shape, split.train.num_classes)
+        meta["hssakd_branches"] = net.after
+    trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "train", meta,
+                      train_module=net)
+    result = trainer.fit(resume=resume, show_progress=progress)
+    if net is not None:
+        hs.save_branches(out, net)
+    return result
 
 
 def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig, task: DistillConfig, *,
@@ -77,9 +95,10 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     import torch
 
     from edgekd.data import load_data
+    from edgekd.distill import hssakd
     from edgekd.distill.cache import CacheSpec
     from edgekd.distill.methods import build_loss, method_pairs
-    from edgekd.distill.objectives import Distillation
+    from edgekd.distill.objectives import Distillation, Objective
     from edgekd.distill.trainer import Trainer, check_classes, output_count
     from edgekd.models import build_model, load_model, parse_arch
 
@@ -89,6 +108,9 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     _check_input((t_spec.in_channels, t_spec.image_size, t_spec.image_size), shape, "teacher")
     check_classes(output_count(t_model, shape), split.train, "teacher")
     spec = parse_arch(student, in_channels=shape[0], num_classes=split.train.num_classes, image_size=shape[1])
+    branched = task.method == "hssakd"  # from the teacher's auxiliary branches (edgekd.distill.hssakd)
+    if branched:
+        hssakd.check_task(task.auxiliary, shape)
     auxiliary = _auxiliary(task.auxiliary, teacher, t_spec, spec, data, cfg, out, store, progress)
     if auxiliary is not None:
         t_model, _, _ = load_model(auxiliary)
@@ -97,16 +119,23 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     check_classes(output_count(model, shape), split.train, "student")
     pairs = method_pairs(task, model, t_model, shape)
     loss = build_loss(task, pairs)
-    cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
-        if task.cache and _cache_usable() else None
-    objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
+    objective: Objective
+    train_module, extra = None, dict[str, Any]()
+    if branched:
+        objective, train_module, extra = hssakd.distillation(teacher, t_model, model, loss, task.ce_weight,
+                                                             task.kd_weight, shape, split.train.num_classes)
+    else:
+        cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
+            if task.cache and _cache_usable() else None
+        objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
     meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(shape),
             "method": task.method, "distill": task.model_dump(), "teacher": str(teacher),
             "pairs": [list(p) for p in pairs] if pairs is not None else None, "schedule": task.schedule,
             "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc"),
             "auxiliary": str(auxiliary) if auxiliary else None,
-            "auxiliary_sha256": file_sha256(auxiliary) if auxiliary else None}
-    trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta)
+            "auxiliary_sha256": file_sha256(auxiliary) if auxiliary else None, **extra}
+    trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta,
+                      train_module=train_module)
     return trainer.fit(resume=resume, show_progress=progress, on_epoch_end=on_epoch_end)
 
 
@@ -123,6 +152,20 @@ def _auxiliary(choice: str, teacher: Path, t_spec: Any, spec: Any, data: str, cf
             raise UserError(f"auxiliary teacher not found: {path}; give a checkpoint, auto or none")
         return path
     return train_auxiliary(teacher, spec, data, cfg, _store_for(out, store), progress=progress)
+
+
+def ensemble(student: str, data: str, out_dir: Path, cfg: TrainConfig,
+             widths: str | Sequence[float] = "1.0,0.8,0.6,0.4,0.2", *, teacher: Path | None = None,
+             guide: str | None = None, guide_weight: float | None = None, resume: bool = False,
+             store: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Online ensemble compression: train `student` at decreasing `widths` (fractions of its width) at once,
+    on a shared stem, optionally guided by a `teacher` with the `guide` method on the logits (default kd).
+    Writes OUT_DIR/family.pt, one OUT_DIR/student-w<fraction>.pt per width (a plain student, exported like
+    any) and OUT_DIR/ensemble.json, the manifest it returns. See `edgekd.distill.ensemble`."""
+    from edgekd.distill.ensemble_run import train_ensemble
+
+    return train_ensemble(student, data, out_dir, cfg, widths, teacher=teacher, guide=guide,
+                          guide_weight=guide_weight, resume=resume, store=store, progress=progress)
 
 
 def export(model: str, target: str, out_dir: Path, *, data: str | None = None,

@@ -111,21 +111,28 @@ def cli() -> None:
 
 @cli.command("train-teacher")
 @click.option("--arch", required=True, help="built-in name (resnet, cnn-s, ...), family(k=v,...) or module:factory")
+@click.option("--hssakd", is_flag=True,
+              help="also train HSSAKD's auxiliary branches on rotated images (for distill --method hssakd)")
+@click.option("--branches", default=None,
+              help="with --hssakd: stages to branch after, e.g. stage1,stage2 (default: every stage but the last)")
 @training_options
 @guarded
-def train_teacher_cmd(arch: str, data: str, epochs: int, out: Path, limit: int | None, seed: int,
-                      batch_size: int, lr: float, device: str, resume: bool, store: Path | None,
-                      as_json: bool) -> None:
+def train_teacher_cmd(arch: str, hssakd: bool, branches: str | None, data: str, epochs: int, out: Path,
+                      limit: int | None, seed: int, batch_size: int, lr: float, device: str, resume: bool,
+                      store: Path | None, as_json: bool) -> None:
     """Train a teacher (or any model on labels alone).
 
     \b
-    Example:
+    Examples:
       edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out teacher.pt
+      edgekd train-teacher --arch resnet --hssakd --branches stage1,stage2 --epochs 5 --out teacher-hs.pt
     """
     from edgekd import api
 
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
-    result = api.train_teacher(arch, data, out, cfg, resume=resume, store=store, progress=not as_json)
+    stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
+    result = api.train_teacher(arch, data, out, cfg, resume=resume, store=store, progress=not as_json,
+                               hssakd=hssakd, branches=stages)
     _emit(_training_json(result), as_json, _print_training)
 
 
@@ -170,6 +177,7 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
 
     Pair-based methods (pkt, infoflow, sp) pair layers at matching relative depth unless --pairs names
     them. The teacher's outputs are cached after the first epoch (under EDGEKD_CACHE) unless --no-cache.
+    hssakd needs a teacher trained with 'train-teacher --hssakd' and runs it live on rotated images.
 
     \b
     Examples:
@@ -178,6 +186,7 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
       edgekd distill --teacher teacher.pt --student cnn-s --method infoflow --schedule critical-period \\
           --epochs 5 --out student-if.pt
       edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
+      edgekd distill --teacher teacher-hs.pt --student cnn-s --method hssakd --out s-hs.pt
     """
     from edgekd import api
     from edgekd.config import DistillConfig, parse
@@ -191,6 +200,48 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
     result = api.distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
                          progress=not as_json)
     _emit(_training_json(result), as_json, _print_training)
+
+
+def _out_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`training_options`, with --out a run folder instead of a checkpoint."""
+    fn = training_options(fn)
+    helps = {"out": "run folder: family.pt, student-w<fraction>.pt per width, ensemble.json",
+             "store": "results store (default: OUT/edgekd.sqlite)"}
+    for param in getattr(fn, "__click_params__", []):
+        param.help = helps.get(param.name, param.help)
+    return fn
+
+
+@cli.command("ensemble")
+@click.option("--student", required=True, help="base student, scaled in width: cnn-s, 'cnn(width=16,depth=1)', ...")
+@click.option("--widths", default="1.0,0.8,0.6,0.4,0.2", show_default=True,
+              help="fractions of the base width, strictly decreasing, in (0, 1]; the first is the pseudo-teacher")
+@click.option("--teacher", type=PathArg, default=None, help="optional external teacher guiding every student")
+@click.option("--guide", default=None, help="teacher's loss on each student's logits: a distill method (default kd)")
+@click.option("--guide-weight", type=click.FloatRange(min=0), default=None, help="default: the method's kd weight")
+@_out_folder
+@guarded
+def ensemble_cmd(student: str, widths: str, teacher: Path | None, guide: str | None, guide_weight: float | None,
+                 data: str, epochs: int, out: Path, limit: int | None, seed: int, batch_size: int, lr: float,
+                 device: str, resume: bool, store: Path | None, as_json: bool) -> None:
+    """Online ensemble compression: train students of decreasing width on one shared stem at once, each
+    learning from labels, the ensemble of all and the widest one's features; then write each alone.
+
+    Every student-w<fraction>.pt is a plain built-in student: export, bench and select take it like any.
+
+    \b
+    Examples:
+      edgekd ensemble --student cnn-s --widths 1.0,0.8,0.6,0.4,0.2 --epochs 5 --out runs/ens
+      edgekd ensemble --student cnn-m --teacher teacher.pt --guide kd --epochs 5 --out runs/ens-kd
+      edgekd select --target cpu-ort-fp32 --budget-ms 0.2 --from-ensemble runs/ens --out runs/sel
+    """
+    from edgekd import api
+    from edgekd.report.ensemble import print_ensemble
+
+    cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
+    manifest = api.ensemble(student, data, out, cfg, widths, teacher=teacher, guide=guide, guide_weight=guide_weight,
+                            resume=resume, store=store, progress=not as_json)
+    _emit(manifest, as_json, lambda m: print_ensemble(m, out))
 
 
 @cli.command("export")
@@ -289,8 +340,12 @@ def report_cmd(run_dir: Path, formats: str) -> None:
 
 
 @cli.command("select")
-@click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
-@click.option("--space", required=True, help="search space: a YAML file or a built-in space (small)")
+@click.option("--teacher", type=PathArg, default=None,
+              help="teacher checkpoint (from train-teacher); with --from-ensemble, only for the training-time estimate")
+@click.option("--space", default=None, help="search space: a YAML file or a built-in space (small)")
+@click.option("--from-ensemble", type=PathArg, default=None,
+              help="an `edgekd ensemble` run folder: its trained students are the candidates (instead of --space;"
+                   " its data and training settings apply)")
 @click.option("--target", required=True, help="a profile name in targets/ (e.g. cpu-ort-fp32) or a YAML path")
 @click.option("--budget-ms", type=float, default=None, help="p50 latency budget in ms (default: the target's)")
 @click.option("--data", default="fashion-mnist", show_default=True,
@@ -316,8 +371,9 @@ def report_cmd(run_dir: Path, formats: str) -> None:
 @click.option("--store", type=PathArg, default=None, help="results store (default: OUT/edgekd.sqlite)")
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def select_cmd(teacher: Path, space: str, target: str, budget_ms: float | None, data: str, out: Path, method: str,
-               epochs: int, limit: int | None, seed: int, storage: str | None, study_name: str | None,
+def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | None, target: str,
+               budget_ms: float | None, data: str, out: Path, method: str, epochs: int, limit: int | None, seed: int,
+               storage: str | None, study_name: str | None,
                n_trials: int | None, workers: int, pruner: str, finish_top: int, students: Path | None,
                store: Path | None, as_json: bool) -> None:
     """Latency in the loop: choose the most accurate student that meets a latency budget on a target.
@@ -332,6 +388,7 @@ def select_cmd(teacher: Path, space: str, target: str, budget_ms: float | None, 
     Example:
       edgekd select --teacher teacher.pt --space small --target cpu-ort-fp32 --budget-ms 0.2 \\
           --data fashion-mnist --epochs 9 --out runs/select
+      edgekd select --from-ensemble runs/ens --target cpu-ort-fp32 --budget-ms 0.2 --out runs/select-ens
     """
     from edgekd.config import DistillConfig, parse
     from edgekd.report.selection import print_selection
@@ -341,6 +398,16 @@ def select_cmd(teacher: Path, space: str, target: str, budget_ms: float | None, 
                                    "pruner": pruner, "finish_top": finish_top, "storage": storage,
                                    "study_name": study_name, "students": students}, "selection options")
     task = parse(DistillConfig, {"method": method}, "distillation options")
+    if from_ensemble is not None:
+        from edgekd.report.ensemble import print_ensemble_selection
+        from edgekd.select.ensemble import select_from_ensemble
+
+        chosen = select_from_ensemble(from_ensemble, target, out, budget_ms=budget_ms, teacher=teacher, task=task,
+                                      store=store, progress=not as_json)
+        _emit(chosen, as_json, print_ensemble_selection)
+        return
+    if teacher is None or space is None:
+        raise UserError("select needs --teacher and --space, or --from-ensemble DIR (an `edgekd ensemble` run)")
     cfg = _train_config(epochs, limit, seed, 128, 2e-3, "auto")
     selection = select(teacher, space, target, data, out, cfg, task, options, store=store, progress=not as_json)
     _emit(selection, as_json, print_selection)

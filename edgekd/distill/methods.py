@@ -51,6 +51,8 @@ DEFAULTS: dict[str, MethodDefaults] = {
                                          " pair at ~0.3x CE's gradient; x10 and more cost 10+ points"),
     "sp": MethodDefaults(1.0, 100.0, "gamma 3000 (public benchmarks) makes SP's gradient 6-19x CE's here"
                                      " and costs 5 points; 100 keeps it below CE's", pooled=False),
+    "hssakd": MethodDefaults(1.0, 1.0, "the authors' plain sum: CE + KL_T (T = 3) of each branch and the"
+                                       " logits over 4 rotations; teacher from train-teacher --hssakd"),
 }
 FALLBACK = MethodDefaults(0.5, 0.5)
 

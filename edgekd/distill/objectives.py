@@ -93,11 +93,15 @@ class Distillation:
     def teacher_logits(self, x: Tensor) -> Tensor:
         return self.live_taps(x)[LOGITS]
 
+    def teacher_taps(self, x: Tensor, index: np.ndarray | None = None) -> Taps:
+        """The teacher's logits and taps for a batch: read from the cache when there is one and `index` is known."""
+        cached = self._cached
+        return cached(x, index) if cached is not None and index is not None else self.live_taps(x)
+
     def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
                  ) -> tuple[Tensor, Tensor]:
         logits = student(x)
-        cached = self._cached
-        t_taps = cached(x, index) if cached is not None and index is not None else self.live_taps(x)
+        t_taps = self.teacher_taps(x, index)
         s_taps = {**self._student_taps, LOGITS: logits}
         kd = self.loss(s_taps, t_taps, y)
         loss = self.kd_weight * kd

@@ -108,11 +108,18 @@ def output_count(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
 
 
 class Trainer:
-    """Trains `model` under `objective`, checkpointing to `<out>.state` each epoch and `out` at the end."""
+    """Trains `model` under `objective`, checkpointing to `<out>.state` each epoch and `out` at the end.
+
+    `train_module` (default: `model`) is what trains: a module that holds `model` plus training-only parts
+    (e.g. auxiliary branches). It is optimised and checkpointed as a whole, so resume restores those parts
+    too; `model` alone is evaluated and saved to `out`.
+    """
 
     def __init__(self, model: nn.Module, spec: ArchSpec, objective: Objective, split: Split,
-                 cfg: TrainConfig, out: Path, store: Store, run_kind: str, meta: dict[str, Any]) -> None:
+                 cfg: TrainConfig, out: Path, store: Store, run_kind: str, meta: dict[str, Any],
+                 train_module: nn.Module | None = None) -> None:
         self.model, self.spec, self.objective, self.split = model, spec, objective, split
+        self.train_module = train_module if train_module is not None else model
         self.cfg, self.out, self.store, self.kind, self.meta = cfg, Path(out), store, run_kind, meta
         self.rank = ddp.from_env()
         self.device = pick_device(cfg.device)
@@ -120,9 +127,9 @@ class Trainer:
             self.device = torch.device("cuda", self.rank.local)
         ddp.init(self.rank, self.device)
         self.amp = cfg.amp and self.device.type == "cuda"
-        self.model.to(self.device)
-        self.net = ddp.wrap(self.model, self.device, self.rank)  # what trains; `model` is what is saved
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.train_module.to(self.device)
+        self.net = ddp.wrap(self.train_module, self.device, self.rank)  # what trains; `model` is what is saved
+        self.opt = torch.optim.AdamW(self.train_module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(ddp.shard_len(len(split.train), self.rank) / cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -139,7 +146,7 @@ class Trainer:
             "format": STATE_FORMAT,
             "epoch": self.epoch,
             "run_id": self.run_id,
-            "model": self.model.state_dict(),
+            "model": self.train_module.state_dict(),
             "opt": self.opt.state_dict(),
             "sched": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -162,7 +169,10 @@ class Trainer:
             raise UserError(f"{path} belongs to another model; delete it or choose another --out")
         if state["config"] != self.cfg.model_dump() or state.get("task") != self.meta.get("distill"):
             raise UserError(f"{path} was made with other training settings; resume with the same ones")
-        self.model.load_state_dict(state["model"])
+        try:
+            self.train_module.load_state_dict(state["model"])
+        except RuntimeError:  # same arch, other training-only parts (e.g. other or no auxiliary branches)
+            raise UserError(f"{path} was made with other training settings; resume with the same ones") from None
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.scaler.load_state_dict(state["scaler"])
@@ -225,7 +235,7 @@ class Trainer:
             advance()
         seconds = time.perf_counter() - t0
         loss_sum, n_correct, n_seen = ddp.summed([loss_sum, correct, seen], self.device, self.rank)
-        ddp.sync_buffers(self.model, self.rank)
+        ddp.sync_buffers(self.train_module, self.rank)
         val_loss, val_acc = evaluate(self.model, self.split.val, self.device)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / n_seen, "train_acc": n_correct / n_seen,
                "val_loss": val_loss, "val_acc": val_acc, "epoch_s": seconds, **logged}

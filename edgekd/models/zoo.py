@@ -120,17 +120,21 @@ def resnet(in_channels: int = 1, num_classes: int = 10, width: int = 32, depth: 
 
 
 @_register("cnn")
-def cnn(in_channels: int = 1, num_classes: int = 10, width: int = 12, depth: int = 1) -> nn.Module:
-    """Plain student: three stages of `depth` conv-BN-ReLU layers (w, 2w, 4w), 2x2 max-pool between stages."""
+def cnn(in_channels: int = 1, num_classes: int = 10, width: int = 12, depth: int = 1,
+        stem: int | None = None) -> nn.Module:
+    """Plain student: a conv-BN-ReLU stem of `stem` channels (default: `width`), then three stages of
+    `depth` conv-BN-ReLU layers (w, 2w, 4w), 2x2 max-pool between stages. A stem wider than the stages is
+    what a student exported from an ensemble family keeps (`edgekd.distill.ensemble`)."""
+    stem = width if stem is None else stem
     widths = [width, 2 * width, 4 * width]
-    stages, cin = [], width
+    stages, cin = [], stem
     for i, w in enumerate(widths):
         layers: list[nn.Module] = [nn.MaxPool2d(2)] if i > 0 else []
         for j in range(depth):
             layers.append(conv_bn(cin if j == 0 else w, w))
         stages.append(nn.Sequential(*layers))
         cin = w
-    return Staged(in_channels, conv_bn(in_channels, width), stages, widths[-1], num_classes)
+    return Staged(in_channels, conv_bn(in_channels, stem), stages, widths[-1], num_classes)
 
 
 @_register("mobilenet")

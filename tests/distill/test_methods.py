@@ -51,7 +51,7 @@ def test_pairs_parse_from_text_and_lists() -> None:
     ({"method": "infoflow", "schedule": "sometimes"}, "known: constant, critical-period"),
     ({"method": "pkt", "pairs": "pool"}, "student_layer:teacher_layer"),
     ({"method": "pkt", "pairs": "pool:pool", "n_pairs": 2}, "not both"),
-    ({"method": "fitnet"}, "known: infoflow, kd, pkt, sp"),
+    ({"method": "fitnet"}, "known: hssakd, infoflow, kd, pkt, sp"),
 ])
 def test_bad_options_fail_when_the_config_loads(options: dict[str, object], needle: str) -> None:
     with pytest.raises(UserError, match=needle):

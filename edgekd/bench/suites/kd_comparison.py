@@ -290,8 +290,9 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, wall_s: float
             out += ["", f"## {row['pair']} ({row['teacher_params']:,} -> {row['student_params']:,} parameters),"
                         f" {row['regime']}", "", header]
         gap = lambda g: "" if math.isnan(g) else f"{g * 100:.0f}%"  # noqa: E731
-        out.append(f"| {row['method']} | {fmt(*row['acc'], 100)} | {fmt(*row['map'], 100)} |"
-                   f" {fmt(*row['epoch_s'], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} | {row['n']} |"
+        acc, mean_ap, epoch_s = row["acc"], row["map"], row["epoch_s"]
+        out.append(f"| {row['method']} | {fmt(acc[0], acc[1], 100)} | {fmt(mean_ap[0], mean_ap[1], 100)} |"
+                   f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} | {row['n']} |"
                    f" {row['note']} |")
     goals = goal_lines(rows)
     if goals:

@@ -14,6 +14,6 @@ from edgekd.registry import Registry
 LOSSES: Registry[nn.Module] = Registry("distillation method")
 
 # Importing the method modules registers them.
-from edgekd.distill.losses import infoflow, kd, pkt, sp  # noqa: E402,F401
+from edgekd.distill.losses import hssakd, infoflow, kd, pkt, sp  # noqa: E402,F401
 
 __all__ = ["LOSSES"]

@@ -1,0 +1,105 @@
+"""Selection from an ensemble run on 1000 real Fashion-MNIST images: the family's students are measured on
+the target, the budget filters them, the most accurate in budget is built and re-measured, and the
+training time the ensemble saved is estimated from real epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekd import api
+from edgekd.bench import TimingConfig
+from edgekd.cli import cli
+from edgekd.config import DistillConfig, TrainConfig
+from edgekd.distill.ensemble_run import load_manifest
+from edgekd.select.ensemble import select_from_ensemble
+from edgekd.select.verdicts import Fate
+from edgekd.store import STORE_NAME, Store
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+
+FAST = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=20, min_time_s=0.05)
+TRAIN = TrainConfig(epochs=2, batch_size=64, limit=300)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, fmnist_npz: Path) -> Path:
+    out = tmp_path_factory.mktemp("ensemble")
+    api.ensemble("cnn(width=8,depth=1)", str(fmnist_npz), out, TRAIN, "1.0,0.5,0.25", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One results store for the module: the students' latencies are measured once, then read from its cache."""
+    return tmp_path_factory.mktemp("store") / STORE_NAME
+
+
+def test_a_budget_nothing_meets_builds_the_fastest_and_states_the_training_time_saved(
+        run: Path, shared_store: Path, tmp_path: Path) -> None:
+    sel = select_from_ensemble(run, "cpu-ort-fp32", tmp_path, budget_ms=1e-4, timing=FAST, store=shared_store,
+                               progress=False)
+    manifest = load_manifest(run)
+
+    rows = {r["arch"]: r for r in sel["candidates"]}
+    assert len(rows) == 3 and all(r["measured_ms"] > 0 for r in rows.values())
+    fastest = min(rows.values(), key=lambda r: r["measured_ms"])  # as measured here: on a busy machine, any
+    assert not sel["met_budget"] and sel["chosen"]["arch"] == fastest["arch"]
+    source = next(s for s in manifest["students"] if s["arch"] == fastest["arch"])
+    assert Path(sel["chosen"]["checkpoint"]) == run / source["checkpoint"]
+    assert (Path(sel["chosen"]["artifact_dir"]) / "artifact.json").is_file()
+    others = [r for a, r in rows.items() if a != sel["chosen"]["arch"]]
+    assert all(r["fate"] == Fate.SLOWER_THAN_FASTEST.value and "trained in the ensemble" in r["why"] for r in others)
+    assert {r["val_acc"] for r in rows.values()} == {s["val_acc"] for s in manifest["students"]}
+
+    saved = sel["compute"]["ensemble"]
+    assert saved["ensemble_train_s"] == manifest["train_seconds"] and saved["basis"] == "trained on labels alone"
+    assert saved["measured_epochs"] == 2 and len(saved["widths"]) == 3
+    for width in saved["widths"]:  # first measured epoch + (epochs - 1) x the last one
+        assert width["estimate_s"] == pytest.approx(width["epoch_s"][0] + width["epoch_s"][-1])
+    assert saved["separate_estimate_s"] == pytest.approx(sum(w["estimate_s"] for w in saved["widths"]))
+
+    assert json.loads((tmp_path / "selection.json").read_text())["chosen"]["arch"] == sel["chosen"]["arch"]
+    markdown = (tmp_path / "selection.md").read_text()
+    assert "BUDGET MISSED" in markdown and "training time: the ensemble trained 3 students" in markdown
+    assert [r["name"] for r in Store(shared_store).runs("select")] == ["select-cpu-ort-fp32"]
+
+
+@pytest.mark.slow
+def test_a_generous_budget_chooses_the_most_accurate_on_validation(
+        run: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path) -> None:
+    teacher = tmp_path / "t.pt"
+    api.train_teacher("cnn-xs", str(fmnist_npz), teacher, TrainConfig(epochs=1, limit=300), progress=False)
+    sel = select_from_ensemble(run, "cpu-ort-fp32", tmp_path / "sel", budget_ms=50.0, teacher=teacher,
+                               task=DistillConfig(method="kd"), timing=FAST, store=shared_store, progress=False)
+
+    best = max(load_manifest(run)["students"], key=lambda s: s["val_acc"])
+    assert sel["met_budget"] and sel["chosen"]["val_acc"] == best["val_acc"]
+    assert all(r["final"]["p50_ms"] <= 50.0 for r in sel["candidates"])  # every student built and re-measured
+    assert sel["compute"]["ensemble"]["basis"] == f"distilled (kd) from {teacher}"
+
+
+def test_cli_from_ensemble(run: Path, shared_store: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["select", "--from-ensemble", str(run), "--target", "cpu-ort-fp32",
+                                      "--budget-ms", "0.0001", "--out", str(tmp_path), "--store", str(shared_store),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    sel = json.loads(result.stdout)
+    fastest = min(sel["candidates"], key=lambda r: r["measured_ms"])
+    assert sel["chosen"]["arch"] == fastest["arch"] and sel["ensemble"]["dir"] == str(run)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--from-ensemble", "{empty}"], "is not an ensemble run"),
+    ([], "needs --teacher and --space, or --from-ensemble"),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    (tmp_path / "empty").mkdir()
+    args = [a.format(empty=tmp_path / "empty") for a in args]
+    result = CliRunner().invoke(cli, ["select", *args, "--target", "cpu-ort-fp32", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and needle in result.output
+    assert result.output.strip().splitlines()[-1].startswith("edgekd: error:")
