@@ -8,12 +8,17 @@ and the heterogeneous pair, a small vision transformer (`vit-s`) -> the smallest
 Methods: `alone` (the student trained on labels, `api.train_teacher` on the student arch), `kd`, `pkt`,
 `sp`, `infoflow` and `infoflow-aux` (information flow through the auxiliary teacher). The auxiliary row
 runs only when this edgekd's `DistillConfig` has an `auxiliary` field; otherwise it is reported as not
-available. Regimes: `full` (the whole training set) and `10pct` (its first 10%, `TrainConfig.limit`);
-the validation split (10%) is drawn from what is kept, and the test set is always the whole test split.
+available. `hssakd` (`--methods ...,hssakd`, not in the default list: rotating every batch four ways and
+running the teacher live, an HSSAKD student epoch costs ~15x a cached kd epoch here) distils from a second
+teacher per teacher arch, trained with HSSAKD branches (`api.train_teacher(hssakd=True)`) like the plain
+one; its row's gap is taken against that teacher, shown as its own `teacher-hssakd` row.
+Regimes: `full` (the whole training set) and `10pct` (its first 10%, `TrainConfig.limit`); the validation
+split (10%) is drawn from what is kept, and the test set is always the whole test split.
 
 Every student, in every regime and for every seed, trains for the same `--epochs` with the same
 `TrainConfig` otherwise (only the seed and the limit change). Each teacher is trained once, on the full
-training set with seed 0 for `--teacher-epochs`, and kept in `<out>/teachers/` (reused by `--resume`).
+training set with seed 0 for `--teacher-epochs`, and kept in `<out>/teachers/` (reused by `--resume`):
+`<arch>-e<E>.pt`, and `<arch>-hssakd-e<E>.pt` for `hssakd`.
 
 Metrics per run: test accuracy; retrieval mAP of the penultimate representation (the input of the
 `head`) over the first `--map-samples` test images (`edgekd.distill.retrieval`: each queries all the
@@ -38,9 +43,11 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PAIRS = ("resnet:cnn-xs", "resnet:cnn-s", "vit-s:cnn-xs")
-METHODS = ("alone", "kd", "pkt", "sp", "infoflow", "infoflow-aux")
+METHODS = ("alone", "kd", "pkt", "sp", "infoflow", "infoflow-aux", "hssakd")
+DEFAULT_METHODS = METHODS[:-1]  # hssakd only on request (its cost: see the module docstring)
 REGIMES = {"full": 1.0, "10pct": 0.1}
 AUX = "infoflow-aux"
+HSSAKD = "hssakd"
 NOT_AVAILABLE = "not available in this edgekd (DistillConfig has no `auxiliary` field)"
 
 
@@ -130,29 +137,38 @@ def summarise(result: Any, path: Path, data: str, map_samples: int, extra: dict[
             "seconds": float(result.seconds), "checkpoint": str(result.checkpoint)}
 
 
-def teacher(arch: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """Train (or reuse) the teacher `arch`: full training set, seed 0, `--teacher-epochs`."""
+def hssakd_key(arch: str) -> str:
+    """The key of the HSSAKD teacher of `arch` among the teachers (and its name, `<arch>-hssakd`)."""
+    return f"{arch}-{HSSAKD}"
+
+
+def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Train (or reuse) the teacher `arch`: full training set, seed 0, `--teacher-epochs`; with `hssakd`,
+    the same teacher trained with HSSAKD branches."""
     from edgekd import api
     from edgekd.models import build_model, parse_arch
     from edgekd.models.zoo import count_params
 
     folder = args.out / "teachers"
-    name = f"{safe(arch)}-e{args.teacher_epochs}"
+    name = f"{safe(hssakd_key(arch) if hssakd else arch)}-e{args.teacher_epochs}"
     ckpt, record = folder / f"{name}.pt", folder / f"{name}.json"
     if args.resume and record.is_file() and ckpt.is_file():
         return ckpt, json.loads(record.read_text())
-    print(f"training teacher {arch} ({args.teacher_epochs} epochs, full training set)", flush=True)
+    print(f"training {'HSSAKD ' if hssakd else ''}teacher {arch} ({args.teacher_epochs} epochs, full training"
+          " set)", flush=True)
     cfg = train_config(args, args.teacher_epochs, 0, None)
-    result = api.train_teacher(arch, args.data, ckpt, cfg, progress=False)
+    result = api.train_teacher(arch, args.data, ckpt, cfg, progress=False, hssakd=hssakd)
     params = count_params(build_model(parse_arch(arch)))
-    info = summarise(result, ckpt, args.data, args.map_samples, {"arch": arch, "params": params, "seed": 0})
+    info = summarise(result, ckpt, args.data, args.map_samples,
+                     {"arch": arch, "params": params, "seed": 0, "hssakd": hssakd})
     write_json(record, info)
     return ckpt, info
 
 
 def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None, method: str, seed: int,
-            args: argparse.Namespace) -> dict[str, Any]:
-    """One student run (skipped with --resume when its JSON exists); returns its record."""
+            args: argparse.Namespace, h_ckpt: Path | None = None) -> dict[str, Any]:
+    """One student run (skipped with --resume when its JSON exists); returns its record. `hssakd` distils
+    from `h_ckpt`, the HSSAKD teacher."""
     from edgekd import api
 
     t_arch, s_arch = pair
@@ -172,7 +188,10 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
         task = None
     else:
         task = task_for(method, args)
-        result = api.distill(t_ckpt, s_arch, args.data, ckpt, cfg, task, progress=False)
+        source = h_ckpt if method == HSSAKD else t_ckpt
+        if source is None:
+            raise ValueError("the hssakd run needs the HSSAKD teacher's checkpoint (h_ckpt)")
+        result = api.distill(source, s_arch, args.data, ckpt, cfg, task, progress=False)
     info = summarise(result, ckpt, args.data, args.map_samples,
                      {**base, "status": "done", "task": task.model_dump(mode="json") if task else None})
     info["wall_s"] = time.perf_counter() - t0
@@ -207,6 +226,9 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
     for t_arch, s_arch in args.pairs:
         s_params = count_params(build_model(parse_arch(s_arch)))
         t_info = teachers[t_arch]
+        # the teacher each method distils from (and its gap is taken against): hssakd has its own
+        own = {m: teachers.get(hssakd_key(t_arch), {}) if m == HSSAKD else t_info for m in args.methods}
+        shown = [("teacher", t_info)] + ([(f"teacher-{HSSAKD}", own[HSSAKD])] if own.get(HSSAKD) else [])
         for regime in args.regimes:
             group = [r for r in runs if (r["teacher"], r["student"], r["regime"]) == (t_arch, s_arch, regime)]
             done = {m: [r for r in group if r["method"] == m and r.get("status") == "done"] for m in args.methods}
@@ -214,9 +236,11 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
             map_alone = stats([r["map"] for r in done.get("alone", [])])[0]
             key = {"pair": f"{t_arch} -> {s_arch}", "teacher": t_arch, "student": s_arch, "regime": regime,
                    "student_params": s_params, "teacher_params": t_info["params"]}
-            rows.append({**key, "method": "teacher", "n": 1, "acc": (t_info["test_accuracy"], math.nan),
-                         "map": (t_info["map"], math.nan), "epoch_s": (t_info["epoch_s_mean"], math.nan),
-                         "gap_acc": math.nan, "gap_map": math.nan, "note": f"{args.teacher_epochs} epochs, full data"})
+            for name, info in shown:
+                rows.append({**key, "method": name, "n": 1, "acc": (info["test_accuracy"], math.nan),
+                             "map": (info["map"], math.nan), "epoch_s": (info["epoch_s_mean"], math.nan),
+                             "gap_acc": math.nan, "gap_map": math.nan,
+                             "note": f"{args.teacher_epochs} epochs, full data"})
             for m in args.methods:
                 rs = done[m]
                 if not rs:
@@ -226,15 +250,17 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
                                  "note": unavailable[0]["note"] if unavailable else "no runs"})
                     continue
                 acc, mean_ap = stats([r["test_accuracy"] for r in rs]), stats([r["map"] for r in rs])
-                gap_acc = (acc[0] - acc_alone) / (t_info["test_accuracy"] - acc_alone) \
-                    if m != "alone" and t_info["test_accuracy"] != acc_alone else math.nan
-                gap_map = (mean_ap[0] - map_alone) / (t_info["map"] - map_alone) \
-                    if m != "alone" and t_info["map"] != map_alone else math.nan
+                t_acc, t_map = own[m].get("test_accuracy", acc_alone), own[m].get("map", map_alone)
+                gap_acc = (acc[0] - acc_alone) / (t_acc - acc_alone) if m != "alone" and t_acc != acc_alone \
+                    else math.nan
+                gap_map = (mean_ap[0] - map_alone) / (t_map - map_alone) if m != "alone" and t_map != map_alone \
+                    else math.nan
                 aux = rs[0].get("task", {}) or {}
+                note = f"gap vs teacher-{HSSAKD}" if m == HSSAKD else \
+                    f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux else ""
                 rows.append({**key, "method": m, "n": len(rs), "acc": acc, "map": mean_ap,
                              "epoch_s": stats([r["epoch_s_mean"] for r in rs]), "gap_acc": gap_acc,
-                             "gap_map": gap_map,
-                             "note": f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux else ""})
+                             "gap_map": gap_map, "note": note})
     return rows
 
 
@@ -292,8 +318,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, wall_s: float
         gap = lambda g: "" if math.isnan(g) else f"{g * 100:.0f}%"  # noqa: E731
         acc, mean_ap, epoch_s = row["acc"], row["map"], row["epoch_s"]
         out.append(f"| {row['method']} | {fmt(acc[0], acc[1], 100)} | {fmt(mean_ap[0], mean_ap[1], 100)} |"
-                   f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} | {row['n']} |"
-                   f" {row['note']} |")
+                   f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} |"
+                   f" {row['n']} | {row['note']} |")
     goals = goal_lines(rows)
     if goals:
         out += ["", "## Goal (heterogeneous pair)", "",
@@ -314,7 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.kd_comparison", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="teacher:student,...")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"of {', '.join(METHODS)}")
     parser.add_argument("--regimes", default="full,10pct", help=f"of {', '.join(REGIMES)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=10, help="student epochs (every method alike)")
@@ -358,15 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     ckpts: dict[str, Path] = {}
     runs = []
     for pair in args.pairs:
-        if pair[0] not in teachers:
-            ckpts[pair[0]], teachers[pair[0]] = teacher(pair[0], args)
-            t = teachers[pair[0]]
-            print(f"teacher {pair[0]}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
-                  f" {t['epoch_s_mean']:.1f} s/epoch", flush=True)
+        for key, hssakd in ((pair[0], False), (hssakd_key(pair[0]), True)):
+            if key not in teachers and (not hssakd or HSSAKD in args.methods):
+                ckpts[key], teachers[key] = teacher(pair[0], args, hssakd)
+                t = teachers[key]
+                print(f"teacher {key}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
+                      f" {t['epoch_s_mean']:.1f} s/epoch", flush=True)
         for regime in args.regimes:
             for seed in args.seeds:
                 for method in args.methods:
-                    r = run_one(pair, ckpts[pair[0]], regime, limits[regime], method, seed, args)
+                    r = run_one(pair, ckpts[pair[0]], regime, limits[regime], method, seed, args,
+                                ckpts.get(hssakd_key(pair[0])))
                     runs.append(r)
                     if r.get("status") == "done":
                         print(f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}:"
