@@ -49,7 +49,7 @@ def _selection_markdown(sel: dict[str, Any]) -> list[str]:
              f"Budget {fmt_ms(sel['budget_ms'])} ms p50 ({sel['budget_source']}). Chosen: **{c['arch']}**,"
              f" {fmt_ms(c['p50_ms'])} ms, val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])};"
              f" {verdict}. Compute: {compute_line(sel)}. Full record: {sel['files']['markdown']}.", "",
-             "| candidate | params | measured ms | val acc | outcome |", "|---|---:|---:|---:|---|"]
+             "| candidate | params | screened ms | val acc | outcome |", "|---|---:|---:|---:|---|"]
     order = sorted(sel["candidates"], key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1)))
     lines += [f"| {r['arch']} | {r['params']:,} | {fmt_ms(r['measured_ms'])} | {fmt_pct(r['val_acc'])} |"
               f" {r['why']} |" for r in order]
