@@ -32,7 +32,22 @@ def gram(x: Tensor) -> Tensor:
     """`x x^T` in x's own precision: autocast is switched off, as half-precision Gram products
     (`||a||^2 + ||b||^2 - 2 a.b`) lose small distances to cancellation."""
     with torch.autocast(device_type=x.device.type, enabled=False):
+        return _SymmetricGram.apply(x) if x.requires_grad else x @ x.T
+
+
+class _SymmetricGram(torch.autograd.Function):
+    """`x x^T` whose backward takes one B x B x D product, `(g + g^T) x`, where autograd's matmul takes two
+    (`g x` and `g^T x`); the value is the same matmul."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
         return x @ x.T
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return (grad + grad.T) @ x
 
 
 def cosine_kernel(features: Tensor, eps: float = PKT_EPS) -> Tensor:
@@ -61,6 +76,27 @@ def pairwise_distances(features: Tensor, eps: float = PKTH_EPS) -> Tensor:
 def tstudent_kernel(features: Tensor, eps: float = PKTH_EPS) -> Tensor:
     """`1 / (1 + ||x_i - x_j||)` (pkth `student_t` kernel with d = 1), in (0, 1]."""
     return 1.0 / (1.0 + pairwise_distances(features, eps))
+
+
+def cosine_and_tstudent(
+    features: Tensor, cosine_eps: float = PKT_EPS, distance_eps: float = PKTH_EPS
+) -> tuple[Tensor, Tensor]:
+    """`(cosine_kernel(features, cosine_eps), tstudent_kernel(features, distance_eps))` from one Gram product.
+
+    Both kernels are functions of `G = x x^T`: the cosine is `G_ij / ((|x_i| + eps)(|x_j| + eps))` and the
+    squared distance `G_ii + G_jj - 2 G_ij`, so the pair costs one B x B x D product (and, with grad, one
+    more in backward) where the two kernels apart cost two (and four). The values are the same up to
+    rounding: the distances are computed exactly as in `pairwise_distances`, the cosine takes the same
+    sums in another order. The norms are taken from x, not from `sqrt(G_ii)`, so that an all-zero row
+    keeps a finite gradient, as in `cosine_kernel`.
+    """
+    x = flatten(features)
+    g = gram(x)
+    inv = 1.0 / (x.norm(dim=1) + cosine_eps)
+    cosine = (g * inv[:, None] * inv[None, :] + 1.0) / 2.0
+    sq = (x * x).sum(dim=1)  # as in `pairwise_distances`, not diag(G): the same float32 rounding
+    d2 = sq[:, None] + sq[None, :] - 2.0 * g
+    return cosine, 1.0 / (1.0 + torch.sqrt(d2.clamp(min=0.0) + distance_eps))
 
 
 def row_normalise(similarity: Tensor) -> Tensor:

@@ -135,3 +135,59 @@ def test_gram_ignores_autocast() -> None:
         inside = K.pairwise_distances(x)
     assert inside.dtype == torch.float32
     torch.testing.assert_close(inside, K.pairwise_distances(x))
+
+
+# ---- both kernels from one Gram product (the infoflow path) ----
+
+
+def test_cosine_and_tstudent_match_references() -> None:
+    x = features((6, 4, 3, 3), seed=5)
+    cosine, tstudent = K.cosine_and_tstudent(t(x))
+    np.testing.assert_allclose(cosine.numpy(), ref_cosine(x), atol=1e-12)
+    np.testing.assert_allclose(tstudent.numpy(), ref_tstudent(x), rtol=1e-10)
+    # pinned: the same entries as the separate kernels give in test_pinned_kernel_values
+    c, s = K.cosine_and_tstudent(t(features()))
+    assert c[0, 1].item() == pytest.approx(0.46118912494669, rel=1e-9)
+    assert s[0, 1].item() == pytest.approx(0.18703229956963, rel=1e-9)
+
+
+def test_cosine_and_tstudent_equal_the_separate_kernels_in_float32() -> None:
+    x = torch.randn(32, 8, 7, 7, generator=torch.Generator().manual_seed(6)).relu()
+    cosine, tstudent = K.cosine_and_tstudent(x)
+    torch.testing.assert_close(cosine, K.cosine_kernel(x), rtol=1e-6, atol=1e-6)
+    assert torch.equal(tstudent, K.tstudent_kernel(x))  # the very same operations
+
+
+def test_cosine_and_tstudent_gradients_equal_the_separate_kernels() -> None:
+    x = features((5, 3, 2, 2), seed=7)
+    x[1] = x[0]  # duplicate samples
+    w1, w2 = features((5, 5), seed=8), features((5, 5), seed=9)
+    a, b = t(x).requires_grad_(True), t(x).requires_grad_(True)
+    cosine, tstudent = K.cosine_and_tstudent(a)
+    ((cosine * t(w1)).sum() + (tstudent * t(w2)).sum()).backward()
+    ((K.cosine_kernel(b) * t(w1)).sum() + (K.tstudent_kernel(b) * t(w2)).sum()).backward()
+    assert a.grad is not None and b.grad is not None
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_cosine_and_tstudent_gradients_finite_at_zero_rows() -> None:
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(3))
+    x[1] = x[0]
+    x[2] = 0.0
+    x.requires_grad_(True)
+    cosine, tstudent = K.cosine_and_tstudent(x)
+    (cosine.sum() + tstudent.sum()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_gram_backward_takes_one_product() -> None:
+    x = t(features((4, 5), seed=11)).requires_grad_(True)
+    assert torch.autograd.gradcheck(K.gram, (x,))
+    upstream = t(features((4, 4), seed=12))  # not symmetric: both halves of the gradient count
+    (K.gram(x) * upstream).sum().backward()
+    assert x.grad is not None
+    xn, g = features((4, 5), seed=11), features((4, 4), seed=12)
+    # d/dx_k sum_ij g_ij x_i.x_j = sum_j g_kj x_j + sum_i g_ik x_i
+    ref = np.array([sum(g[k, j] * xn[j] + g[j, k] * xn[j] for j in range(4)) for k in range(4)])
+    np.testing.assert_allclose(x.grad.numpy(), ref, rtol=1e-12)
+    assert K.gram(t(features((3, 2)))).grad_fn is None  # no grad: the plain product

@@ -200,3 +200,78 @@ def test_float32_agrees_with_float64(name: str) -> None:
     s32 = {k: v.float() for k, v in to_torch(S_NP).items()}
     t32 = {k: v.float() for k, v in to_torch(T_NP).items()}
     assert loss(s32, t32, TARGET).item() == pytest.approx(run(loss), rel=1e-4)
+
+
+# ---- infoflow with per-pair normalisation ----
+
+BATCHES = [(S_NP, T_NP)] + [(make_taps(SHAPES_S, seed=10 + k), make_taps(SHAPES_T, seed=20 + k)) for k in (1, 2)]
+PINNED_NORMALISED = {"first": 2.5151067467697454, "running": 2.491116541949996}
+
+
+def ref_pair_divergences(batch: tuple[dict[str, np.ndarray], dict[str, np.ndarray]]) -> list[float]:
+    s, t = batch
+    return [ref_infoflow_pair(s[sn], t[tn]) for sn, tn in PAIRS]
+
+
+def ref_normalised(mode: str, momentum: float, weights: tuple[float, ...]) -> list[float]:
+    """Loss values over BATCHES: each pair's divergence over its scale (first value, or running mean)."""
+    values, scales = [], None
+    for batch in BATCHES:
+        d = ref_pair_divergences(batch)
+        if scales is None:
+            scales = list(d)
+        elif mode == "running":
+            scales = [momentum * m + (1 - momentum) * x for m, x in zip(scales, d, strict=True)]
+        values.append(sum(w * x / m for w, x, m in zip(weights, d, scales, strict=True)))
+    return values
+
+
+@pytest.mark.parametrize("mode", ["first", "running"])
+@pytest.mark.parametrize("schedule", ["constant", "critical-period"])
+def test_infoflow_normalised_matches_reference(mode: str, schedule: str) -> None:
+    loss = InformationFlow(PAIRS, schedule=schedule, normalise=mode, momentum=0.9)
+    got = [loss(to_torch(s), to_torch(t), TARGET).item() for s, t in BATCHES]
+    expected = ref_normalised(mode, 0.9, loss.last_weights)
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert got[0] == pytest.approx(sum(loss.last_weights), rel=1e-12)  # every pair starts at 1
+    if schedule == "constant":
+        assert got[-1] == pytest.approx(PINNED_NORMALISED[mode], rel=1e-9)
+
+
+def test_infoflow_normalised_gradient_is_the_raw_one_over_the_scale() -> None:
+    loss = InformationFlow(PAIRS[1:], schedule="constant", normalise="first")
+    loss(to_torch(S_NP), to_torch(T_NP), TARGET)  # sets the scale
+    (scale,) = (float(m) for m in loss.scales if m is not None)
+    s1, s2 = to_torch(BATCHES[1][0], grad=True), to_torch(BATCHES[1][0], grad=True)
+    loss(s1, to_torch(BATCHES[1][1]), TARGET).backward()
+    InformationFlow(PAIRS[1:], schedule="constant")(s2, to_torch(BATCHES[1][1]), TARGET).backward()
+    g1, g2 = s1["s2"].grad, s2["s2"].grad
+    assert g1 is not None and g2 is not None
+    np.testing.assert_allclose(g1.numpy(), g2.numpy() / scale, rtol=1e-9)
+
+
+def test_infoflow_running_scale_holds_in_eval_and_zero_stays_zero() -> None:
+    loss = InformationFlow(PAIRS, schedule="constant", normalise="running")
+    loss(to_torch(S_NP), to_torch(T_NP), TARGET)
+    before = [float(m) for m in loss.scales if m is not None]
+    loss.eval()
+    loss(to_torch(BATCHES[1][0]), to_torch(BATCHES[1][1]), TARGET)
+    assert [float(m) for m in loss.scales if m is not None] == before
+    same = make_taps({**SHAPES_T, "s1": SHAPES_T["t1"], "s2": SHAPES_T["t2"]}, seed=30)
+    same["s1"], same["s2"] = same["t1"], same["t2"]
+    fresh = InformationFlow(PAIRS, schedule="constant", normalise="first")
+    value = fresh(to_torch(same), to_torch(same), TARGET)
+    assert torch.isfinite(value) and abs(value.item()) < 1e-9
+
+
+def test_infoflow_normalise_options_are_checked_and_reach_the_loss() -> None:
+    from edgekd.config import DistillConfig
+    from edgekd.distill.methods import build_loss
+
+    with pytest.raises(UserError, match="running"):
+        InformationFlow(PAIRS, normalise="sometimes")
+    with pytest.raises(UserError, match="momentum"):
+        InformationFlow(PAIRS, normalise="running", momentum=1.0)
+    task = DistillConfig(method="infoflow", loss_params={"normalise": "running"})
+    built = build_loss(task, PAIRS)
+    assert isinstance(built, InformationFlow) and built.normalise == "running"
