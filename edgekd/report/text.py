@@ -12,7 +12,11 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    """Milliseconds to the microsecond; below 0.01 ms to two significant digits, so that a small
+    difference (a budget missed by 0.0002 ms) does not print as 0.000."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
 
 
 def fmt_pct(value: float | None) -> str:
