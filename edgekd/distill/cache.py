@@ -11,6 +11,11 @@ rounding (relative error at most 2^-11, about 5e-4) is far below what the kernel
 whose values would overflow float16 is kept in float32. Logits stay float32 (ten numbers a sample).
 The largest rounding error of every tap is measured while it is written and recorded in meta.json.
 
+Bounded: the caches under one root are kept to `EDGEKD_CACHE_MAX_GB` (default 10) in all. Opening a
+cache marks it used (its meta.json's time); after a new cache is written, the least recently used
+others are deleted until the total fits (`evict`). Deleting a cache another process has open is safe on
+POSIX systems: its mapped files live on until it closes them; the next run with that key rebuilds it.
+
 Never silently reused: the folder is named by a digest of (teacher weights hash, data fingerprint,
 taps), and meta.json holds that key in full and is checked on every open, so a cache made for another
 teacher, other data or other taps is detected and rebuilt. A build fills a hidden temporary folder and
@@ -35,13 +40,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, UserError
 from edgekd.ui import console
 
 CACHE_FORMAT = "edgekd-teacher-cache-1"
 LOGITS = "logits"
 HALF_LIMIT = 32768.0  # half of float16's largest finite value (65504): larger values stay float32
 DISK_MARGIN = 1 << 30  # leave a GiB free when sizing a cache against the disk
+MAX_GB_ENV, DEFAULT_MAX_GB = "EDGEKD_CACHE_MAX_GB", 10.0
 
 
 class CacheUnavailable(EdgekdError):
@@ -195,6 +201,47 @@ class CacheBuilder:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def size_limit() -> int:
+    """The most bytes the caches under one root may hold together (`EDGEKD_CACHE_MAX_GB`)."""
+    text = os.environ.get(MAX_GB_ENV, "").strip()
+    try:
+        gb = float(text) if text else DEFAULT_MAX_GB
+    except ValueError:
+        gb = -1.0
+    if not gb >= 0:
+        raise UserError(f"{MAX_GB_ENV}={text!r} is not a size; give a number of GB >= 0 (0 keeps only the newest)")
+    return int(gb * 2**30)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def evict(root: Path, keep: Path, limit: int) -> list[Path]:
+    """Delete the least recently used complete caches under `root`, never `keep`, until all of them
+    together hold at most `limit` bytes; returns what was deleted."""
+    caches = []
+    for folder in root.iterdir():
+        meta = folder / "meta.json"
+        if folder.name.startswith(".") or not meta.is_file():
+            continue  # a build in progress (hidden) or not a cache
+        try:
+            caches.append((meta.stat().st_mtime, _folder_bytes(folder), folder))
+        except OSError:  # deleted meanwhile by another process
+            continue
+    total = sum(size for _, size, _ in caches)
+    evicted = []
+    for _, size, folder in sorted(caches, key=lambda c: c[0]):
+        if total <= limit:
+            break
+        if folder.resolve() == keep.resolve():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= size
+        evicted.append(folder)
+    return evicted
+
+
 def _reserved_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
     """A writable .npy memmap whose disk blocks are reserved up front: a write to a sparse mapping on a
     full disk would kill the process (SIGBUS) instead of raising."""
@@ -250,12 +297,15 @@ class CachedTeacher:
         self.arrays: dict[str, np.ndarray] | None = None
         self.builder: CacheBuilder | None = None
         self.enabled, self.check_next = True, False
+        self.limit = int(DEFAULT_MAX_GB * 2**30)
 
     def open(self, stack: ExitStack) -> None:
         """Open a complete cache of this key, or prepare to build one; a build left open is discarded."""
+        self.limit = size_limit()  # a bad setting fails before training, not after the first epoch
         sweep_stale(self.folder)
         self.arrays, reason = open_cache(self.folder, self.key, self.n)
         if self.arrays is not None:
+            os.utime(self.folder / "meta.json")  # used now: the last to be evicted
             console.print(f"teacher outputs: from the cache {self.folder}")
         elif reason != "is missing":
             console.print(f"teacher cache {self.folder} {reason}: rebuilding it")
@@ -301,6 +351,10 @@ class CachedTeacher:
             return
         size = sum(arr.nbytes for arr in self.arrays.values())
         console.print(f"teacher outputs cached in {self.folder} ({size / 2**20:.0f} MiB)")
+        evicted = evict(self.folder.parent, self.folder, self.limit)
+        if evicted:
+            console.print(f"removed {len(evicted)} least recently used teacher cache(s) to stay within"
+                          f" {MAX_GB_ENV}={self.limit / 2**30:g}: {', '.join(f.name for f in evicted)}")
 
     def _discard(self) -> None:
         if self.builder is not None:

@@ -228,3 +228,35 @@ def test_resume_with_the_cache_is_exact(teacher: Path, fmnist: str, tmp_path: Pa
     run_id = load_model(tmp_path / "b.pt")[2]["run_id"]
     cached = [m["value"] for m in Store(tmp_path / "edgekd.sqlite").metrics(run_id) if m["name"] == "teacher_cached"]
     assert cached == [0.0, 1.0]
+
+
+def test_least_recently_used_caches_are_evicted_past_the_size_limit(tmp_path: Path) -> None:
+    from edgekd.distill.cache import evict
+
+    folders = [tmp_path / name for name in ("old", "mid", "new")]
+    for age, (folder, teacher) in enumerate(zip(folders, "abc", strict=True)):
+        build(folder, key(teacher * 64))
+        os.utime(folder / "meta.json", (1000.0 + age, 1000.0 + age))
+    (tmp_path / ".x.123.tmp").mkdir()  # a build in progress is not a cache: left alone
+    one = sum(f.stat().st_size for f in folders[0].iterdir())
+    assert evict(tmp_path, keep=folders[0], limit=3 * one) == []  # within the limit: nothing goes
+    # over it: the oldest goes first, but never the one just written (`keep`)
+    assert evict(tmp_path, keep=folders[0], limit=2 * one) == [folders[1]]
+    assert evict(tmp_path, keep=folders[0], limit=0) == [folders[2]]
+    assert folders[0].is_dir() and (tmp_path / ".x.123.tmp").is_dir()
+
+
+def test_opening_a_cache_marks_it_used_and_a_bad_limit_fails_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.errors import UserError
+
+    folder = tmp_path / "c"
+    build(folder, key())
+    os.utime(folder / "meta.json", (1000.0, 1000.0))
+    cached = CachedTeacher(fake_taps, folder, key(), N)
+    with ExitStack() as stack:
+        cached.open(stack)
+    assert (folder / "meta.json").stat().st_mtime > 1000.0
+    monkeypatch.setenv("EDGEKD_CACHE_MAX_GB", "lots")
+    with ExitStack() as stack, pytest.raises(UserError, match="EDGEKD_CACHE_MAX_GB='lots' is not a size"):
+        CachedTeacher(fake_taps, folder, key(), N).open(stack)
