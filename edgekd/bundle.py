@@ -31,7 +31,7 @@ from edgekd.errors import EdgekdError, UserError
 from edgekd.runtimes import Artifact
 from edgekd.store import Store, default_store
 
-RUNNER_SOURCE = Path(__file__).resolve().parents[1] / "scripts" / "edgekd_runner.py"
+RUNNER_SOURCE = Path(__file__).resolve().parent / "_shipped" / "edgekd_runner.py"  # scripts/edgekd_runner.py
 RUNNER_NAME = "run.py"
 README_NAME = "README.txt"
 _INSTALL = {"onnxruntime": "pip install numpy onnxruntime", "openvino": "pip install numpy openvino",
@@ -42,7 +42,7 @@ _INSTALL = {"onnxruntime": "pip install numpy onnxruntime", "openvino": "pip ins
 def load_runner() -> ModuleType:
     """scripts/edgekd_runner.py as a module: the manifest and result formats, the bundle id."""
     if not RUNNER_SOURCE.is_file():
-        raise EdgekdError(f"the device runner {RUNNER_SOURCE} is missing; reinstall edgekd from its source tree")
+        raise EdgekdError(f"the device runner {RUNNER_SOURCE} is missing; reinstall edgekd")
     spec = importlib.util.spec_from_file_location("edgekd_runner", RUNNER_SOURCE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

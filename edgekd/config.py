@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edgekd.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: targets/ and calibration/ as this edgekd ships them: links to the repository's folders in a source
+#: checkout, copies in an installed wheel (`edgekd._shipped`)
+SHIPPED = Path(__file__).resolve().parent / "_shipped"
 
 
 class Runtime(str, enum.Enum):
@@ -149,7 +151,7 @@ def search_dirs(kind: str) -> list[Path]:
     """Where named `targets` or `calibration` recipes are looked up, in order."""
     env = os.environ.get(f"EDGEKD_{kind.upper()}")
     dirs = [Path(env)] if env else []
-    return dirs + [Path.cwd() / kind, REPO_ROOT / kind]
+    return dirs + [Path.cwd() / kind, SHIPPED / kind]
 
 
 def resolve_named_yaml(name_or_path: str, kind: str) -> Path:

@@ -1,0 +1,1 @@
+../../scripts/edgekd_runner.py
