@@ -80,3 +80,25 @@ def test_missing_data_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             load_data("fashion-mnist")
     finally:
         fashion_mnist.load.cache_clear()
+
+
+def test_data_without_a_test_split_is_scored_on_what_the_model_did_not_train_on(
+        fmnist: str, tmp_path: Path) -> None:
+    """A model trained on an .npz with --seed 3 is checked at export and benched on the seed-3 validation
+    split (the images it never trained on), not on the default seed-0 one, which overlaps its training."""
+    from edgekd import api
+    from edgekd.config import TrainConfig
+    from edgekd.data import evaluation_split
+
+    split = load_data(fmnist, seed=3)
+    held_out, described = evaluation_split(fmnist, split.info)
+    assert np.array_equal(held_out.x, split.val.x) and "seed 3" in described
+    assert not np.array_equal(evaluation_split(fmnist)[0].x, split.val.x)  # seed 0: another draw
+    assert evaluation_split("fashion-mnist", split.info)[1] == "fashion-mnist (test split)"
+
+    ckpt = tmp_path / "m.pt"
+    api.train_teacher("cnn-xs", fmnist, ckpt, TrainConfig(epochs=1, seed=3), progress=False)
+    info = api.export(str(ckpt), "cpu-ort-fp32", tmp_path / "build", data=fmnist)
+    assert "seed 3" in info["parity"]["inputs"]
+    result = api.bench(tmp_path / "build", data=fmnist, quick=True)
+    assert "seed 3" in result["accuracy_on"] and result["accuracy_samples"] == len(split.val)

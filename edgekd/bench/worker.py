@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekd.bench.fingerprint import fingerprint
 from edgekd.bench.protocol import TimingConfig, measure
-from edgekd.data import Dataset, load_data, to_float
+from edgekd.data import Dataset, evaluation_split, to_float
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact, Session, get_runtime
 
@@ -79,7 +79,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     batch, seed = int(request.get("batch") or 1), int(request.get("seed") or 0)
     timing = TimingConfig.from_json(request.get("timing") or {})
     adapter = get_runtime(artifact.runtime)
-    test = _test_split(request.get("data"), request.get("limit"), artifact, seed)
+    test, scored_on = _test_split(request.get("data"), request.get("limit"), artifact)
     session = adapter.load(artifact)
     inputs = _fixed_input(test, batch, artifact.input_shape, seed)
     _check_outputs(session, inputs, test)
@@ -93,6 +93,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         "samples": stats.samples,
         "accuracy": None if test is None else _accuracy(session, test, max(batch, EVAL_BATCH)),
         "accuracy_samples": None if test is None else len(test),
+        "accuracy_on": scored_on,
         "data": request.get("data"),
         "fingerprint": fingerprint(
             artifact.runtime, adapter.version(), artifact.precision, threads, batch, artifact.device
@@ -113,11 +114,14 @@ def _artifact(request: dict[str, Any]) -> Artifact:
     return artifact
 
 
-def _test_split(spec: str | None, limit: int | None, artifact: Artifact, seed: int) -> Dataset | None:
-    """The data's test split (its first `limit` samples), checked against the artifact's input."""
+def _test_split(spec: str | None, limit: int | None, artifact: Artifact) -> tuple[Dataset | None, str | None]:
+    """What to score on (its first `limit` samples) and its description: the data's test split, or for
+    data without one the validation split the model trained without (`evaluation_split`, from the split
+    export recorded)."""
     if spec is None:
-        return None
-    test = load_data(spec, seed=seed).test.head(limit)
+        return None, None
+    held_out, described = evaluation_split(spec, (artifact.info.get("model") or {}).get("split"))
+    test = held_out.head(limit)
     if len(test) == 0:
         raise UserError(f"data {spec!r} has no test samples; give data with at least one image")
     if test.input_shape != tuple(artifact.input_shape):
@@ -125,7 +129,7 @@ def _test_split(spec: str | None, limit: int | None, artifact: Artifact, seed: i
             f"data {spec!r} has images of shape {_shape(test.input_shape)} but {artifact.path.name} takes"
             f" {_shape(artifact.input_shape)}; give data of the shape the model was exported for"
         )
-    return test
+    return test, described
 
 
 def _fixed_input(test: Dataset | None, batch: int, shape: tuple[int, ...], seed: int) -> np.ndarray:

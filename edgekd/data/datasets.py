@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,3 +128,17 @@ def load_data(
         info["test"] = "test"
         info["n_test"] = len(test)
     return Split(train.subset(train_idx, f"{train.name}/train"), val, test, info)
+
+
+def evaluation_split(spec: str, trained: Mapping[str, Any] | None = None) -> tuple[Dataset, str]:
+    """What to score a model on, and a description of it: the data's own test split when it has one;
+    otherwise the validation split drawn as the model's training drew it (`trained` is the `split` a
+    checkpoint records: its seed and fraction), so the score is on images the model never trained on.
+    Without that record (an ONNX file, a model from elsewhere), the default split, seed 0."""
+    trained = trained or {}
+    seed, fraction = int(trained.get("split_seed", 0)), float(trained.get("val_fraction", 0.1))
+    split = load_data(spec, val_fraction=fraction, seed=seed)
+    if split.info["test"] == "test":
+        return split.test, f"{spec} (test split)"
+    how = "the model's own" if trained and trained.get("data") in (None, spec) else "seed-drawn"
+    return split.test, f"{spec} (no test split: {how} validation split, seed {seed}, {fraction:g} of the data)"

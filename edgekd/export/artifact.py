@@ -49,22 +49,26 @@ def _load_source(model: str, profile: TargetProfile) -> tuple[Any, tuple[int, in
 
     module, spec, meta = load_model(path)
     shape = tuple(meta.get("input_shape") or (spec.in_channels, spec.image_size, spec.image_size))
+    split = {k: v for k, v in (meta.get("split") or {}).items() if k in ("data", "split_seed", "val_fraction", "test")}
     return module, shape, {"source": str(path), "arch": spec.label(), "data": meta.get("data"),  # type: ignore[return-value]
-                           "classes": meta.get("classes"), "test_acc_torch": meta.get("test_acc")}
+                           "classes": meta.get("classes"), "test_acc_torch": meta.get("test_acc"), "split": split}
 
 
-def _inputs(data: str | None, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Real inputs (and labels) for the checks: the test split of `data`, else seeded uniform noise."""
+def _inputs(data: str | None, shape: tuple[int, int, int], trained: dict[str, Any] | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Real inputs (and labels) for the checks: images of `data` the model did not train on
+    (`edgekd.data.evaluation_split`, from the split its checkpoint records), else seeded uniform noise."""
     if data is None:
         x = np.random.default_rng(0).random((64, *shape), dtype=np.float32)
         return x, None, "random"
-    from edgekd.data import load_data, to_float
+    from edgekd.data import evaluation_split, to_float
 
-    test = load_data(data).test.head(PARITY_SAMPLES)
+    held_out, described = evaluation_split(data, trained)
+    test = held_out.head(PARITY_SAMPLES)
     if test.input_shape != shape:
         raise UserError(f"data {data!r} has images of shape {test.input_shape} but the model takes {shape};"
                         " use data of the model's shape")
-    return to_float(test.x), test.y, f"{data} (test split, first {len(test)})"
+    return to_float(test.x), test.y, f"{described}, first {len(test)}"
 
 
 def _agreement(reference: np.ndarray, got: np.ndarray) -> dict[str, float]:
@@ -85,7 +89,7 @@ def _float_onnx(model: str, profile: TargetProfile, out_dir: Path, data: str | N
     if profile.input_shape is not None and tuple(profile.input_shape) != shape:
         raise UserError(f"target {profile.name} expects input {profile.input_shape} but the model takes {shape};"
                         " fix input_shape in the target or use a matching model")
-    inputs = _inputs(data or meta.get("data"), shape)
+    inputs = _inputs(data or meta.get("data"), shape, meta.get("split"))
     onnx_path = out_dir / "model.onnx"
     parity = None
     if module is None:

@@ -35,6 +35,8 @@ def print_bench(result: dict[str, Any]) -> None:
     out.print(table)
     out.print(f"{fp.get('runtime')} {fp.get('runtime_version')} {fp.get('precision')}, {fp.get('threads')} threads,"
               f" {fp.get('cpu_model')} ({fp.get('cores')} cores), {result.get('samples')} timed runs")
+    if result.get("accuracy_on"):
+        out.print(f"accuracy on {result['accuracy_samples']} images of {result['accuracy_on']}")
 
 
 def print_artifact(info: dict[str, Any], out_dir: Path) -> None:
