@@ -157,7 +157,7 @@ def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[
     print(f"training {'HSSAKD ' if hssakd else ''}teacher {arch} ({args.teacher_epochs} epochs, full training"
           " set)", flush=True)
     cfg = train_config(args, args.teacher_epochs, 0, None)
-    result = api.train_teacher(arch, args.data, ckpt, cfg, progress=False, hssakd=hssakd)
+    result = api.train_teacher(arch, args.data, ckpt, cfg, progress=False, hssakd=hssakd, resume=args.resume)
     params = count_params(build_model(parse_arch(arch)))
     info = summarise(result, ckpt, args.data, args.map_samples,
                      {"arch": arch, "params": params, "seed": 0, "hssakd": hssakd})
@@ -184,14 +184,14 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
     ckpt = folder / f"seed{seed}.pt"
     t0 = time.perf_counter()
     if method == "alone":
-        result = api.train_teacher(s_arch, args.data, ckpt, cfg, progress=False)
+        result = api.train_teacher(s_arch, args.data, ckpt, cfg, progress=False, resume=args.resume)
         task = None
     else:
         task = task_for(method, args)
         source = h_ckpt if method == HSSAKD else t_ckpt
         if source is None:
             raise ValueError("the hssakd run needs the HSSAKD teacher's checkpoint (h_ckpt)")
-        result = api.distill(source, s_arch, args.data, ckpt, cfg, task, progress=False)
+        result = api.distill(source, s_arch, args.data, ckpt, cfg, task, progress=False, resume=args.resume)
     info = summarise(result, ckpt, args.data, args.map_samples,
                      {**base, "status": "done", "task": task.model_dump(mode="json") if task else None})
     info["wall_s"] = time.perf_counter() - t0
@@ -354,7 +354,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              " field)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=Path("kd-comparison"))
-    parser.add_argument("--resume", action="store_true", help="skip runs whose result JSON exists")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip runs whose result JSON exists; an interrupted run continues from its last epoch")
     args = parser.parse_args(argv)
     args.pairs = [tuple(p.split(":", 1)) for p in csv(args.pairs)]
     if any(len(p) != 2 or not all(p) for p in args.pairs):
