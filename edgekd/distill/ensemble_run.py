@@ -24,6 +24,7 @@ import torch
 from edgekd._io import write_json
 from edgekd.config import DistillConfig, TrainConfig, parse
 from edgekd.data import Split
+from edgekd.distill import _ddp as ddp
 from edgekd.distill.ensemble import (
     DEFAULT_FRACTIONS,
     TEMPERATURE,
@@ -87,9 +88,11 @@ def train_ensemble(student: str, data: str, out_dir: Path, cfg: TrainConfig,
     trainer = Trainer(family, spec, OnlineEnsemble(adapters, guidance), split, cfg, out_dir / FAMILY, results,
                       "ensemble", meta, train_module=EnsembleTraining(family, adapters))
     result = trainer.fit(resume=resume, show_progress=progress)
-    manifest = _write_students(result, family, members, split, out_dir, results, meta)
-    write_json(out_dir / MANIFEST, manifest)
-    return manifest
+    rank = ddp.from_env()
+    if rank.main:  # under torchrun, rank 0 alone writes (the other ranks hold the same weights)
+        write_json(out_dir / MANIFEST, _write_students(result, family, members, split, out_dir, results, meta))
+    ddp.barrier(rank)
+    return load_manifest(out_dir)
 
 
 def _write_students(result: TrainResult, family: EnsembleFamily, members: Sequence[Member], split: Split,

@@ -48,3 +48,29 @@ def test_torchrun_two_processes_gloo(tmp_path: Path, fmnist: str) -> None:
     _, spec, meta = load_model(out)
     assert spec.family == "cnn" and len(meta["history"]) == 2
     assert meta["val_acc"] > 0.3  # 720 real images, 2 epochs, batch 16 per rank: well above chance
+
+
+def _torchrun(args: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "edgekd.cli", *args, "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_training_only_parts_train_under_torchrun_and_rank_0_alone_writes(tmp_path: Path, fmnist: str) -> None:
+    """HSSAKD's branches and the ensemble's adapters live in the module DDP wraps (`Trainer(train_module=)`)."""
+    from edgekd.distill.ensemble_run import load_manifest
+    from edgekd.distill.hssakd import BRANCHES_KEY
+    from edgekd.models.checkpoint import load_checkpoint
+
+    _torchrun(["train-teacher", "--arch", "cnn-xs", "--hssakd", "--data", fmnist, "--out", str(tmp_path / "t.pt")])
+    assert BRANCHES_KEY in load_checkpoint(tmp_path / "t.pt")
+    _torchrun(["ensemble", "--student", "cnn-s", "--widths", "1.0,0.5", "--data", fmnist,
+               "--out", str(tmp_path / "ens")])
+    manifest = load_manifest(tmp_path / "ens")
+    assert [s["fraction"] for s in manifest["students"]] == [1.0, 0.5]
+    runs = Store(tmp_path / "ens" / "edgekd.sqlite").runs()
+    assert sorted(r["name"] for r in runs) == ["family.pt", "student-w0.5.pt", "student-w1.0.pt"]  # once each
+    assert not list(tmp_path.rglob("*.state"))
