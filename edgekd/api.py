@@ -124,6 +124,11 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     if branched:
         objective, train_module, extra = hssakd.distillation(teacher, t_model, model, loss, task.ce_weight,
                                                              task.kd_weight, shape, split.train.num_classes)
+        if task.cache and progress:
+            from edgekd.ui import console
+
+            console.print("hssakd runs the teacher live every epoch (its inputs are rotated copies of each batch);"
+                          " the teacher-output cache does not apply")
     else:
         cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
             if task.cache and _cache_usable() else None
