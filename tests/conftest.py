@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +49,26 @@ def fmnist_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def fmnist(fmnist_npz: Path) -> str:
     return str(fmnist_npz)
+
+
+@pytest.fixture
+def interrupted(monkeypatch: pytest.MonkeyPatch) -> Callable[[], AbstractContextManager[None]]:
+    """`with interrupted(): train(...)`: the training inside stops with KeyboardInterrupt as its second epoch
+    starts (the first epoch's checkpoint written), as Ctrl-C would; training after the block runs normally."""
+    from edgekd.distill.trainer import Trainer
+
+    real_epoch = Trainer._epoch
+
+    def interrupt_second_epoch(self: Trainer, advance: Callable[[], None]) -> None:
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        real_epoch(self, advance)
+
+    @contextmanager
+    def interrupting() -> Iterator[None]:
+        with monkeypatch.context() as patch:
+            patch.setattr(Trainer, "_epoch", interrupt_second_epoch)
+            with pytest.raises(KeyboardInterrupt):
+                yield
+
+    return interrupting

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from edgekd import api
 from edgekd.config import DistillConfig, TrainConfig
-from edgekd.distill.trainer import Trainer, state_path
+from edgekd.distill.trainer import state_path
 from edgekd.errors import TrainingDiverged
 from edgekd.models import load_model
 from edgekd.store import Store
@@ -31,20 +32,12 @@ def test_train_records_metrics_and_checkpoint(tmp_path: Path, fmnist: str) -> No
     assert not state_path(result.checkpoint).exists()
 
 
-def test_resume_continues_exactly(tmp_path: Path, fmnist: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_continues_exactly(tmp_path: Path, fmnist: str, interrupted: Any) -> None:
     straight = api.train_teacher("cnn-xs", fmnist, tmp_path / "a.pt", CFG, progress=False)
 
-    real_epoch = Trainer._epoch
-    def interrupt_second_epoch(self: Trainer, advance) -> None:  # type: ignore[no-untyped-def]
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        real_epoch(self, advance)
-
-    monkeypatch.setattr(Trainer, "_epoch", interrupt_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted():
         api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", CFG, progress=False)
     assert state_path(tmp_path / "b.pt").exists() and not (tmp_path / "b.pt").exists()
-    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
     resumed = api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", CFG, resume=True, progress=False)
 
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from edgekd._io import write_with
 from edgekd.distill import _ddp as ddp
 from edgekd.distill.losses.hssakd import branch_tap
+from edgekd.distill.objectives import Supervised
 from edgekd.distill.taps import Taps, tapped
 from edgekd.errors import UserError
 from edgekd.models.checkpoint import load_checkpoint
@@ -175,14 +176,8 @@ def load_teacher(checkpoint: Path, model: nn.Module, input_shape: tuple[int, int
 # -- objectives -----------------------------------------------------------------------------------------
 
 
-class BranchedSupervised:
+class BranchedSupervised(Supervised):
     """Teacher training: CE of the main head on the unrotated images + CE of each branch on joint labels."""
-
-    def attach(self, student: nn.Module, stack: ExitStack) -> None:
-        return None
-
-    def on_epoch(self, progress: float) -> dict[str, float]:
-        return {}
 
     def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
                  ) -> tuple[Tensor, Tensor]:

@@ -63,7 +63,7 @@ def _runs(store: Store) -> tuple[list[dict[str, Any]], list[tuple[str, list[floa
 def _selections(store: Store) -> list[dict[str, Any]]:
     """Each `select` run's selection.json, with its plot: every trained candidate at its latency on the
     target (re-measured when finished, screened otherwise) against its last validation accuracy."""
-    from edgekd.report.selection import compute_line, headline
+    from edgekd.report.selection import by_outcome, compute_line, headline, screened_ms
 
     out = []
     for run in store.runs("select"):
@@ -73,16 +73,13 @@ def _selections(store: Store) -> list[dict[str, Any]]:
         except (OSError, TypeError, ValueError):
             continue  # the run folder was moved or cleaned: the store still lists the run
         trained = [r for r in sel["candidates"] if r.get("val_acc") is not None]
-        latency = [(r.get("final") or {}).get("p50_ms") or r.get("measured_ms") or r.get("predicted_ms")
-                   for r in trained]
-        order = sorted(sel["candidates"], key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1)))
+        latency = [float((r.get("final") or {}).get("p50_ms") or screened_ms(r) or 0.0) for r in trained]
         out.append({
             "target": sel["target"]["name"], "headline": headline(sel), "compute": compute_line(sel),
             "markdown": (sel.get("files") or {}).get("markdown", ""),
             "rows": [{"arch": r["arch"], "params": f"{r['params']:,}", "fate": r["fate"], "why": r["why"],
-                      "latency": fmt_ms(r.get("measured_ms") if r.get("measured_ms") is not None
-                                        else r.get("predicted_ms")),
-                      "epochs": r.get("epochs", 0), "val": fmt_pct(r.get("val_acc"))} for r in order],
+                      "latency": fmt_ms(screened_ms(r)), "epochs": r.get("epochs", 0),
+                      "val": fmt_pct(r.get("val_acc"))} for r in by_outcome(sel["candidates"])],
             "svg": plots.pareto_plot([f"{r['arch']} ({r.get('epochs', 0)} ep)" for r in trained], latency,
                                      [r["val_acc"] for r in trained], budget_ms=sel["budget_ms"],
                                      ylabel="validation accuracy (%)") if trained else "",

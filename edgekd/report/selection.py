@@ -50,6 +50,16 @@ _REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+def by_outcome(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A selection's candidates as its tables list them: the chosen first, then by validation accuracy."""
+    return sorted(candidates, key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1)))
+
+
+def screened_ms(row: dict[str, Any]) -> float | None:
+    """A candidate's screening latency: measured when it was, else predicted."""
+    return row.get("measured_ms") if row.get("measured_ms") is not None else row.get("predicted_ms")
+
+
 def explain(fate: str, reason: dict[str, Any]) -> str:
     """One sentence: why a candidate was chosen or lost."""
     return _REASONS[fate](reason)
@@ -98,9 +108,8 @@ def render_markdown(sel: dict[str, Any]) -> str:
               + ", ".join(f"{p['arch']} {fmt_ms(p['latency_ms'])} ms {fmt_pct(p['val_acc'])}" for p in early["points"]),
               "", "## Every candidate", "", "| candidate | params | latency ms | epochs | val acc | outcome |",
               "|---|---:|---:|---:|---:|---|"]
-    for row in sorted(sel["candidates"], key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1))):
-        latency = row.get("measured_ms") if row.get("measured_ms") is not None else row.get("predicted_ms")
-        lines.append(f"| {row['arch']} | {row['params']:,} | {fmt_ms(latency)} | {row.get('epochs', 0)} |"
+    for row in by_outcome(sel["candidates"]):
+        lines.append(f"| {row['arch']} | {row['params']:,} | {fmt_ms(screened_ms(row))} | {row.get('epochs', 0)} |"
                      f" {fmt_pct(row.get('val_acc'))} | {row['why']} |")
     return "\n".join(lines) + "\n"
 

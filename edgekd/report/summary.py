@@ -40,7 +40,7 @@ def _demo_markdown(summary: dict[str, Any]) -> str:
 
 
 def _selection_markdown(sel: dict[str, Any]) -> list[str]:
-    from edgekd.report.selection import compute_line
+    from edgekd.report.selection import by_outcome, compute_line
 
     c = sel["chosen"]
     verdict = ("within the budget" if sel["met_budget"]
@@ -50,9 +50,8 @@ def _selection_markdown(sel: dict[str, Any]) -> list[str]:
              f" {fmt_ms(c['p50_ms'])} ms, val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])};"
              f" {verdict}. Compute: {compute_line(sel)}. Full record: {sel['files']['markdown']}.", "",
              "| candidate | params | screened ms | val acc | outcome |", "|---|---:|---:|---:|---|"]
-    order = sorted(sel["candidates"], key=lambda r: (r["fate"] != "chosen", -(r.get("val_acc") or -1)))
     lines += [f"| {r['arch']} | {r['params']:,} | {fmt_ms(r['measured_ms'])} | {fmt_pct(r['val_acc'])} |"
-              f" {r['why']} |" for r in order]
+              f" {r['why']} |" for r in by_outcome(sel["candidates"])]
     return lines
 
 

@@ -7,6 +7,7 @@ import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,6 @@ from edgekd.distill.cache import (
     sweep_stale,
     weights_hash,
 )
-from edgekd.distill.trainer import Trainer
 from edgekd.models import build_model, load_model, parse_arch
 from edgekd.store import Store
 
@@ -207,20 +207,11 @@ def test_cached_distillation_matches_the_live_teacher(teacher: Path, fmnist: str
 
 
 def test_resume_with_the_cache_is_exact(teacher: Path, fmnist: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                        monkeypatch: pytest.MonkeyPatch, interrupted: Any) -> None:
     straight = distil(teacher, fmnist, tmp_path / "a.pt", cache=True)
-    real_epoch = Trainer._epoch
-
-    def interrupt_second_epoch(self: Trainer, advance) -> None:  # type: ignore[no-untyped-def]
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        real_epoch(self, advance)
-
-    monkeypatch.setattr(Trainer, "_epoch", interrupt_second_epoch)
     monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "other-cache"))  # build the cache afresh
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted():
         distil(teacher, fmnist, tmp_path / "b.pt", cache=True)
-    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
     resumed = distil(teacher, fmnist, tmp_path / "b.pt", cache=True, resume=True)
     assert resumed == [{**r, "epoch_s": s["epoch_s"]} for r, s in zip(straight, resumed, strict=True)]
     a, b = load_model(tmp_path / "a.pt")[0].state_dict(), load_model(tmp_path / "b.pt")[0].state_dict()

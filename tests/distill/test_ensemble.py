@@ -31,7 +31,7 @@ from edgekd.distill.ensemble import (
 from edgekd.distill.ensemble_run import FAMILY, MANIFEST, load_manifest, student_file
 from edgekd.distill.losses.kd import HintonKD
 from edgekd.distill.objectives import Distillation
-from edgekd.distill.trainer import Trainer, state_path
+from edgekd.distill.trainer import state_path
 from edgekd.errors import UserError
 from edgekd.models import build_model, load_checkpoint, load_model, parse_arch
 from edgekd.store import STORE_NAME, Store
@@ -177,19 +177,10 @@ def test_each_student_exports_to_onnx_with_parity(run: Path, tmp_path: Path) -> 
         assert info["parity"]["max_abs_diff"] < 1e-4 and (tmp_path / str(fraction) / "model.onnx").is_file()
 
 
-def test_resume_continues_exactly(run: Path, fmnist_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_epoch = Trainer._epoch
-
-    def interrupt_second_epoch(self: Trainer, advance: Any) -> None:
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        real_epoch(self, advance)
-
-    monkeypatch.setattr(Trainer, "_epoch", interrupt_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+def test_resume_continues_exactly(run: Path, fmnist_npz: Path, tmp_path: Path, interrupted: Any) -> None:
+    with interrupted():
         api.ensemble("cnn-s", str(fmnist_npz), tmp_path, CFG, WIDTHS, progress=False)
     assert state_path(tmp_path / FAMILY).exists() and not (tmp_path / MANIFEST).exists()
-    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
     resumed = api.ensemble("cnn-s", str(fmnist_npz), tmp_path, CFG, WIDTHS, resume=True, progress=False)
 
     straight = load_manifest(run)

@@ -4,6 +4,7 @@ checkpoint, exact resume, the export without branches, and the CLI's errors."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -229,25 +230,15 @@ def test_hssakd_student_exports_like_a_plain_student(teacher: Path, fmnist: str,
     assert graph(student, "hssakd.onnx") == graph(load_model(plain.checkpoint)[0], "plain.onnx")
 
 
-def test_resume_restores_the_branches_exactly(teacher: Path, fmnist: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_restores_the_branches_exactly(teacher: Path, fmnist: str, tmp_path: Path, interrupted: Any) -> None:
     task = DistillConfig(method="hssakd")
     straight = api.distill(teacher, "cnn-xs", fmnist, tmp_path / "a.pt", CFG, task, progress=False)
 
-    real_epoch = Trainer._epoch
-
-    def interrupt_second_epoch(self: Trainer, advance) -> None:  # type: ignore[no-untyped-def]
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        real_epoch(self, advance)
-
-    monkeypatch.setattr(Trainer, "_epoch", interrupt_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted():
         api.distill(teacher, "cnn-xs", fmnist, tmp_path / "b.pt", CFG, task, progress=False)
     state = torch.load(state_path(tmp_path / "b.pt"), weights_only=True)
     n_params = len(list(model("cnn-xs").parameters()))
     assert any(k.startswith("branches.1.") for k in state["model"]) and len(state["opt"]["state"]) > n_params
-    monkeypatch.setattr(Trainer, "_epoch", real_epoch)
     resumed = api.distill(teacher, "cnn-xs", fmnist, tmp_path / "b.pt", CFG, task, resume=True, progress=False)
 
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
