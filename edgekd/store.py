@@ -83,7 +83,7 @@ class Store:
         their own in the same file."""
         with closing(sqlite3.connect(self.path, timeout=60.0, isolation_level=None)) as conn:
             conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.row_factory = sqlite3.Row
             yield conn
@@ -161,3 +161,18 @@ class Store:
         for row in rows:
             row["result"] = json.loads(row["result"])
         return rows
+
+
+def _use_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch the file to WAL unless it is already. The switch needs the file to itself and SQLite does
+    not wait for that (busy_timeout does not apply), so processes opening a new file at once (an Optuna
+    study's workers) retry instead of failing with "database is locked"."""
+    for attempt in range(attempts):
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
