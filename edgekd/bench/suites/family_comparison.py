@@ -80,11 +80,7 @@ def members(student: str, fractions: tuple[float, ...]) -> list[tuple[float, str
 
 def check_record(record: dict[str, Any], what: str, args: argparse.Namespace) -> dict[str, Any]:
     """A reused record must come from the same `--epochs` and mAP sample count (`args.n_map`)."""
-    for key, want in (("epochs", args.epochs), ("map_samples", args.n_map)):
-        if record.get("status") == "done" and record.get(key) != want:
-            raise SystemExit(f"{what}: the record in {args.out} has {key}={record.get(key)}, this run {want};"
-                             f" use another --out, or the settings it was run with")
-    return record
+    return kdc.check_record(record, what, args.epochs, args.n_map, args.out)
 
 
 def ensemble_run(method: str, regime: str, limit: int | None, seed: int, t_ckpt: Path,

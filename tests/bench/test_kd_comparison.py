@@ -1,0 +1,111 @@
+"""The distillation comparison suite: per-regime epochs, refused resumes, the table and the goal lines on
+synthetic run records (a tiny real run is in test_family_comparison.py, which drives the same `run_one`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekd.bench.suites import kd_comparison as kdc
+
+
+def test_epochs_are_one_number_or_one_per_regime() -> None:
+    assert kdc.parse_args(["--epochs", "30"]).epochs == 30
+    args = kdc.parse_args(["--epochs", "10pct=30,full=8"])
+    assert args.epochs == {"10pct": 30, "full": 8}
+    assert (kdc.epochs_for(args, "10pct"), kdc.epochs_for(args, "full")) == (30, 8)
+    assert kdc.epochs_for(kdc.parse_args(["--epochs", "4"]), "full") == 4
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--epochs", "10pct=30"], "--epochs: no epochs for full (give REGIME=N for each of full, 10pct)"),
+    (["--epochs", "full=0,10pct=3"], "--epochs: epochs must be at least 1 (full)"),
+    (["--epochs", "0"], "--epochs: epochs must be at least 1"),
+    (["--epochs", "ten"], "--epochs: invalid literal"),
+    (["--methods", "kd,nope"], "--methods: unknown nope"),
+    (["--regimes", "half"], "--regimes: unknown half"),
+    (["--pairs", "resnet"], "--pairs: give teacher:student"),
+])
+def test_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        kdc.parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_resumed_record_from_other_epochs_is_refused_not_mixed_in(tmp_path: Path) -> None:
+    args = kdc.parse_args(["--epochs", "10pct=30,full=8", "--out", str(tmp_path), "--resume", "--map-samples", "50"])
+    args.n_map = 50
+    record = tmp_path / "runs" / "resnet--cnn-xs" / "full" / "kd" / "seed0.json"
+    kdc.write_json(record, {"status": "done", "epochs": 30, "map_samples": 50, "method": "kd"})
+    with pytest.raises(SystemExit, match="resnet -> cnn-xs full kd seed 0: the record in .* has epochs=30,"
+                                         " this run 8; use another --out"):
+        kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)
+    kdc.write_json(record, {"status": "done", "epochs": 8, "map_samples": 50, "method": "kd"})
+    assert kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)["epochs"] == 8
+    kdc.write_json(record, {"status": "done", "epochs": 8, "map_samples": 2000, "method": "kd"})
+    with pytest.raises(SystemExit, match="has map_samples=2000, this run 50"):
+        kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)
+
+
+def test_the_map_count_is_capped_by_the_test_split(fmnist: str) -> None:
+    args = argparse.Namespace(data=fmnist, map_samples=10**9)
+    assert kdc.map_count(args) == args.n_map > 0
+
+
+# -- the table on synthetic records ------------------------------------------------------------------------
+
+TEACHERS = {"vit-s": {"params": 9000, "test_accuracy": 0.90, "map": 0.80, "epoch_s_mean": 10.0}}
+
+
+def run(method: str, seed: int, acc: float, mean_ap: float, regime: str = "10pct") -> dict[str, Any]:
+    return {"teacher": "vit-s", "student": "cnn-xs", "regime": regime, "method": method, "seed": seed,
+            "status": "done", "test_accuracy": acc, "map": mean_ap, "epoch_s_mean": 2.0 + seed, "task": None}
+
+
+@pytest.fixture
+def rows() -> tuple[argparse.Namespace, list[dict[str, Any]]]:
+    args = kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone,pkt,infoflow", "--regimes", "10pct,full",
+                           "--epochs", "10pct=30,full=8", "--seeds", "0,1"])
+    runs = [run("alone", s, 0.80, 0.60 + 0.02 * s) for s in (0, 1)]
+    runs += [run("pkt", s, 0.83 + 0.02 * s, 0.62) for s in (0, 1)]
+    runs += [run("infoflow", s, 0.85, 0.66 + 0.02 * s) for s in (0, 1)]
+    runs += [run("alone", 0, 0.85, 0.7, "full")]
+    return args, kdc.aggregate(runs, TEACHERS, args)
+
+
+def test_rows_hold_mean_std_gap_and_what_is_missing(rows: Any) -> None:
+    _, table = rows
+    assert [(r["regime"], r["method"], r["n"]) for r in table] == [
+        ("10pct", "teacher", 1), ("10pct", "alone", 2), ("10pct", "pkt", 2), ("10pct", "infoflow", 2),
+        ("full", "teacher", 1), ("full", "alone", 1), ("full", "pkt", 0), ("full", "infoflow", 0)]
+    info = table[3]
+    assert info["acc"] == (pytest.approx(0.85), 0.0) and info["map"][0] == pytest.approx(0.67)
+    assert info["gap_acc"] == pytest.approx((0.85 - 0.80) / (0.90 - 0.80))
+    assert info["gap_map"] == pytest.approx((0.67 - 0.61) / (0.80 - 0.61))
+    assert info["epoch_s"][0] == pytest.approx(2.5) and table[6]["note"] == "no runs"
+    assert math.isnan(table[1]["gap_acc"])
+
+
+def test_goal_lines_and_markdown_name_each_regime_and_its_epochs(rows: Any) -> None:
+    args, table = rows
+    # mAP +5.0 pts against a spread of 1.4: met; accuracy +1.0 within 1.4: met; gap 50%: met
+    assert kdc.goal_lines(table) == [
+        "- vit-s -> cnn-xs, 10pct (infoflow vs pkt, n=2): mAP +5.0 pts vs std 1.4 -> met;"
+        " accuracy +1.0 pts vs std 1.4 -> met; gap recovered 50% -> met (goal: >= 40% in 10pct)"]
+    text = kdc.markdown(table, args, 60.0)
+    assert "students 30 epochs in 10pct, 8 in full, seeds 0,1;" in text
+    assert "## vit-s -> cnn-xs (9,000 -> 6,866 parameters), 10pct (30 epochs)" in text
+    assert "## vit-s -> cnn-xs (9,000 -> 6,866 parameters), full (8 epochs)" in text
+    assert "| infoflow | 85.0 ± 0.0 | 67.0 ± 1.4 | 2.50 ± 0.71 | 50% | 32% | 2 |  |" in text
+    assert "| pkt | n/a | n/a | n/a |  |  | 0 | no runs |" in text
+
+
+def test_the_results_json_is_standard_json(tmp_path: Path) -> None:
+    kdc.write_json(tmp_path / "r.json", {"a": math.nan, "b": [math.inf, 1.0]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [None, 1.0]}
