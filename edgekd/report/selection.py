@@ -104,8 +104,10 @@ def render_markdown(sel: dict[str, Any]) -> str:
     lines += [f"| {f['arch']} | {fmt_ms(f['p50_ms'])} | {fmt_pct(f['val_acc'])} | {fmt_pct(f['test_acc'])} |"
               f" {fmt_pct(f['artifact_accuracy'])} |" for f in sel["front"]]
     early = sel["front_at_epoch"]
-    lines += ["", f"Front after epoch {early['epoch']} (every trial): "
-              + ", ".join(f"{p['arch']} {fmt_ms(p['latency_ms'])} ms {fmt_pct(p['val_acc'])}" for p in early["points"]),
+    points = ", ".join(f"{p['arch']} {fmt_ms(p['latency_ms'])} ms {fmt_pct(p['val_acc'])}" for p in early["points"])
+    lines += ["", f"Front after epoch {early['epoch']} (every trial): {points}" if points else
+              f"No front after epoch {early['epoch']}: no student has a per-epoch history (an ensemble run's"
+              " students are trained together and recorded once, at the end).",
               "", "## Every candidate", "", "| candidate | params | latency ms | epochs | val acc | outcome |",
               "|---|---:|---:|---:|---:|---|"]
     for row in by_outcome(sel["candidates"]):

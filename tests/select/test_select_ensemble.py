@@ -65,6 +65,7 @@ def test_a_budget_nothing_meets_builds_the_fastest_and_states_the_training_time_
     assert json.loads((tmp_path / "selection.json").read_text())["chosen"]["arch"] == sel["chosen"]["arch"]
     markdown = (tmp_path / "selection.md").read_text()
     assert "BUDGET MISSED" in markdown and "training time: the ensemble trained 3 students" in markdown
+    assert "No front after epoch 1: no student has a per-epoch history" in markdown
     assert [r["name"] for r in Store(shared_store).runs("select")] == ["select-cpu-ort-fp32"]
 
 
