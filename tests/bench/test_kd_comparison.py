@@ -109,3 +109,27 @@ def test_goal_lines_and_markdown_name_each_regime_and_its_epochs(rows: Any) -> N
 def test_the_results_json_is_standard_json(tmp_path: Path) -> None:
     kdc.write_json(tmp_path / "r.json", {"a": math.nan, "b": [math.inf, 1.0]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [None, 1.0]}
+
+
+def test_table_only_trains_nothing_and_tables_what_is_there(fmnist: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd import api
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("--table-only trained something")
+
+    for name in ("train_teacher", "distill"):
+        monkeypatch.setattr(api, name, refuse)
+    argv = ["--data", fmnist, "--pairs", "vit-s:cnn-xs", "--methods", "alone,pkt", "--regimes", "10pct",
+            "--seeds", "0,1", "--epochs", "3", "--map-samples", "50", "--out", str(tmp_path), "--table-only"]
+    with pytest.raises(SystemExit, match="--table-only: teacher vit-s-e10 is not in .*; run without --table-only"):
+        kdc.main(argv)
+    (tmp_path / "teachers").mkdir()
+    (tmp_path / "teachers" / "vit-s-e10.pt").write_bytes(b"")
+    kdc.write_json(tmp_path / "teachers" / "vit-s-e10.json", TEACHERS["vit-s"])
+    kdc.write_json(tmp_path / "runs" / "vit-s--cnn-xs" / "10pct" / "pkt" / "seed1.json",
+                   {**run("pkt", 1, 0.8, 0.6), "epochs": 3, "map_samples": 50})
+    assert kdc.main(argv) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["method"], r["n"]) for r in rows] == [("teacher", 1), ("alone", 0), ("pkt", 1)]
+    assert "| pkt | 80.0 (n=1) | 60.0 (n=1) |" in (tmp_path / "results.md").read_text()

@@ -2,7 +2,7 @@
 
     python -m edgekd.bench.suites.kd_comparison [--pairs T:S,...] [--methods M,...] [--regimes full,10pct]
         [--seeds 0,1,2] [--epochs E | --epochs 10pct=E,full=E] [--teacher-epochs E] [--out DIR] [--resume]
-        [--map-samples N]
+        [--table-only] [--map-samples N]
 
 Pairs (default): the built-in ResNet teacher -> two CNN students under 30k parameters (`cnn-xs`, `cnn-s`),
 and the heterogeneous pair, a small vision transformer (`vit-s`) -> the smallest CNN (`cnn-xs`).
@@ -29,7 +29,9 @@ others by cosine similarity, relevant = same class); epoch time (the trainer's `
 run's epochs: with the default teacher cache, the first epoch of a distillation also runs the teacher
 and builds the cache). Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically, so
 `--resume` skips what is done and an interrupted comparison resumes (a record from other `--epochs` or
-`--map-samples` is refused, not mixed in). The table (mean +- sample std over
+`--map-samples` is refused, not mixed in). `--table-only` trains nothing: it writes the table from the
+records there are (what is missing shows as `n` = 0), e.g. while other processes still run other regimes
+or pairs. The table (mean +- sample std over
 seeds, and the share of the teacher-student gap a method recovers, `(method - alone) / (teacher - alone)`
 on the means) goes to `<out>/results.md` and `<out>/results.json`.
 """
@@ -194,8 +196,10 @@ def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[
     folder = args.out / "teachers"
     name = f"{safe(hssakd_key(arch) if hssakd else arch)}-e{args.teacher_epochs}"
     ckpt, record = folder / f"{name}.pt", folder / f"{name}.json"
-    if args.resume and record.is_file() and ckpt.is_file():
+    if (args.resume or getattr(args, "table_only", False)) and record.is_file() and ckpt.is_file():
         return ckpt, json.loads(record.read_text())
+    if getattr(args, "table_only", False):
+        raise SystemExit(f"--table-only: teacher {name} is not in {folder}; run without --table-only to train it")
     print(f"training {'HSSAKD ' if hssakd else ''}teacher {arch} ({args.teacher_epochs} epochs, full training"
           " set)", flush=True)
     cfg = train_config(args, args.teacher_epochs, 0, None)
@@ -217,11 +221,14 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
     folder = args.out / "runs" / safe(f"{t_arch}--{s_arch}") / regime / method
     record = folder / f"seed{seed}.json"
     epochs = epochs_for(args, regime)
-    if args.resume and record.is_file():
+    table_only = getattr(args, "table_only", False)
+    if (args.resume or table_only) and record.is_file():
         return check_record(json.loads(record.read_text()), f"{t_arch} -> {s_arch} {regime} {method} seed {seed}",
                             epochs, map_count(args), args.out)
     base = {"teacher": t_arch, "student": s_arch, "regime": regime, "limit": limit, "method": method,
             "seed": seed, "epochs": epochs}
+    if table_only:
+        return {**base, "status": "missing", "note": "not run yet"}
     if method == AUX and not has_auxiliary():
         return {**base, "status": "not available", "note": NOT_AVAILABLE}
     cfg = train_config(args, epochs, seed, limit)
@@ -301,7 +308,7 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
                     else math.nan
                 aux = rs[0].get("task", {}) or {}
                 note = f"gap vs teacher-{HSSAKD}" if m == HSSAKD else \
-                    f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux else ""
+                    f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux and m in ("infoflow", AUX) else ""
                 rows.append({**key, "method": m, "n": len(rs), "acc": acc, "map": mean_ap,
                              "epoch_s": stats([r["epoch_s_mean"] for r in rs]), "gap_acc": gap_acc,
                              "gap_map": gap_map, "note": note})
@@ -405,6 +412,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("kd-comparison"))
     parser.add_argument("--resume", action="store_true",
                         help="skip runs whose result JSON exists; an interrupted run continues from its last epoch")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: write the table from the run records already in --out")
     args = parser.parse_args(argv)
     args.pairs = [tuple(p.split(":", 1)) for p in csv(args.pairs)]
     if any(len(p) != 2 or not all(p) for p in args.pairs):
@@ -450,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_one(pair, ckpts[pair[0]], regime, limits[regime], method, seed, args,
                                 ckpts.get(hssakd_key(pair[0])))
                     runs.append(r)
+                    if r.get("status") == "missing":
+                        continue
                     if r.get("status") == "done":
                         print(f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}:"
                               f" acc {r['test_accuracy'] * 100:.2f}%, mAP {r['map'] * 100:.2f}%,"
