@@ -80,7 +80,8 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, names: list[str]
             rs = [r for r in mine if r["variant"] == name]
             acc = stats([r["test_accuracy"] for r in rs])
             diffs = [r["test_accuracy"] - alone[r["seed"]] for r in rs if r["seed"] in alone]
-            delta = "-" if name == "alone" or not diffs else fmt(*stats(diffs), 100, 2)
+            mean, std = stats(diffs)
+            delta = "-" if name == "alone" or not diffs else ("+" if mean > 0 else "") + fmt(mean, std, 100, 2)
             lines.append(f"| {name} | {len(rs)} | {fmt(*acc, 100, 2)} | {delta} |")
         lines.append("")
     return "\n".join(lines)
