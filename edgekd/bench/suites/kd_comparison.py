@@ -360,7 +360,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, wall_s: float
            f" (full data, seed 0); batch {args.batch_size}; retrieval mAP over the first {args.map_samples}"
            f" test images; {torch.get_num_threads()} torch threads; device {args.device}. Mean ± sample std over"
            f" seeds (accuracy and mAP in %); gap = (method - alone) / (teacher - alone), on the means."
-           f" Wall time of this invocation: {wall_s / 60:.1f} min.", ""]
+           + (" Table written from the run records (--table-only)." if getattr(args, "table_only", False) else
+              f" Wall time of this invocation: {wall_s / 60:.1f} min."), ""]
     header = ("| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |\n"
               "|---|---|---|---|---|---|---|---|")
     seen = []
