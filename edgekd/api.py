@@ -121,17 +121,12 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     loss = build_loss(task, pairs)
     objective: Objective
     train_module, extra = None, dict[str, Any]()
+    cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
+        if task.cache and _cache_usable() else None
     if branched:
         objective, train_module, extra = hssakd.distillation(teacher, t_model, model, loss, task.ce_weight,
-                                                             task.kd_weight, shape, split.train.num_classes)
-        if task.cache and progress:
-            from edgekd.ui import console
-
-            console.print("hssakd runs the teacher live every epoch (its inputs are rotated copies of each batch);"
-                          " the teacher-output cache does not apply")
+                                                             task.kd_weight, shape, split.train.num_classes, cache)
     else:
-        cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
-            if task.cache and _cache_usable() else None
         objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
     meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(shape),
             "method": task.method, "distill": task.model_dump(), "teacher": str(teacher),

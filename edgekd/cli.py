@@ -177,7 +177,8 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
 
     Pair-based methods (pkt, infoflow, sp) pair layers at matching relative depth unless --pairs names
     them. The teacher's outputs are cached after the first epoch (under EDGEKD_CACHE) unless --no-cache.
-    hssakd needs a teacher trained with 'train-teacher --hssakd' and runs it live on rotated images.
+    hssakd needs a teacher trained with 'train-teacher --hssakd'; its outputs on the four rotations of
+    every image are cached like any teacher's.
 
     \b
     Examples:

@@ -8,7 +8,8 @@ files, so the teacher costs (near) nothing after the first epoch.
 Layout: `<root>/<digest>/meta.json` and one `tap<i>.npy` per tap, N x (the tap's per-sample shape).
 Features are stored as float16: after normalisation layers they lie far inside its range, and its
 rounding (relative error at most 2^-11, about 5e-4) is far below what the kernel losses resolve; a tap
-whose values would overflow float16 is kept in float32. Logits stay float32 (ten numbers a sample).
+whose values would overflow float16 is kept in float32. Logits stay float32 (a few numbers a sample):
+the tap `logits` and any tap named `logits.<name>` (HSSAKD's branch logits, `edgekd.distill.hssakd`).
 The largest rounding error of every tap is measured while it is written and recorded in meta.json.
 
 Bounded: the caches under one root are kept to `EDGEKD_CACHE_MAX_GB` (default 10) in all. Opening a
@@ -110,6 +111,11 @@ def open_cache(folder: Path, key: CacheKey, n: int) -> tuple[dict[str, np.ndarra
     return arrays, "ok"
 
 
+def is_logits(tap: str) -> bool:
+    """Logits are stored exactly (float32): `logits`, and `logits.<name>` for other heads' logits."""
+    return tap == LOGITS or tap.startswith(LOGITS + ".")
+
+
 def read_rows(arrays: dict[str, np.ndarray], index: np.ndarray, device: torch.device) -> dict[str, Tensor]:
     """The cached taps of the samples `index`, in that order, as float32 tensors on `device`."""
     return {tap: torch.from_numpy(np.asarray(arr[index], dtype=np.float32)).to(device)
@@ -147,7 +153,7 @@ class CacheBuilder:
         self.filled[index] = True
 
     def _allocate(self, values: dict[str, np.ndarray]) -> None:
-        dtypes = {tap: np.float32 if tap == LOGITS or np.abs(x).max(initial=0.0) > HALF_LIMIT else np.float16
+        dtypes = {tap: np.float32 if is_logits(tap) or np.abs(x).max(initial=0.0) > HALF_LIMIT else np.float16
                   for tap, x in values.items()}
         need = sum(self.n * x[0].size * np.dtype(dtypes[tap]).itemsize for tap, x in values.items())
         try:

@@ -19,10 +19,13 @@ saved and exported never holds them.
   `edgekd.models.load_model` ignores, so the teacher stays a plain model for loading and export.
 - Student (`edgekd distill --method hssakd`): `ce_weight * CE(unrotated) + kd_weight * (sum over branches
   KL_T(teacher's joint distribution || student's) + KL_T(final logits, all four rotations))`, T = 3
-  (`edgekd.distill.losses.hssakd`). The teacher runs live (eval mode, no gradient): rotations quadruple
-  the batch, so there is no output cache. Student branch i follows the student stage at the relative depth
-  of teacher branch i (the same stage names when both have as many stages): edgekd's reading, the authors
-  pair models with as many stages.
+  (`edgekd.distill.losses.hssakd`). The teacher is frozen (eval mode, no gradient). Its outputs for a
+  sample's four rotations depend on the sample alone, so they are cached by sample index like any
+  teacher's (`edgekd.distill.cache`): the first epoch runs the teacher on the rotated batch and records,
+  per sample, its final logits and every branch's joint logits over the four rotations (float32: cached
+  values are the live ones); later epochs read them. Student branch i follows the student stage at the
+  relative depth of teacher branch i (the same stage names when both have as many stages): edgekd's
+  reading, the authors pair models with as many stages.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from torch import Tensor, nn
 
 from edgekd._io import write_with
 from edgekd.distill import _ddp as ddp
+from edgekd.distill.cache import LOGITS, CachedTeacher, CacheKey, CacheSpec, weights_hash
 from edgekd.distill.losses.hssakd import branch_tap
 from edgekd.distill.objectives import Supervised
 from edgekd.distill.taps import Taps, tapped
@@ -194,44 +198,81 @@ def _taps(logits: Tensor, branch_logits: Sequence[Tensor]) -> Taps:
     return {"logits": logits, **{branch_tap(i): z for i, z in enumerate(branch_logits)}}
 
 
+def per_sample(rows: Tensor, n: int) -> Tensor:
+    """Rotation-major rows (4N x ...) -> per sample (N x 4 x ...): what the cache stores by sample index."""
+    return rows.reshape(ROTATIONS, n, *rows.shape[1:]).transpose(0, 1)
+
+
+def rotation_major(rows: Tensor) -> Tensor:
+    """The inverse of `per_sample`: N x 4 x ... -> 4N x ..., the order of `rotate`."""
+    return rows.transpose(0, 1).reshape(ROTATIONS * rows.shape[0], *rows.shape[2:])
+
+
 @dataclass
 class BranchedDistillation:
     """`ce_weight * CE(unrotated) + kd_weight * loss(student taps, teacher taps)` on rotated batches; the
-    taps are the final logits and each branch's joint logits (`branch0`, ...), the teacher frozen and live."""
+    taps are the final logits and each branch's joint logits (`branch0`, ...), the teacher frozen. With a
+    `cache`, the teacher's outputs over the four rotations are recorded by sample index in the first epoch
+    and read back afterwards (only for inputs that are the same every epoch)."""
 
     teacher: Branched
     loss: nn.Module
     ce_weight: float = 1.0
     kd_weight: float = 1.0
+    cache: CacheSpec | None = None
+    _cached: CachedTeacher | None = None
+
+    def cache_taps(self) -> tuple[str, ...]:
+        """The cached taps: the final logits, then `logits.branch<i>` (stored float32, like logits)."""
+        return (LOGITS, *(f"{LOGITS}.{branch_tap(i)}" for i in range(len(self.teacher.branches))))
 
     def attach(self, student: nn.Module, stack: ExitStack) -> None:
         device = next(student.parameters(), torch.empty(0)).device
         self.teacher.to(device).eval().requires_grad_(False)
+        self._cached = None
+        if self.cache is not None:
+            key = CacheKey(weights_hash(self.teacher), self.cache.data, self.cache_taps())
+            self._cached = CachedTeacher(self.live_per_sample, self.cache.root / key.digest(), key,
+                                         self.cache.n_samples)
+            self._cached.open(stack)
 
     def on_epoch(self, progress: float) -> dict[str, float]:
-        return {}
+        return self._cached.on_epoch() if self._cached is not None else {}
+
+    def live_per_sample(self, x: Tensor) -> Taps:
+        """Run the teacher on the four rotations of the unrotated batch `x`: each tap N x 4 x outputs."""
+        with torch.no_grad():
+            logits, branch_logits = self.teacher(rotate(x))
+        return {tap: per_sample(z, len(x)) for tap, z in zip(self.cache_taps(), [logits, *branch_logits],
+                                                              strict=True)}
+
+    def teacher_taps(self, x: Tensor, index: np.ndarray | None = None) -> Taps:
+        """The teacher's taps for `rotate(x)` (rotation-major): from the cache when there is one and `index`
+        is known, else live."""
+        cached = self._cached
+        rows = cached(x, index) if cached is not None and index is not None else self.live_per_sample(x)
+        outputs = [rotation_major(rows[tap]) for tap in self.cache_taps()]
+        return _taps(outputs[0], outputs[1:])
 
     def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
                  ) -> tuple[Tensor, Tensor]:
-        x = rotate(x)
-        logits, branch_logits = student(x)
-        with torch.no_grad():
-            t_logits, t_branch_logits = self.teacher(x)
+        t_taps = self.teacher_taps(x, index)
+        logits, branch_logits = student(rotate(x))
         main = logits[:len(y)]
-        loss = self.kd_weight * self.loss(_taps(logits, branch_logits), _taps(t_logits, t_branch_logits), y)
+        loss = self.kd_weight * self.loss(_taps(logits, branch_logits), t_taps, y)
         if self.ce_weight:
             loss = loss + self.ce_weight * F.cross_entropy(main, y)
         return loss, main
 
 
 def distillation(teacher_ckpt: Path, teacher: nn.Module, student: nn.Module, loss: nn.Module, ce_weight: float,
-                 kd_weight: float, input_shape: tuple[int, int, int], num_classes: int
-                 ) -> tuple[BranchedDistillation, Branched, dict[str, Any]]:
+                 kd_weight: float, input_shape: tuple[int, int, int], num_classes: int,
+                 cache: CacheSpec | None = None) -> tuple[BranchedDistillation, Branched, dict[str, Any]]:
     """The student's objective, its trainable wrapper (student + branches) and what to record in its meta."""
     t_net = load_teacher(teacher_ckpt, teacher, input_shape)
     after = matching_stages(t_net.after, stage_names(teacher, "teacher"), stage_names(student, "student"))
     s_net = with_branches(student, after, input_shape, num_classes)
-    return (BranchedDistillation(t_net, loss, ce_weight, kd_weight), s_net,
+    return (BranchedDistillation(t_net, loss, ce_weight, kd_weight, cache), s_net,
             {"teacher_branches": t_net.after, "student_branches": after})
 
 

@@ -301,3 +301,43 @@ def test_cli_hssakd_refuses_an_auxiliary_teacher(plain_teacher: Path, fmnist: st
     assert_one_line_error(["distill", "--teacher", str(plain_teacher), "--student", "cnn-xs", "--method", "hssakd",
                            "--auxiliary", "auto", "--data", fmnist, "--out", str(tmp_path / "s.pt")],
                           "drop --auxiliary")
+
+
+# ---- the teacher-output cache ----------------------------------------------------------------------------
+
+
+def test_rotated_rows_go_to_samples_and_back() -> None:
+    from edgekd.distill.hssakd import per_sample, rotation_major
+
+    x = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 1, 3, 2)[:, :, :2]  # 2 samples, 2 x 2
+    rows = rotate(x).flatten(1)  # 8 rows, rotation-major
+    samples = per_sample(rows, 2)
+    assert samples.shape == (2, 4, 4)
+    for i in range(2):
+        for k in range(4):
+            assert torch.equal(samples[i, k], torch.rot90(x[i], k, dims=(1, 2)).flatten())
+    assert torch.equal(rotation_major(samples), rows)
+
+
+def test_cached_teacher_matches_the_live_teacher(teacher: Path, fmnist: str, tmp_path: Path) -> None:
+    import json
+
+    def distil(out: str, cache: bool) -> list[dict[str, float]]:
+        return api.distill(teacher, "cnn-xs", fmnist, tmp_path / out, CFG, DistillConfig(method="hssakd", cache=cache),
+                           progress=False).history
+
+    live = distil("live.pt", cache=False)
+    cached = distil("cached.pt", cache=True)
+    assert [r["teacher_cached"] for r in cached] == [0.0, 1.0] and "teacher_cached" not in live[0]
+    assert cached[0]["train_loss"] == live[0]["train_loss"]  # epoch 1 runs the teacher live in both
+    # epoch 2 reads float32 logits recorded from other batches: equal up to the kernels' batch-size noise
+    assert cached[1]["train_loss"] == pytest.approx(live[1]["train_loss"], rel=1e-5)
+    a, b = load_model(tmp_path / "live.pt")[0].state_dict(), load_model(tmp_path / "cached.pt")[0].state_dict()
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-4
+
+    metas = [json.loads(m.read_text()) for m in (tmp_path / "cache" / "teacher-outputs").glob("*/meta.json")]
+    (meta,) = [m for m in metas if m["key"]["taps"][1:] == ["logits.branch0", "logits.branch1"]]
+    assert [(t["shape"], t["dtype"]) for t in meta["taps"].values()] == [([4, 10], "float32"), ([4, 40], "float32"),
+                                                                         ([4, 40], "float32")]
+    assert all(t["max_abs_err"] == 0.0 for t in meta["taps"].values())
+    assert [r["teacher_cached"] for r in distil("again.pt", cache=True)] == [1.0, 1.0]  # reused from epoch 1

@@ -18,9 +18,9 @@ Per regime and seed:
   choice the ensemble offers a user (the base width, fraction 1.0, is the `--student` itself).
 - HSSAKD. The base student distilled with `hssakd` from a teacher trained with HSSAKD branches
   (`<arch>-hssakd-e<E>`) against `kd` and `infoflow` from the plain teacher, and `alone`; its gap is taken
-  against its own teacher. Cost (measured here, 1 thread): an HSSAKD teacher epoch is ~6.5x a plain one,
-  an HSSAKD student epoch ~15x a kd epoch (every batch rotated four ways, the teacher run live, no output
-  cache): about half of this suite's time. An ensemble epoch (5 widths of cnn-s) costs about the sum of
+  against its own teacher. Cost (measured here, 1 thread): an HSSAKD teacher epoch is 6.5-10x a plain
+  one; an HSSAKD student epoch (every batch rotated four ways) about 4x less from the teacher cache than
+  with the teacher live. An ensemble epoch (5 widths of cnn-s) costs about the sum of
   the 5 separate epochs.
 
 Everything but the ensembles runs through `kd_comparison` (`teacher`, `run_one`) in its layout:

@@ -9,10 +9,11 @@ and the heterogeneous pair, a small vision transformer (`vit-s`) -> the smallest
 Methods: `alone` (the student trained on labels, `api.train_teacher` on the student arch), `kd`, `pkt`,
 `sp`, `infoflow` and `infoflow-aux` (information flow through the auxiliary teacher). The auxiliary row
 runs only when this edgekd's `DistillConfig` has an `auxiliary` field; otherwise it is reported as not
-available. `hssakd` (`--methods ...,hssakd`, not in the default list: rotating every batch four ways and
-running the teacher live, an HSSAKD student epoch costs ~15x a cached kd epoch here) distils from a second
-teacher per teacher arch, trained with HSSAKD branches (`api.train_teacher(hssakd=True)`) like the plain
-one; its row's gap is taken against that teacher, shown as its own `teacher-hssakd` row.
+available. `hssakd` (`--methods ...,hssakd`, not in the default list: every batch is rotated four ways, so
+a student epoch costs about 7x the student alone from the teacher cache, 28x with the teacher live, in
+`distill_epoch --method hssakd`) distils from a second teacher per teacher arch, trained with HSSAKD
+branches (`api.train_teacher(hssakd=True)`) like the plain one; its row's gap is taken against that
+teacher, shown as its own `teacher-hssakd` row.
 Regimes: `full` (the whole training set) and `10pct` (its first 10%, `TrainConfig.limit`); the validation
 split (10%) is drawn from what is kept, and the test set is always the whole test split.
 
