@@ -12,9 +12,12 @@ from edgekd.bench.suites import kd_temperature as kt
 from edgekd.config import TrainConfig
 
 
-def test_arch_lists_split_outside_parentheses() -> None:
-    assert kt.split_archs("cnn(depth=1,width=2),cnn-s") == ["cnn(depth=1,width=2)", "cnn-s"]
-    assert kt.split_archs("cnn-xs; cnn(width=3)") == ["cnn-xs", "cnn(width=3)"]
+def test_arch_lists_split_outside_parentheses(tmp_path: Path) -> None:
+    teacher = tmp_path / "t.pt"
+    teacher.write_bytes(b"")
+    students = lambda text: kt.parse_args(["--teacher", str(teacher), "--students", text]).students  # noqa: E731
+    assert students("cnn(depth=1,width=2),cnn-s") == ["cnn(depth=1,width=2)", "cnn-s"]
+    assert students("cnn-xs; cnn(width=3)") == ["cnn-xs", "cnn(width=3)"]
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekd.bench.suites.distill_epoch import teacher_list
 from edgekd.bench.suites.kd_comparison import csv, fmt, safe, stats, write_json
 
 DEFAULT_STUDENTS = ("cnn(depth=1,stem=12,width=2)", "cnn(depth=1,stem=12,width=5)")  # 0.2, 0.4 of cnn-s
@@ -91,7 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.kd_temperature", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", type=Path, required=True, help="a trained teacher checkpoint")
-    parser.add_argument("--students", default=",".join(DEFAULT_STUDENTS), help="arch;arch (';' or ',' between)")
+    parser.add_argument("--students", default=",".join(DEFAULT_STUDENTS),
+                        help="archs: a;b, or a,b (commas inside parentheses kept)")
     parser.add_argument("--temperatures", default="4,2,1")
     parser.add_argument("--low-weight", type=float, default=0.1, help="the KD weight of the low-weight variant")
     parser.add_argument("--seeds", default="0,1,2")
@@ -104,7 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.teacher.is_file():
         parser.error(f"--teacher: {args.teacher} is not a file; give a checkpoint from `edgekd train-teacher`")
-    args.students = split_archs(args.students)
+    args.students = teacher_list(args.students)  # arch lists split alike in both suites
     try:
         args.temperatures = [float(t) for t in csv(args.temperatures)]
         args.seeds = [int(s) for s in csv(args.seeds)]
@@ -115,19 +117,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.epochs, args.limit, args.batch_size) < 1 or not args.seeds or not args.students:
         parser.error("--epochs, --limit and --batch-size must be at least 1; give seeds and students")
     return args
-
-
-def split_archs(text: str) -> list[str]:
-    """`cnn(depth=1,width=2),cnn-s` -> the two archs: split on ';', or on commas outside parentheses."""
-    out, depth, part = [], 0, ""
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if ch == ";" or (ch == "," and depth == 0):
-            out.append(part.strip())
-            part = ""
-        else:
-            part += ch
-    return [p for p in (*out, part.strip()) if p]
 
 
 def main(argv: list[str] | None = None) -> int:
