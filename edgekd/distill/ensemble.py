@@ -59,8 +59,9 @@ _STAGE = re.compile(r"^stage\d+$")
 _HINT = "give decreasing width fractions in (0, 1], e.g. --widths 1.0,0.8,0.6,0.4,0.2"
 
 
-def parse_fractions(value: str | Sequence[float]) -> tuple[float, ...]:
-    """Width fractions from `"1.0,0.8,..."` or a sequence: at least two, in (0, 1], strictly decreasing."""
+def parse_fractions(value: str | Sequence[float], at_least: int = 2) -> tuple[float, ...]:
+    """Width fractions from `"1.0,0.8,..."` or a sequence: `at_least` of them (an ensemble needs two), in
+    (0, 1], strictly decreasing."""
     if isinstance(value, str):
         try:
             fractions = tuple(float(v) for v in value.split(",") if v.strip())
@@ -68,8 +69,9 @@ def parse_fractions(value: str | Sequence[float]) -> tuple[float, ...]:
             raise UserError(f"widths {value!r} are not a list of numbers; {_HINT}") from None
     else:
         fractions = tuple(float(v) for v in value)
-    if len(fractions) < 2:
-        raise UserError(f"an ensemble needs at least two widths, got {len(fractions)}; {_HINT}")
+    if len(fractions) < at_least:
+        need = "an ensemble needs at least two widths" if at_least == 2 else f"give at least {at_least} width(s)"
+        raise UserError(f"{need}, got {len(fractions)}; {_HINT}")
     outside = [f for f in fractions if not 0.0 < f <= 1.0]
     if outside:
         raise UserError(f"width fraction {outside[0]:g} is outside (0, 1]; {_HINT}")

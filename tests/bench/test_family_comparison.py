@@ -34,6 +34,7 @@ def test_width_baselines_are_the_archs_the_ensemble_writes() -> None:
     (["--regimes", "n0"], "--regimes: unknown n0"),
     (["--widths", "0.5,1.0"], "not strictly decreasing"),
     (["--widths", "1.0"], "at least two widths"),
+    (["--widths", "", "--methods", "infoflow"], "give at least 1 width(s), got 0"),
     (["--student", "resnet"], "does not support width scaling"),
     (["--student", "cnn-xs", "--widths", "1.0,0.5,0.45"], "not all distinct"),
     (["--seeds", "a"], "--seeds: give integers"),
@@ -45,6 +46,11 @@ def test_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFi
         fc.parse_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_one_width_is_enough_without_an_ensemble() -> None:
+    args = fc.parse_args(["--widths", "1.0", "--methods", "alone,kd,infoflow,hssakd"])
+    assert args.widths == (1.0,) and fc.members(args.student, args.widths) == [(1.0, "cnn-s")]
 
 
 def test_kd_comparison_runs_hssakd_only_on_request() -> None:

@@ -285,7 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.seeds:
         parser.error("--seeds: give at least one seed")
     try:
-        args.widths = parse_fractions(args.widths)
+        # one width is enough when no ensemble is trained (e.g. --widths 1.0 for infoflow and hssakd alone)
+        args.widths = parse_fractions(args.widths, 2 if any(m in ENSEMBLES for m in args.methods) else 1)
         members(args.student, args.widths)
     except UserError as err:
         parser.error(f"--widths/--student: {err}")
