@@ -353,6 +353,10 @@ def report_cmd(run_dir: Path, formats: str) -> None:
               help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y")
 @click.option("--out", type=PathArg, required=True, help="run folder: students, builds, selection.json/.md")
 @click.option("--method", default="kd", show_default=True, help="distillation method (see distill --list-methods)")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="KD temperature (students of a few thousand parameters: try 1, see distill --list-methods)")
+@click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
+@click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
 @click.option("--epochs", type=click.IntRange(min=1), default=9, show_default=True,
               help="the full training budget of a finished student (successive halving stops the rest early)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples")
@@ -373,7 +377,8 @@ def report_cmd(run_dir: Path, formats: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @guarded
 def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | None, target: str,
-               budget_ms: float | None, data: str, out: Path, method: str, epochs: int, limit: int | None, seed: int,
+               budget_ms: float | None, data: str, out: Path, method: str, temperature: float | None,
+               ce_weight: float | None, kd_weight: float | None, epochs: int, limit: int | None, seed: int,
                storage: str | None, study_name: str | None,
                n_trials: int | None, workers: int, pruner: str, finish_top: int, students: Path | None,
                store: Path | None, as_json: bool) -> None:
@@ -398,7 +403,9 @@ def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | No
     options = parse(SelectConfig, {"budget_ms": budget_ms, "n_trials": n_trials, "workers": workers,
                                    "pruner": pruner, "finish_top": finish_top, "storage": storage,
                                    "study_name": study_name, "students": students}, "selection options")
-    task = parse(DistillConfig, {"method": method}, "distillation options")
+    task = parse(DistillConfig, {"method": method, "ce_weight": ce_weight, "kd_weight": kd_weight,
+                                 "loss_params": {"temperature": temperature} if temperature is not None else {}},
+                 "distillation options")
     if from_ensemble is not None:
         from edgekd.report.ensemble import print_ensemble_selection
         from edgekd.select.ensemble import select_from_ensemble

@@ -82,6 +82,14 @@ def complete_task(data: dict[str, Any]) -> dict[str, Any]:
     clash = {"pairs", "schedule"} & set(out.get("loss_params") or {})
     if clash:
         raise UserError(f"give {', '.join(sorted(clash))} as task options, not inside loss_params")
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(out.get("loss_params") or {}) - set(params))
+    if unknown and not accepts_any:
+        takes = [n for n, p in params.items() if n not in ("pairs", "schedule", "self")
+                 and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        fix = "drop --temperature" if unknown[0] == "temperature" else f"drop {unknown[0]!r} from loss_params"
+        raise UserError(f"method {method!r} has no loss parameter {unknown[0]!r} (its parameters:"
+                        f" {', '.join(takes) or 'none'}); {fix}, or pick a method that has it")
     if "pairs" in out and "n_pairs" in out:
         raise UserError("give either explicit pairs or n_pairs (how many to choose automatically), not both")
     if "pairs" not in params and ({"pairs", "n_pairs"} & set(out)):

@@ -52,6 +52,9 @@ def test_pairs_parse_from_text_and_lists() -> None:
     ({"method": "pkt", "pairs": "pool"}, "student_layer:teacher_layer"),
     ({"method": "pkt", "pairs": "pool:pool", "n_pairs": 2}, "not both"),
     ({"method": "fitnet"}, "known: hssakd, infoflow, kd, pkt, sp"),
+    ({"method": "pkt", "loss_params": {"temperature": 2}},
+     r"method 'pkt' has no loss parameter 'temperature' \(its parameters: eps\); drop --temperature"),
+    ({"method": "kd", "loss_params": {"gamma": 2}}, "its parameters: temperature\\); drop 'gamma' from loss_params"),
 ])
 def test_bad_options_fail_when_the_config_loads(options: dict[str, object], needle: str) -> None:
     with pytest.raises(UserError, match=needle):

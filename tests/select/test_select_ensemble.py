@@ -15,6 +15,7 @@ from edgekd.bench import TimingConfig
 from edgekd.cli import cli
 from edgekd.config import DistillConfig, TrainConfig
 from edgekd.distill.ensemble_run import load_manifest
+from edgekd.errors import UserError
 from edgekd.select.ensemble import select_from_ensemble
 from edgekd.select.verdicts import Fate
 from edgekd.store import STORE_NAME, Store
@@ -104,3 +105,32 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], ne
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and needle in result.output
     assert result.output.strip().splitlines()[-1].startswith("edgekd: error:")
+
+
+def test_cli_select_refuses_a_temperature_its_method_lacks_before_anything_runs(tmp_path: Path) -> None:
+    teacher = tmp_path / "t.pt"
+    teacher.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["select", "--teacher", str(teacher), "--space", "small", "--method", "sp",
+                                      "--temperature", "1", "--target", "cpu-ort-fp32", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "method 'sp' has no loss parameter 'temperature'" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_select_hands_the_temperature_and_weights_to_every_candidate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgekd.select.pipeline as pipeline
+
+    seen: list[DistillConfig] = []
+
+    def fake_select(teacher: Path, space: str, target: str, data: str, out: Path, cfg: object,
+                    task: DistillConfig, *args: object, **kwargs: object) -> dict[str, object]:
+        seen.append(task)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(pipeline, "select", fake_select)
+    teacher = tmp_path / "t.pt"
+    teacher.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["select", "--teacher", str(teacher), "--space", "small", "--temperature", "1",
+                                      "--ce-weight", "0.7", "--target", "cpu-ort-fp32", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen[0].loss_params == {"temperature": 1.0} and (seen[0].ce_weight, seen[0].kd_weight) == (0.7, 0.5)
