@@ -76,6 +76,24 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def weight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--temperature, --ce-weight and --kd-weight (every command that distils)."""
+    for decorator in reversed([
+        click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="KD temperature (students of a few thousand parameters: try 1, see distill --list-methods)"),
+        click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's"),
+        click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's"),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def _weights(temperature: float | None, ce_weight: float | None, kd_weight: float | None) -> dict[str, Any]:
+    """The DistillConfig fields `weight_options` set (None: the method's default)."""
+    return {"ce_weight": ce_weight, "kd_weight": kd_weight,
+            "loss_params": {"temperature": temperature} if temperature is not None else {}}
+
+
 def _train_config(epochs: int, limit: int | None, seed: int, batch_size: int, lr: float, device: str) -> Any:
     from edgekd.config import TrainConfig, parse
 
@@ -161,9 +179,7 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
               help="how many pairs to choose automatically (default: the method's)")
 @click.option("--schedule", default=None,
               help="layer-weight schedule for infoflow: critical-period (default), constant, linear-decay, last-only")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None, help="KD temperature")
-@click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
-@click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
+@weight_options
 @click.option("--no-cache", is_flag=True, help="run the teacher live every epoch instead of caching its outputs")
 @click.option("--auxiliary", default="none", show_default=True,
               help="auxiliary teacher: auto (when teacher and student families differ), none, or a checkpoint")
@@ -192,9 +208,8 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
     from edgekd import api
     from edgekd.config import DistillConfig, parse
 
-    params = {"temperature": temperature} if temperature is not None else {}
-    task = parse(DistillConfig, {"method": method, "ce_weight": ce_weight, "kd_weight": kd_weight,
-                                 "loss_params": params, "pairs": pairs, "n_pairs": n_pairs,
+    task = parse(DistillConfig, {"method": method, **_weights(temperature, ce_weight, kd_weight),
+                                 "pairs": pairs, "n_pairs": n_pairs,
                                  "schedule": schedule, "cache": not no_cache, "auxiliary": auxiliary},
                  "distillation options")
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
@@ -353,10 +368,7 @@ def report_cmd(run_dir: Path, formats: str) -> None:
               help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y")
 @click.option("--out", type=PathArg, required=True, help="run folder: students, builds, selection.json/.md")
 @click.option("--method", default="kd", show_default=True, help="distillation method (see distill --list-methods)")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="KD temperature (students of a few thousand parameters: try 1, see distill --list-methods)")
-@click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
-@click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's")
+@weight_options
 @click.option("--epochs", type=click.IntRange(min=1), default=9, show_default=True,
               help="the full training budget of a finished student (successive halving stops the rest early)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples")
@@ -403,8 +415,7 @@ def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | No
     options = parse(SelectConfig, {"budget_ms": budget_ms, "n_trials": n_trials, "workers": workers,
                                    "pruner": pruner, "finish_top": finish_top, "storage": storage,
                                    "study_name": study_name, "students": students}, "selection options")
-    task = parse(DistillConfig, {"method": method, "ce_weight": ce_weight, "kd_weight": kd_weight,
-                                 "loss_params": {"temperature": temperature} if temperature is not None else {}},
+    task = parse(DistillConfig, {"method": method, **_weights(temperature, ce_weight, kd_weight)},
                  "distillation options")
     if from_ensemble is not None:
         from edgekd.report.ensemble import print_ensemble_selection

@@ -284,6 +284,15 @@ class CacheSpec:
     data: str  # fingerprint of the training split, in the order the trainer indexes it
     n_samples: int
 
+    def open(self, teacher: nn.Module, taps: tuple[str, ...], live: Callable[[Tensor], dict[str, Tensor]],
+             stack: ExitStack) -> CachedTeacher:
+        """The cache of `teacher`'s `taps` on this data (keyed by its weights), opened for the run `stack`
+        spans; `live` runs the teacher on a batch when the cache cannot answer."""
+        key = CacheKey(weights_hash(teacher), self.data, taps)
+        cached = CachedTeacher(live, self.root / key.digest(), key, self.n_samples)
+        cached.open(stack)
+        return cached
+
 
 SPOT_CHECK = 2  # samples re-run live at the start of each cached epoch
 SPOT_TOLERANCE = 1e-2  # relative to the logits' scale: batch effects are ~1e-6, augmentation is ~1

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from edgekd._io import write_with
 from edgekd.distill import _ddp as ddp
-from edgekd.distill.cache import LOGITS, CachedTeacher, CacheKey, CacheSpec, weights_hash
+from edgekd.distill.cache import LOGITS, CachedTeacher, CacheSpec
 from edgekd.distill.losses.hssakd import branch_tap
 from edgekd.distill.objectives import Supervised
 from edgekd.distill.taps import Taps, tapped
@@ -231,10 +231,7 @@ class BranchedDistillation:
         self.teacher.to(device).eval().requires_grad_(False)
         self._cached = None
         if self.cache is not None:
-            key = CacheKey(weights_hash(self.teacher), self.cache.data, self.cache_taps())
-            self._cached = CachedTeacher(self.live_per_sample, self.cache.root / key.digest(), key,
-                                         self.cache.n_samples)
-            self._cached.open(stack)
+            self._cached = self.cache.open(self.teacher, self.cache_taps(), self.live_per_sample, stack)
 
     def on_epoch(self, progress: float) -> dict[str, float]:
         return self._cached.on_epoch() if self._cached is not None else {}

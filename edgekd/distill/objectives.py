@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgekd.distill.cache import LOGITS, CachedTeacher, CacheKey, CacheSpec, weights_hash
+from edgekd.distill.cache import LOGITS, CachedTeacher, CacheSpec
 from edgekd.distill.taps import Taps, tapped
 
 
@@ -71,9 +71,7 @@ class Distillation:
         self._teacher_taps = stack.enter_context(tapped(self.teacher, teacher_layers))
         self._cached = None
         if self.cache is not None:
-            key = CacheKey(weights_hash(self.teacher), self.cache.data, (LOGITS, *teacher_layers))
-            self._cached = CachedTeacher(self.live_taps, self.cache.root / key.digest(), key, self.cache.n_samples)
-            self._cached.open(stack)
+            self._cached = self.cache.open(self.teacher, (LOGITS, *teacher_layers), self.live_taps, stack)
 
     def on_epoch(self, progress: float) -> dict[str, float]:
         logged = self._cached.on_epoch() if self._cached is not None else {}

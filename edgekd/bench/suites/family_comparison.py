@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     n_train = len(load_data(args.data, val_fraction=0.0).train)
-    args.n_map = len(load_data(args.data).test.head(args.map_samples))  # as kd_comparison.measure counts
+    kdc.map_count(args)  # args.n_map: as kd_comparison.measure counts
     limits = {r: regime_limit(r, n_train) for r in args.regimes}
     teachers: dict[str, dict[str, Any]] = {}
     t_ckpt, teachers[args.teacher_arch] = kdc.teacher(args.teacher_arch, args)

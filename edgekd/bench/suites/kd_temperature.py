@@ -125,15 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = list(variants(args))
+    tasks = variants(args)
     runs = []
     for student in args.students:
         for seed in args.seeds:
-            for name, task in variants(args).items():
+            for name, task in tasks.items():
                 r = run_one(student, name, task, seed, args)
                 runs.append(r)
                 print(f"{student} {name} seed {seed}: {r['test_accuracy'] * 100:.2f}%", flush=True)
-    text = table(runs, args, names)
+    text = table(runs, args, list(tasks))
     write_json(args.out / "results.json", {"runs": runs, "mean_s": statistics.fmean(r["seconds"] for r in runs)})
     (args.out / "results.md").write_text(text)
     print(text)
