@@ -53,6 +53,38 @@ def test_a_resumed_record_from_other_epochs_is_refused_not_mixed_in(tmp_path: Pa
         kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)
 
 
+
+def test_alone_is_shared_between_pairs_with_the_same_student_and_settings(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd import api
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("trained a run that another pair had already made")
+
+    monkeypatch.setattr(api, "train_teacher", refuse)
+    args = kdc.parse_args(["--epochs", "8", "--out", str(tmp_path), "--map-samples", "50"])
+    args.n_map = 50
+    made = {"teacher": "resnet", "student": "cnn-xs", "regime": "full", "limit": None, "method": "alone",
+            "seed": 1, "epochs": 8, "status": "done", "map_samples": 50, "test_accuracy": 0.87, "map": 0.75,
+            "epoch_s_mean": 40.0}
+    kdc.write_json(tmp_path / "runs" / "resnet--cnn-xs" / "full" / "alone" / "seed1.json", made)
+    got = kdc.run_one(("vit-s", "cnn-xs"), tmp_path / "t.pt", "full", None, "alone", 1, args)
+    assert got == {**made, "teacher": "vit-s", "shared_from": "resnet -> cnn-xs"}
+    assert json.loads((tmp_path / "runs" / "vit-s--cnn-xs" / "full" / "alone" / "seed1.json").read_text()) == got
+    # a copy of a copy still names the pair that trained it; the table says whose runs they are
+    again = kdc.run_one(("mobilenet", "cnn-xs"), tmp_path / "t.pt", "full", None, "alone", 1, args)
+    assert again["shared_from"] == "resnet -> cnn-xs"
+    table = kdc.aggregate([got], {"vit-s": {**TEACHERS["vit-s"]}},
+                          kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone", "--regimes", "full"]))
+    assert table[1]["note"] == "runs of resnet -> cnn-xs"
+    # another student, seed, limit or epoch count is not the same run: each trains
+    for pair, limit, seed, epochs in ((("vit-s", "cnn-s"), None, 1, 8), (("vit-s", "cnn-xs"), 5400, 1, 8),
+                                      (("vit-s", "cnn-xs"), None, 2, 8), (("vit-s", "cnn-xs"), None, 1, 4)):
+        args.epochs = epochs
+        with pytest.raises(AssertionError, match="already made"):
+            kdc.run_one(pair, tmp_path / "t.pt", "full", limit, "alone", seed, kdc.argparse.Namespace(
+                **{**vars(args), "resume": False}))
+
 def test_the_map_count_is_capped_by_the_test_split(fmnist: str) -> None:
     args = argparse.Namespace(data=fmnist, map_samples=10**9)
     assert kdc.map_count(args) == args.n_map > 0

@@ -30,11 +30,13 @@ others by cosine similarity, relevant = same class); epoch time (the trainer's `
 run's epochs: with the default teacher cache, the first epoch of a distillation also runs the teacher
 and builds the cache). Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically, so
 `--resume` skips what is done and an interrupted comparison resumes (a record from other `--epochs` or
-`--map-samples` is refused, not mixed in). `--table-only` trains nothing: it writes the table from the
-records there are (what is missing shows as `n` = 0), e.g. while other processes still run other regimes
-or pairs. The table (mean +- sample std over
-seeds, and the share of the teacher-student gap a method recovers, `(method - alone) / (teacher - alone)`
-on the means) goes to `<out>/results.md` and `<out>/results.json`.
+`--map-samples` is refused, not mixed in). `alone` does not involve the teacher: a pair whose student,
+regime, seed and epochs match an `alone` run already made for another pair reuses that record (it names
+the pair in `shared_from`) instead of training the same run again. `--table-only` trains nothing: it
+writes the table from the records there are (what is missing shows as `n` = 0), e.g. while other
+processes still run other regimes or pairs. The table (mean +- sample std over seeds, and the share of
+the teacher-student gap a method recovers, `(method - alone) / (teacher - alone)` on the means) goes to
+`<out>/results.md` and `<out>/results.json`.
 """
 
 from __future__ import annotations
@@ -232,6 +234,9 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
         return {**base, "status": "missing", "note": "not run yet"}
     if method == AUX and not has_auxiliary():
         return {**base, "status": "not available", "note": NOT_AVAILABLE}
+    if method == "alone" and (shared := shared_alone(base, record, args)) is not None:
+        write_json(record, shared)
+        return shared
     cfg = train_config(args, epochs, seed, limit)
     ckpt = folder / f"seed{seed}.pt"
     t0 = time.perf_counter()
@@ -249,6 +254,21 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
     info["wall_s"] = time.perf_counter() - t0
     write_json(record, info)
     return info
+
+
+def shared_alone(base: dict[str, Any], record: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The `alone` record of the same student, regime, limit, seed and epochs made for another pair, if
+    there is one: training the student on labels does not involve the teacher, so pairs that share a
+    student share these runs (the copy names the pair it came from in `shared_from`)."""
+    want = {k: base[k] for k in ("student", "regime", "limit", "seed", "epochs")}
+    pattern = f"*/{base['regime']}/alone/seed{base['seed']}.json"
+    for path in sorted((args.out / "runs").glob(pattern)):
+        other = json.loads(path.read_text()) if path != record else {}
+        if other.get("status") == "done" and other.get("map_samples") == map_count(args) \
+                and {k: other.get(k) for k in want} == want:
+            origin = other.get("shared_from") or f"{other['teacher']} -> {other['student']}"
+            return {**other, "teacher": base["teacher"], "shared_from": origin}
+    return None
 
 
 # -- the table --------------------------------------------------------------------------------------
@@ -308,7 +328,9 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
                 gap_map = (mean_ap[0] - map_alone) / (t_map - map_alone) if m != "alone" and t_map != map_alone \
                     else math.nan
                 aux = rs[0].get("task", {}) or {}
+                shared = sorted({r["shared_from"] for r in rs if r.get("shared_from")})
                 note = f"gap vs teacher-{HSSAKD}" if m == HSSAKD else \
+                    f"runs of {', '.join(shared)}" if shared else \
                     f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux and m in ("infoflow", AUX) else ""
                 rows.append({**key, "method": m, "n": len(rs), "acc": acc, "map": mean_ap,
                              "epoch_s": stats([r["epoch_s_mean"] for r in rs]), "gap_acc": gap_acc,
