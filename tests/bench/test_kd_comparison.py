@@ -166,3 +166,92 @@ def test_table_only_trains_nothing_and_tables_what_is_there(fmnist: str, tmp_pat
     assert [(r["method"], r["n"]) for r in rows] == [("teacher", 1), ("alone", 0), ("pkt", 1)]
     text = (tmp_path / "results.md").read_text()
     assert "| pkt | 80.0 (n=1) | 60.0 (n=1) |" in text and "Table written from the run records" in text
+
+
+# -- several workers over one --out ------------------------------------------------------------------------
+
+
+def _lock_of_live_process(record: Path, host: str | None = None) -> None:
+    import os
+    import socket
+
+    record.parent.mkdir(parents=True, exist_ok=True)
+    kdc.lock_path(record).write_text(json.dumps({"host": host or socket.gethostname(), "pid": os.getppid()}))
+
+
+def test_a_run_is_claimed_by_one_worker_and_released_after(tmp_path: Path) -> None:
+    record = tmp_path / "runs" / "seed0.json"
+    with kdc.claimed(record) as mine:
+        assert mine and kdc.holder(record) is not None
+        with kdc.claimed(record) as again:
+            assert not again  # held by a live process (this one)
+        assert kdc.lock_path(record).is_file()
+    assert not kdc.lock_path(record).exists() and kdc.holder(record) is None
+
+
+def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    record = tmp_path / "seed0.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    kdc.lock_path(record).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    with kdc.claimed(record) as mine:
+        assert mine
+    # another host's lock cannot be checked: it is trusted
+    _lock_of_live_process(record, host="some-other-machine")
+    with kdc.claimed(record) as mine:
+        assert not mine
+
+
+def test_a_run_another_worker_holds_is_skipped_not_trained_twice(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd import api
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("trained a run another worker holds")
+
+    for name in ("train_teacher", "distill"):
+        monkeypatch.setattr(api, name, refuse)
+    args = kdc.parse_args(["--epochs", "8", "--out", str(tmp_path), "--map-samples", "50", "--resume"])
+    args.n_map = 50
+    runs = tmp_path / "runs"
+    _lock_of_live_process(runs / "resnet--cnn-xs" / "full" / "kd" / "seed0.json")
+    got = kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)
+    assert got["status"] == "running elsewhere" and "another worker is making it" in got["note"]
+    # the same student's `alone` run, being made for another pair, is waited for (shared when done)
+    _lock_of_live_process(runs / "resnet--cnn-xs" / "full" / "alone" / "seed0.json")
+    got = kdc.run_one(("vit-s", "cnn-xs"), tmp_path / "t.pt", "full", None, "alone", 0, args)
+    assert (got["status"], got["note"]) == ("running elsewhere", "another worker is making it for resnet--cnn-xs")
+    assert kdc.aggregate([got], TEACHERS, kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone",
+                                                          "--regimes", "full"]))[1]["n"] == 0
+
+
+def test_a_teacher_another_worker_trains_is_waited_for_then_reused(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from edgekd import api
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("trained a teacher another worker was training")
+
+    monkeypatch.setattr(api, "train_teacher", refuse)
+    monkeypatch.setattr(kdc, "WAIT_S", 0.05)
+    args = kdc.parse_args(["--out", str(tmp_path), "--teacher-epochs", "3"])
+    record = tmp_path / "teachers" / "vit-s-e3.json"
+    _lock_of_live_process(record)
+
+    def other_worker_finishes() -> None:
+        (tmp_path / "teachers" / "vit-s-e3.pt").write_bytes(b"weights")
+        kdc.write_json(record, TEACHERS["vit-s"])
+        kdc.lock_path(record).unlink()
+
+    timer = threading.Timer(0.3, other_worker_finishes)
+    timer.start()
+    try:
+        ckpt, info = kdc.teacher("vit-s", args)
+    finally:
+        timer.cancel()
+    assert ckpt == tmp_path / "teachers" / "vit-s-e3.pt" and info == TEACHERS["vit-s"]

@@ -45,9 +45,12 @@ import argparse
 import json
 import math
 import os
+import socket
 import statistics
 import time
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,66 @@ def _finite(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [_finite(v) for v in data]
     return data
+
+
+WAIT_S = 10.0  # how often a worker looks again for a teacher another worker is training
+
+
+def lock_path(record: Path) -> Path:
+    return record.with_name(record.name + ".lock")
+
+
+def holder(record: Path) -> dict[str, Any] | None:
+    """Who holds `record`'s lock ({"host", "pid"}), or None when nobody does. A lock left by a process of
+    this host that no longer runs is stale: it is removed and counts as free."""
+    lock = lock_path(record)
+    try:
+        owner = json.loads(lock.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:  # being written this instant: held
+        return {"host": "?", "pid": 0}
+    if owner.get("host") == socket.gethostname() and not _alive(int(owner.get("pid", 0))):
+        lock.unlink(missing_ok=True)
+        return None
+    return owner
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+@contextmanager
+def claimed(record: Path) -> Iterator[bool]:
+    """Hold `<record>.lock` while this process makes `record`; yields False (holding nothing) when another
+    live process holds it. Several workers can so share one `--out`: each skips the runs another is making.
+    The lock is created exclusively (O_EXCL), holds this host and pid, and is removed on the way out; a
+    lock whose process died on this host is taken over. A lock from another host is trusted: if that
+    machine died, delete the `.lock` file by hand."""
+    lock = lock_path(record)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):  # a second try after removing a stale lock
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if holder(record) is not None:
+                yield False
+                return
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
 
 
 def has_auxiliary() -> bool:
@@ -191,11 +254,8 @@ def hssakd_key(arch: str) -> str:
 
 def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train (or reuse) the teacher `arch`: full training set, seed 0, `--teacher-epochs`; with `hssakd`,
-    the same teacher trained with HSSAKD branches."""
-    from edgekd import api
-    from edgekd.models import build_model, parse_arch
-    from edgekd.models.zoo import count_params
-
+    the same teacher trained with HSSAKD branches. A teacher another worker is training (its lock) is
+    waited for, then reused."""
     folder = args.out / "teachers"
     name = f"{safe(hssakd_key(arch) if hssakd else arch)}-e{args.teacher_epochs}"
     ckpt, record = folder / f"{name}.pt", folder / f"{name}.json"
@@ -203,6 +263,25 @@ def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[
         return ckpt, json.loads(record.read_text())
     if getattr(args, "table_only", False):
         raise SystemExit(f"--table-only: teacher {name} is not in {folder}; run without --table-only to train it")
+    waited = False
+    while True:
+        with claimed(record) as mine:
+            if mine:
+                if waited and record.is_file() and ckpt.is_file():  # another worker has just trained it
+                    return ckpt, json.loads(record.read_text())
+                return _train_teacher(arch, args, hssakd, ckpt, record)
+        if not waited:
+            print(f"teacher {name}: another worker is training it ({holder(record)}); waiting", flush=True)
+            waited = True
+        time.sleep(WAIT_S)
+
+
+def _train_teacher(arch: str, args: argparse.Namespace, hssakd: bool, ckpt: Path,
+                   record: Path) -> tuple[Path, dict[str, Any]]:
+    from edgekd import api
+    from edgekd.models import build_model, parse_arch
+    from edgekd.models.zoo import count_params
+
     print(f"training {'HSSAKD ' if hssakd else ''}teacher {arch} ({args.teacher_epochs} epochs, full training"
           " set)", flush=True)
     cfg = train_config(args, args.teacher_epochs, 0, None)
@@ -217,9 +296,8 @@ def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[
 def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None, method: str, seed: int,
             args: argparse.Namespace, h_ckpt: Path | None = None) -> dict[str, Any]:
     """One student run (skipped with --resume when its JSON exists); returns its record. `hssakd` distils
-    from `h_ckpt`, the HSSAKD teacher."""
-    from edgekd import api
-
+    from `h_ckpt`, the HSSAKD teacher. A run another worker holds (its lock) is skipped, returned with the
+    status "running elsewhere"."""
     t_arch, s_arch = pair
     folder = args.out / "runs" / safe(f"{t_arch}--{s_arch}") / regime / method
     record = folder / f"seed{seed}.json"
@@ -230,14 +308,32 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
                             epochs, map_count(args), args.out)
     base = {"teacher": t_arch, "student": s_arch, "regime": regime, "limit": limit, "method": method,
             "seed": seed, "epochs": epochs}
+    if method == "alone" and (shared := shared_alone(base, record, args)) is not None:
+        if not table_only:
+            write_json(record, shared)
+        return shared
     if table_only:
         return {**base, "status": "missing", "note": "not run yet"}
     if method == AUX and not has_auxiliary():
         return {**base, "status": "not available", "note": NOT_AVAILABLE}
-    if method == "alone" and (shared := shared_alone(base, record, args)) is not None:
-        write_json(record, shared)
-        return shared
-    cfg = train_config(args, epochs, seed, limit)
+    if method == "alone" and (busy := alone_elsewhere(base, record, args)):
+        return {**base, "status": "running elsewhere", "note": f"another worker is making it for {busy}"}
+    with claimed(record) as mine:
+        if not mine:
+            return {**base, "status": "running elsewhere", "note": f"another worker is making it ({holder(record)})"}
+        if args.resume and record.is_file():  # that worker finished it between the check above and the claim
+            return check_record(json.loads(record.read_text()), f"{t_arch} -> {s_arch} {regime} {method} seed {seed}",
+                                epochs, map_count(args), args.out)
+        return _train_student(pair, t_ckpt, method, cfg=train_config(args, epochs, seed, limit), args=args,
+                              base=base, folder=folder, record=record, h_ckpt=h_ckpt)
+
+
+def _train_student(pair: tuple[str, str], t_ckpt: Path, method: str, *, cfg: Any, args: argparse.Namespace,
+                   base: dict[str, Any], folder: Path, record: Path, h_ckpt: Path | None) -> dict[str, Any]:
+    from edgekd import api
+
+    t_arch, s_arch = pair
+    seed = base["seed"]
     ckpt = folder / f"seed{seed}.pt"
     t0 = time.perf_counter()
     if method == "alone":
@@ -268,6 +364,17 @@ def shared_alone(base: dict[str, Any], record: Path, args: argparse.Namespace) -
                 and {k: other.get(k) for k in want} == want:
             origin = other.get("shared_from") or f"{other['teacher']} -> {other['student']}"
             return {**other, "teacher": base["teacher"], "shared_from": origin}
+    return None
+
+
+def alone_elsewhere(base: dict[str, Any], record: Path, args: argparse.Namespace) -> str | None:
+    """The pair folder of another pair whose `alone` run of the same student, regime and seed a worker is
+    making now (to be shared once it is done), or None."""
+    pattern = f"*--{safe(base['student'])}/{base['regime']}/alone/seed{base['seed']}.json.lock"
+    for lock in sorted((args.out / "runs").glob(pattern)):
+        other = lock.with_name(lock.name[:-len(".lock")])
+        if other != record and holder(other) is not None:
+            return other.parents[2].name
     return None
 
 
