@@ -2,7 +2,8 @@
 """Which layer weighting makes information-flow KD's intermediate pairs pay (issue 3, item 3).
 
     python scripts/infoflow_weighting.py --teacher TEACHER.pt [--out DIR] [--variants a,b,...]
-        [--seeds 0,1,2] [--student cnn-s] [--limit 20000] [--epochs 8] [--threads 1] [--table]
+        [--seeds 0,1,2] [--student cnn-s] [--limit 20000] [--epochs 8] [--threads 1] [--map-samples N]
+        [--table]
 
 Every (variant, seed) is one run: the student alone (`alone`) or distilled from the teacher with the
 variant's task (`VARIANTS`), with the same training settings otherwise. A finished run writes
@@ -10,7 +11,9 @@ variant's task (`VARIANTS`), with the same training settings otherwise. A finish
 exists is skipped, so an interrupted sweep resumes where it stopped. Checkpoints and the results store
 go to a scratch folder under DIR; the teacher-output cache and auxiliary teachers under
 `$EDGEKD_CACHE` (default: `DIR/cache`). At the end (or alone, with `--table`) it prints test accuracy
-as mean +- sample std over the seeds of each variant, with the per-seed values.
+as mean +- sample std over the seeds of each variant, with the per-seed values, and (with
+`--map-samples N`, N > 0) the retrieval mAP of the penultimate representation over the first N test
+images, as `edgekd.bench.suites.kd_comparison` measures it.
 
 Some variants use schedules that exist only here (`SCRIPT_SCHEDULES`): edgekd registers them in this
 process before any config is built.
@@ -39,6 +42,10 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "norm-first": {"method": "infoflow", "schedule": "constant", "loss_params": {"normalise": "first"}},
     "norm-decay": {"method": "infoflow", "schedule": "linear-decay-x1", "loss_params": {"normalise": "running"}},
     "auxiliary": {"method": "infoflow", "auxiliary": "auto"},
+    # through the auxiliary teacher, aimed at the penultimate representation (what retrieval mAP scores)
+    "aux-last-only": {"method": "infoflow", "auxiliary": "auto", "schedule": "last-only"},
+    "aux-kd3": {"method": "infoflow", "auxiliary": "auto", "kd_weight": 3.0},
+    "aux-cp-x10": {"method": "infoflow", "auxiliary": "auto", "schedule": "critical-period-x10"},
 }
 
 #: schedules registered by this script only: name -> (schedule class name, constructor arguments)
@@ -84,7 +91,13 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]
         task = DistillConfig(**task_fields)
         result = api.distill(args.teacher, args.student, args.data, ckpt, cfg, task, store=store, progress=False)
     seconds = time.perf_counter() - start
+    mean_ap = None
+    if args.map_samples > 0:
+        from edgekd.bench.suites.kd_comparison import measure
+
+        mean_ap = measure(ckpt, args.data, args.map_samples)[0]
     return {"variant": variant, "seed": seed, "test_acc": result.test_accuracy, "val_acc": result.val_accuracy,
+            "map": mean_ap, "map_samples": args.map_samples,
             "seconds": seconds, "history": result.history, "task": task.model_dump() if task else None,
             "train": cfg.model_dump(), "student": args.student, "teacher": str(args.teacher), "data": args.data}
 
@@ -104,19 +117,24 @@ def table(records: list[dict[str, Any]]) -> str:
     the student alone (per seed, over the seeds that have both: a seed's split and initialisation are
     shared by every variant, so the paired difference removes their spread); then each seed's value."""
     by_variant: dict[str, dict[int, float]] = {}
+    maps: dict[str, list[float]] = {}
     minutes: dict[str, list[float]] = {}
     for r in records:
         by_variant.setdefault(r["variant"], {})[r["seed"]] = 100.0 * r["test_acc"]
         minutes.setdefault(r["variant"], []).append(r["seconds"] / 60.0)
+        if r.get("map") is not None:
+            maps.setdefault(r["variant"], []).append(100.0 * r["map"])
     order = [v for v in VARIANTS if v in by_variant] + sorted(set(by_variant) - set(VARIANTS))
     alone = by_variant.get("alone", {})
-    lines = [f"{'variant':14s} {'n':>2s} {'test acc %':>15s} {'minus alone':>15s} {'min/run':>7s}  per seed"]
+    lines = [f"{'variant':14s} {'n':>2s} {'test acc %':>15s} {'minus alone':>15s} {'mAP %':>15s} {'min/run':>7s}"
+             "  per seed"]
     for v in order:
         accs = by_variant[v]
         paired = [accs[s] - alone[s] for s in sorted(accs) if s in alone]
         diff = mean_std(paired) if paired and v != "alone" else ""
+        mean_ap = mean_std(maps[v]) if v in maps else ""
         seeds = ", ".join(f"s{s} {a:.2f}" for s, a in sorted(accs.items()))
-        lines.append(f"{v:14s} {len(accs):2d} {mean_std(list(accs.values())):>15s} {diff:>15s}"
+        lines.append(f"{v:14s} {len(accs):2d} {mean_std(list(accs.values())):>15s} {diff:>15s} {mean_ap:>15s}"
                      f" {statistics.mean(minutes[v]):7.1f}  {seeds}")
     return "\n".join(lines)
 
@@ -133,6 +151,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--map-samples", type=int, default=0,
+                        help="also score retrieval mAP over the first N test images (0: accuracy only)")
     parser.add_argument("--table", action="store_true", help="only print the table of the finished runs")
     args = parser.parse_args(argv)
     args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -51,7 +51,8 @@ def test_runs_are_written_atomically_skipped_when_done_and_tabled(
 
     def fake_run(variant: str, seed: int, args: Any) -> dict[str, Any]:
         calls.append((variant, seed))
-        return {"variant": variant, "seed": seed, "test_acc": accs[variant, seed], "seconds": 60.0}
+        return {"variant": variant, "seed": seed, "test_acc": accs[variant, seed], "seconds": 60.0,
+                "map": {"pkt": 0.70 + 0.02 * seed}.get(variant)}
 
     monkeypatch.setattr(script, "run_one", fake_run)
     argv = ["--teacher", "t.pt", "--out", str(tmp_path), "--variants", "alone,pkt", "--seeds", "0,1"]
@@ -68,6 +69,9 @@ def test_runs_are_written_atomically_skipped_when_done_and_tabled(
     # mean +- std over seeds, then the paired difference to alone (+0.5 on both seeds: std 0)
     assert f"91.00 +- {std:4.2f}" in pkt_row and "0.50 +- 0.00" in pkt_row and "s1 91.50" in pkt_row
     assert f"90.50 +- {std:4.2f}" in out
+    # mAP (%) where a run scored it: mean +- std over the seeds; nothing for runs without it
+    assert f"71.00 +- {statistics.stdev([70.0, 72.0]):4.2f}" in pkt_row
+    assert "71.00" not in next(line for line in out.splitlines() if line.startswith("alone "))
 
 
 def test_unknown_variant_is_refused(script: ModuleType) -> None:
