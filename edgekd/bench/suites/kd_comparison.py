@@ -28,15 +28,19 @@ Metrics per run: test accuracy; retrieval mAP of the penultimate representation 
 `head`) over the first `--map-samples` test images (`edgekd.distill.retrieval`: each queries all the
 others by cosine similarity, relevant = same class); epoch time (the trainer's `epoch_s`, mean over the
 run's epochs: with the default teacher cache, the first epoch of a distillation also runs the teacher
-and builds the cache). Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically, so
-`--resume` skips what is done and an interrupted comparison resumes (a record from other `--epochs` or
-`--map-samples` is refused, not mixed in). `alone` does not involve the teacher: a pair whose student,
-regime, seed and epochs match an `alone` run already made for another pair reuses that record (it names
-the pair in `shared_from`) instead of training the same run again. `--table-only` trains nothing: it
-writes the table from the records there are (what is missing shows as `n` = 0), e.g. while other
-processes still run other regimes or pairs. The table (mean +- sample std over seeds, and the share of
-the teacher-student gap a method recovers, `(method - alone) / (teacher - alone)` on the means) goes to
-`<out>/results.md` and `<out>/results.json`.
+and builds the cache; under each table, each method's epochs after the first and its whole run's wall
+time, auxiliary teacher included, as ratios to the student alone's). Each run writes
+`<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically, so `--resume` skips what is done and an
+interrupted comparison resumes (a record from other `--epochs` or `--map-samples` is refused, not mixed
+in). `alone` does not involve the teacher: a pair whose student, regime, seed and epochs match an
+`alone` run already made for another pair reuses that record (it names the pair in `shared_from`)
+instead of training the same run again. Several workers may run over one `--out` at once (one per core,
+say, with the pairs or seeds in different orders): each run and teacher is claimed by a lock file
+(`<record>.lock`), so a worker skips a run another is making and waits for a teacher another is
+training. `--table-only` trains nothing: it writes the table from the records there are (what is missing
+shows as `n` = 0), e.g. while other processes still run other regimes or pairs. The table (mean +-
+sample std over seeds, and the share of the teacher-student gap a method recovers, `(method - alone) /
+(teacher - alone)` on the means) goes to `<out>/results.md` and `<out>/results.json`.
 """
 
 from __future__ import annotations
@@ -441,8 +445,30 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
                     f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux and m in ("infoflow", AUX) else ""
                 rows.append({**key, "method": m, "n": len(rs), "acc": acc, "map": mean_ap,
                              "epoch_s": stats([r["epoch_s_mean"] for r in rs]), "gap_acc": gap_acc,
-                             "gap_map": gap_map, "note": note})
+                             "gap_map": gap_map, "note": note,
+                             "later_epoch_s": stats([statistics.fmean(r["epoch_s"][1:]) for r in rs
+                                                     if len(r.get("epoch_s") or ()) > 1])[0],
+                             "wall_s": stats([r["wall_s"] for r in rs if r.get("wall_s")])[0]})
     return rows
+
+
+def cost_line(group: list[dict[str, Any]]) -> str | None:
+    """What each method costs against the student alone, in one pair and regime: its epochs after the
+    first (the first runs the teacher and builds its cache) and its whole run's wall time (which, for
+    `infoflow-aux`, includes training the auxiliary teacher), each as a ratio of the means."""
+    alone = next((r for r in group if r["method"] == "alone" and r["n"] > 0), None)
+    if alone is None:
+        return None
+    parts = []
+    for r in group:
+        if r["method"] in ("alone", "teacher", f"teacher-{HSSAKD}") or r["n"] == 0:
+            continue
+        epoch = r["later_epoch_s"] / alone["later_epoch_s"]
+        wall = r["wall_s"] / alone["wall_s"]
+        parts.append(f"{r['method']} {'n/a' if math.isnan(epoch) else f'{epoch:.2f}x'}"
+                     f" / {'n/a' if math.isnan(wall) else f'{wall:.2f}x'}")
+    return ("Cost against the student alone (epochs after the first / the whole run's wall time, ratios of the"
+            " means): " + "; ".join(parts) + ".") if parts else None
 
 
 def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -494,18 +520,21 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, wall_s: float
               f" Wall time of this invocation: {wall_s / 60:.1f} min."), ""]
     header = ("| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |\n"
               "|---|---|---|---|---|---|---|---|")
-    seen = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        group = (row["pair"], row["regime"])
-        if group not in seen:
-            seen.append(group)
-            out += ["", f"## {row['pair']} ({row['teacher_params']:,} -> {row['student_params']:,} parameters),"
-                        f" {row['regime']} ({epochs_for(args, row['regime'])} epochs)", "", header]
-        gap = lambda g: "" if math.isnan(g) else f"{g * 100:.0f}%"  # noqa: E731
-        acc, mean_ap, epoch_s = row["acc"], row["map"], row["epoch_s"]
-        out.append(f"| {row['method']} | {fmt(acc[0], acc[1], 100)} | {fmt(mean_ap[0], mean_ap[1], 100)} |"
-                   f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} |"
-                   f" {row['n']} | {row['note']} |")
+        groups.setdefault((row["pair"], row["regime"]), []).append(row)
+    gap = lambda g: "" if math.isnan(g) else f"{g * 100:.0f}%"  # noqa: E731
+    for group in groups.values():
+        first = group[0]
+        out += ["", f"## {first['pair']} ({first['teacher_params']:,} -> {first['student_params']:,} parameters),"
+                    f" {first['regime']} ({epochs_for(args, first['regime'])} epochs)", "", header]
+        for row in group:
+            acc, mean_ap, epoch_s = row["acc"], row["map"], row["epoch_s"]
+            out.append(f"| {row['method']} | {fmt(acc[0], acc[1], 100)} | {fmt(mean_ap[0], mean_ap[1], 100)} |"
+                       f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} |"
+                       f" {row['n']} | {row['note']} |")
+        if (cost := cost_line(group)) is not None:
+            out += ["", cost]
     goals = goal_lines(rows)
     if goals:
         out += ["", "## Goal (heterogeneous pair)", "",
