@@ -32,7 +32,7 @@ from edgekd.data import Dataset, Split, to_float
 from edgekd.distill import _ddp as ddp
 from edgekd.distill.objectives import Objective
 from edgekd.errors import TrainingDiverged, UserError
-from edgekd.models import ArchSpec, save_checkpoint
+from edgekd.models import ArchSpec, memory_format_for, save_checkpoint
 from edgekd.store import Store
 from edgekd.ui import console, progress_bar
 
@@ -127,7 +127,8 @@ class Trainer:
             self.device = torch.device("cuda", self.rank.local)
         ddp.init(self.rank, self.device)
         self.amp = cfg.amp and self.device.type == "cuda"
-        self.train_module.to(self.device)
+        self.memory_format = memory_format_for(self.train_module)
+        self.train_module.to(self.device, memory_format=self.memory_format)
         self.net = ddp.wrap(self.train_module, self.device, self.rank)  # what trains; `model` is what is saved
         self.opt = torch.optim.AdamW(self.train_module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(ddp.shard_len(len(split.train), self.rank) / cfg.batch_size)
@@ -216,7 +217,8 @@ class Trainer:
         loss_sum, correct, seen = 0.0, 0, 0
         for i, index in enumerate(index_batches(len(order), self.cfg.batch_size, order)):
             x, y = load_batch(self.split.train, index)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            y = y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 loss, logits = self.objective(self.net, x, y, index)
             if not torch.isfinite(loss):

@@ -20,6 +20,7 @@ from edgekd.distill.cache import (
     CachedTeacher,
     CacheKey,
     open_cache,
+    read_rows,
     sweep_stale,
     weights_hash,
 )
@@ -61,6 +62,20 @@ def test_round_trip_fp16_features_fp32_logits(tmp_path: Path) -> None:
     assert meta["taps"]["stage1"]["max_abs_err"] == pytest.approx(float(err.max()))
     assert meta["taps"]["logits"]["max_abs_err"] == 0.0
 
+
+
+def test_rows_are_read_in_the_order_asked_and_widened_exactly(tmp_path: Path) -> None:
+    arrays = build(tmp_path / "c", key())
+    # every float16 bit pattern but NaNs, widened by torch, equals numpy's float32 of it
+    every = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    every = every[~np.isnan(every)]
+    wide = read_rows({"all": every[:, None]}, np.arange(len(every)), torch.device("cpu"))["all"]
+    assert np.array_equal(wide.numpy()[:, 0], every.astype(np.float32))
+    index = np.array([7, 3, 3, 39, 0])
+    rows = read_rows(arrays, index, torch.device("cpu"))
+    for tap, arr in arrays.items():
+        assert rows[tap].dtype == torch.float32 and rows[tap].is_contiguous()
+        assert np.array_equal(rows[tap].numpy(), np.asarray(arr[index], dtype=np.float32))
 
 def test_values_beyond_fp16_range_stay_fp32(tmp_path: Path) -> None:
     builder = CacheBuilder(tmp_path / "c", key(), N)
