@@ -70,6 +70,8 @@ def test_convolutional_networks_train_channels_last_with_the_same_results(tmp_pa
 
     assert memory_format_for(build_model(parse_arch("cnn-xs"))) == torch.channels_last
     assert memory_format_for(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))) == torch.contiguous_format
+    assert memory_format_for(build_model(parse_arch("vit-s"))) == torch.contiguous_format  # mostly linear
+    assert memory_format_for(build_model(parse_arch("mobilenet-s"))) == torch.channels_last
     runs = {}
     for layout in ("contiguous", "channels_last"):
         monkeypatch.setenv(LAYOUT_ENV, layout)

@@ -14,18 +14,21 @@ LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_
 
 
 def memory_format_for(module: nn.Module) -> torch.memory_format:
-    """`channels_last` for a network with 2-d convolutions, else the default layout.
+    """`channels_last` for a convolutional network (more 2-d convolutions than linear layers), else the
+    default layout.
 
     oneDNN's convolutions and pooling run NHWC natively: a training epoch of the built-in CNNs, ResNet and
-    MobileNet takes about 0.6x its NCHW time on this project's CPU, the ViT (one patch convolution) about
-    the same (`python -m edgekd.bench.suites.train_layout`). The layout changes strides only: shapes,
-    checkpoints and exports are the same, and values agree up to float rounding. `EDGEKD_MEMORY_FORMAT`
-    (`auto`, `channels_last` or `contiguous`) overrides the choice, e.g. to compare the two.
+    MobileNet takes 0.63-0.81x its NCHW time on this project's CPU, while the ViT, whose one convolution
+    (the patch embedding) feeds linear layers, takes 1.08x (`python -m edgekd.bench.suites.train_layout`):
+    it stays NCHW. The layout changes strides only: shapes, checkpoints and exports are the same, and
+    values agree up to float rounding. `EDGEKD_MEMORY_FORMAT` (`auto`, `channels_last` or `contiguous`)
+    overrides the choice, e.g. to compare the two.
     """
     choice = os.environ.get(LAYOUT_ENV, "auto").strip() or "auto"
     if choice != "auto":
         if choice not in LAYOUTS:
             raise UserError(f"{LAYOUT_ENV}={choice!r} is not a layout; use auto, {', '.join(LAYOUTS)}")
         return LAYOUTS[choice]
-    has_conv = any(isinstance(m, nn.Conv2d) for m in module.modules())
-    return torch.channels_last if has_conv else torch.contiguous_format
+    convs = sum(isinstance(m, nn.Conv2d) for m in module.modules())
+    linears = sum(isinstance(m, nn.Linear) for m in module.modules())
+    return torch.channels_last if convs > linears else torch.contiguous_format

@@ -18,7 +18,7 @@ def test_one_round_times_both_layouts_and_says_what_auto_picks(fmnist: str, tmp_
     assert result.val_acc["channels_last"] == pytest.approx(result.val_acc["contiguous"], abs=0.05)
     row = tl.table([result], args).splitlines()[-1]
     assert row.startswith("cnn-xs") and "channels_last" in row
-    assert tl.auto_layout("vit-s") == "channels_last"  # its patch embedding is a convolution
+    assert tl.auto_layout("vit-s") == "contiguous"  # one convolution (patch embedding), then linear layers
 
 
 def test_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
