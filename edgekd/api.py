@@ -96,7 +96,6 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
 
     from edgekd.data import load_data
     from edgekd.distill import hssakd
-    from edgekd.distill.cache import CacheSpec
     from edgekd.distill.methods import build_loss, method_pairs
     from edgekd.distill.objectives import Distillation, Objective
     from edgekd.distill.trainer import Trainer, check_classes, output_count
@@ -121,8 +120,7 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     loss = build_loss(task, pairs)
     objective: Objective
     train_module, extra = None, dict[str, Any]()
-    cache = CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train)) \
-        if task.cache and _cache_usable() else None
+    cache = teacher_cache(split.train) if task.cache else None
     if branched:
         objective, train_module, extra = hssakd.distillation(teacher, t_model, model, loss, task.ce_weight,
                                                              task.kd_weight, shape, split.train.num_classes, cache)
@@ -137,6 +135,14 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     trainer = Trainer(model, spec, objective, split, cfg, out, _store_for(out, store), "distill", meta,
                       train_module=train_module)
     return trainer.fit(resume=resume, show_progress=progress, on_epoch_end=on_epoch_end)
+
+
+def teacher_cache(train: Any) -> Any:
+    """Where a teacher's outputs on the training split `train` are cached (an
+    `edgekd.distill.cache.CacheSpec`), or None when no cache can be used here (under torchrun)."""
+    from edgekd.distill.cache import CacheSpec
+
+    return CacheSpec(cache_dir() / "teacher-outputs", train.fingerprint(), len(train)) if _cache_usable() else None
 
 
 def _auxiliary(choice: str, teacher: Path, t_spec: Any, spec: Any, data: str, cfg: TrainConfig, out: Path,

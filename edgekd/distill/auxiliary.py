@@ -57,7 +57,7 @@ def train_auxiliary(teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: 
     and then taught by the teacher on the final representation."""
     import torch
 
-    from edgekd.api import file_sha256
+    from edgekd.api import file_sha256, teacher_cache
     from edgekd.data import load_data
     from edgekd.distill.methods import build_loss, method_pairs
     from edgekd.distill.objectives import Distillation, Supervised
@@ -83,7 +83,9 @@ def train_auxiliary(teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: 
     t_model, _, _ = load_model(teacher_ckpt)
     model, _, _ = load_model(labels)
     pairs = method_pairs(TRANSFER, model, t_model, split.train.input_shape)
-    objective = Distillation(t_model, build_loss(TRANSFER, pairs), TRANSFER.ce_weight, TRANSFER.kd_weight)
+    # the teacher's outputs are cached like any distillation's: it runs live in the first epoch only
+    objective = Distillation(t_model, build_loss(TRANSFER, pairs), TRANSFER.ce_weight, TRANSFER.kd_weight,
+                             teacher_cache(split.train) if TRANSFER.cache else None)
     meta = {**meta, "teacher": str(teacher_ckpt), "distill": TRANSFER.model_dump(), "role": "auxiliary"}
     Trainer(model, spec, objective, split, cfg, out, store, "auxiliary", meta).fit(
         resume=True, show_progress=progress)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from edgekd.distill.cache import LOGITS, CachedTeacher, CacheSpec
 from edgekd.distill.taps import Taps, tapped
 from edgekd.models import memory_format_for
+from edgekd.models.layout import to_layout
 
 
 class Objective(Protocol):
@@ -66,7 +67,7 @@ class Distillation:
 
     def attach(self, student: nn.Module, stack: ExitStack) -> None:
         device = next(student.parameters(), torch.empty(0)).device
-        self.teacher.to(device, memory_format=memory_format_for(self.teacher)).eval().requires_grad_(False)
+        to_layout(self.teacher, device, memory_format_for(self.teacher)).eval().requires_grad_(False)
         self._student_taps = stack.enter_context(tapped(student, getattr(self.loss, "student_layers", ())))
         teacher_layers = tuple(getattr(self.loss, "teacher_layers", ()))
         self._teacher_taps = stack.enter_context(tapped(self.teacher, teacher_layers))

@@ -33,6 +33,7 @@ from edgekd.distill import _ddp as ddp
 from edgekd.distill.objectives import Objective
 from edgekd.errors import TrainingDiverged, UserError
 from edgekd.models import ArchSpec, memory_format_for, save_checkpoint
+from edgekd.models.layout import to_layout
 from edgekd.store import Store
 from edgekd.ui import console, progress_bar
 
@@ -128,7 +129,7 @@ class Trainer:
         ddp.init(self.rank, self.device)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.memory_format = memory_format_for(self.train_module)
-        self.train_module.to(self.device, memory_format=self.memory_format)
+        to_layout(self.train_module, self.device, self.memory_format)
         self.net = ddp.wrap(self.train_module, self.device, self.rank)  # what trains; `model` is what is saved
         self.opt = torch.optim.AdamW(self.train_module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(ddp.shard_len(len(split.train), self.rank) / cfg.batch_size)

@@ -13,7 +13,7 @@ from edgekd.distill.auxiliary import auxiliary_spec, uses_auxiliary
 from edgekd.errors import UserError
 from edgekd.models import load_model, parse_arch
 
-CFG = TrainConfig(epochs=1, batch_size=64, limit=200, seed=0, device="cpu")
+CFG = TrainConfig(epochs=2, batch_size=64, limit=200, seed=0, device="cpu")
 
 
 def test_auxiliary_spec_doubles_the_width() -> None:
@@ -36,6 +36,8 @@ def test_auxiliary_auto_none_path(tmp_path: Path, fmnist: str) -> None:
     _, aux_spec, aux_meta = load_model(aux)
     assert aux_spec.family == "cnn" and aux_spec.params["width"] == 16
     assert [list(p) for p in aux_meta["distill"]["pairs"]] == [["pool", "pool"]] and meta["auxiliary_sha256"]
+    # the transfer into the auxiliary runs the teacher live in its first epoch only, then reads the cache
+    assert [row.get("teacher_cached") for row in aux_meta["history"]] == [0.0] + [1.0] * (CFG.epochs - 1)
     assert meta["teacher"] == str(teacher)
 
     given = tmp_path / "given.pt"
