@@ -45,3 +45,16 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> None:
     """Atomically produce `target` with a writer that takes a path (torch.save, onnx.save, ...)."""
     with atomic_path(target) as tmp:
         writer(tmp)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (one of another user counts as running)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

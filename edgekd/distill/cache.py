@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from edgekd._io import pid_alive
 from edgekd.errors import EdgekdError, UserError
 from edgekd.ui import console
 
@@ -267,18 +268,8 @@ def sweep_stale(folder: Path) -> None:
     """Delete temporary build folders of this key left by processes that no longer run."""
     for tmp in folder.parent.glob(f".{folder.name}.*.tmp"):
         pid = tmp.name.split(".")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

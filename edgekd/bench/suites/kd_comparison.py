@@ -58,6 +58,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgekd._io import pid_alive
+
 DEFAULT_PAIRS = ("resnet:cnn-xs", "resnet:cnn-s", "vit-s:cnn-xs")
 METHODS = ("alone", "kd", "pkt", "sp", "infoflow", "infoflow-aux", "hssakd")
 DEFAULT_METHODS = METHODS[:-1]  # hssakd only on request (its cost: see the module docstring)
@@ -108,20 +110,10 @@ def holder(record: Path) -> dict[str, Any] | None:
         return None
     except ValueError:  # being written this instant: held
         return {"host": "?", "pid": 0}
-    if owner.get("host") == socket.gethostname() and not _alive(int(owner.get("pid", 0))):
+    if owner.get("host") == socket.gethostname() and not pid_alive(int(owner.get("pid", 0))):
         lock.unlink(missing_ok=True)
         return None
     return owner
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
 
 
 @contextmanager
