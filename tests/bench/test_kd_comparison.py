@@ -271,3 +271,14 @@ def test_the_cost_line_compares_later_epochs_and_whole_runs_with_the_student_alo
                                     " time, ratios of the means): pkt 1.20x / 1.50x; infoflow-aux n/a / 4.00x.")
     assert kdc.cost_line(table) in kdc.markdown(table, args, 1.0)
     assert kdc.cost_line([r for r in table if r["method"] != "alone"]) is None
+
+
+def test_records_name_the_code_that_made_them() -> None:
+    import subprocess
+
+    root = Path(kdc.__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout (an installed edgekd): code_version is None there")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert (kdc.code_version() or "").split("+")[0] == head

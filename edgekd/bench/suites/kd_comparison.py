@@ -344,8 +344,25 @@ def _train_student(pair: tuple[str, str], t_ckpt: Path, method: str, *, cfg: Any
     info = summarise(result, ckpt, args.data, args.map_samples,
                      {**base, "status": "done", "task": task.model_dump(mode="json") if task else None})
     info["wall_s"] = time.perf_counter() - t0
+    info["code"] = code_version()
     write_json(record, info)
     return info
+
+
+def code_version() -> str | None:
+    """The git commit of the edgekd source this run used (`+dirty` with uncommitted changes), or None
+    outside a git checkout: run records made across several sessions say which code made them."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
 
 
 def shared_alone(base: dict[str, Any], record: Path, args: argparse.Namespace) -> dict[str, Any] | None:
