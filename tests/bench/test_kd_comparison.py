@@ -265,8 +265,10 @@ def test_the_cost_line_compares_later_epochs_and_whole_runs_with_the_student_alo
     runs += [{**run("pkt", s, 0.8, 0.6, "full"), "epoch_s": [20.0, 6.0, 6.0 + 1.2 * s], "wall_s": 150.0 + 15 * s}
              for s in (0, 1)]
     runs += [{**run("infoflow-aux", 0, 0.8, 0.6, "full"), "epoch_s": [30.0], "wall_s": 420.0}]
+    # a resumed run timed only its last process (less than its epochs): its wall time is left out
+    runs += [{**run("pkt", 2, 0.8, 0.6, "full"), "epoch_s": [20.0, 6.0, 6.6], "wall_s": 7.0}]
     table = kdc.aggregate(runs, TEACHERS, args)
-    # alone: later epochs (5 + 5) / 2, then (5 + 6) / 2 -> 5.25; pkt (6 + 6) / 2, (6 + 7.2) / 2 -> 6.3
+    # alone: later epochs (5 + 5) / 2, then (5 + 6) / 2 -> 5.25; pkt (6 + 6) / 2, (6 + 7.2) / 2, (6 + 6.6) / 2 -> 6.3
     assert kdc.cost_line(table) == ("Cost against the student alone (epochs after the first / the whole run's wall"
                                     " time, ratios of the means): pkt 1.20x / 1.50x; infoflow-aux n/a / 4.00x.")
     assert kdc.cost_line(table) in kdc.markdown(table, args, 1.0)

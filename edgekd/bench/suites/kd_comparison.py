@@ -457,14 +457,21 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
                              "gap_map": gap_map, "note": note,
                              "later_epoch_s": stats([statistics.fmean(r["epoch_s"][1:]) for r in rs
                                                      if len(r.get("epoch_s") or ()) > 1])[0],
-                             "wall_s": stats([r["wall_s"] for r in rs if r.get("wall_s")])[0]})
+                             "wall_s": stats([r["wall_s"] for r in rs if whole_run(r)])[0]})
     return rows
+
+
+def whole_run(record: dict[str, Any]) -> bool:
+    """Whether a record's `wall_s` covers its whole run: a run resumed after an interruption times only
+    its last process, which is shorter than the sum of its epochs."""
+    return bool(record.get("wall_s")) and record["wall_s"] >= sum(record.get("epoch_s") or ())
 
 
 def cost_line(group: list[dict[str, Any]]) -> str | None:
     """What each method costs against the student alone, in one pair and regime: its epochs after the
     first (the first runs the teacher and builds its cache) and its whole run's wall time (which, for
-    `infoflow-aux`, includes training the auxiliary teacher), each as a ratio of the means."""
+    `infoflow-aux`, includes training the auxiliary teacher; resumed runs left out), each as a ratio of
+    the means."""
     alone = next((r for r in group if r["method"] == "alone" and r["n"] > 0), None)
     if alone is None:
         return None
