@@ -46,6 +46,7 @@ sample std over seeds, and the share of the teacher-student gap a method recover
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -349,9 +350,11 @@ def _train_student(pair: tuple[str, str], t_ckpt: Path, method: str, *, cfg: Any
     return info
 
 
+@functools.cache
 def code_version() -> str | None:
-    """The git commit of the edgekd source this run used (`+dirty` with uncommitted changes), or None
-    outside a git checkout: run records made across several sessions say which code made them."""
+    """The git commit of the edgekd source this process runs (`+dirty` with uncommitted changes), or None
+    outside a git checkout: run records made across several sessions say which code made them. Read once
+    per process, when it starts (`main`): the checkout may move on while a long comparison runs."""
     import subprocess
 
     root = Path(__file__).resolve().parents[3]
@@ -616,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    code_version()  # the code this process loaded, before the checkout can move on
     start = time.perf_counter()
     n_train = len(load_data(args.data, val_fraction=0.0).train)
     limits = {r: None if REGIMES[r] == 1.0 else max(1, round(REGIMES[r] * n_train)) for r in args.regimes}
