@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from edgekd.distill.cache import LOGITS, CachedTeacher, CacheSpec
 from edgekd.distill.taps import Taps, tapped
-from edgekd.models import memory_format_for
-from edgekd.models.layout import to_layout
+from edgekd.models import memory_format_for, to_layout
 
 
 class Objective(Protocol):

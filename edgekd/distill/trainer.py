@@ -32,8 +32,7 @@ from edgekd.data import Dataset, Split, to_float
 from edgekd.distill import _ddp as ddp
 from edgekd.distill.objectives import Objective
 from edgekd.errors import TrainingDiverged, UserError
-from edgekd.models import ArchSpec, memory_format_for, save_checkpoint
-from edgekd.models.layout import to_layout
+from edgekd.models import ArchSpec, memory_format_for, save_checkpoint, to_layout
 from edgekd.store import Store
 from edgekd.ui import console, progress_bar
 
