@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from edgekd.bench.suites import env_set
+
 MODES = ("alone", "live", "cached")
 DEFAULT_TEACHERS = ("resnet(width=32,depth=1)", "resnet(width=38,depth=2)")  # 0.31M and 0.98M parameters
 
@@ -149,18 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     results = []
     with tempfile.TemporaryDirectory(prefix="edgekd-distill-epoch-") as tmp:
-        previous = os.environ.get("EDGEKD_CACHE")
-        os.environ["EDGEKD_CACHE"] = str(Path(tmp) / "cache")  # a fresh cache: the build is measured
-        try:
+        with env_set("EDGEKD_CACHE", str(Path(tmp) / "cache")):  # a fresh cache: the build is measured
             for i, arch in enumerate(teacher_list(args.teachers)):
                 workdir = Path(tmp) / f"teacher{i}"
                 workdir.mkdir()
                 results.append(measure(arch, args, workdir))
-        finally:
-            if previous is None:
-                os.environ.pop("EDGEKD_CACHE", None)
-            else:
-                os.environ["EDGEKD_CACHE"] = previous
     print(table(results, args))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

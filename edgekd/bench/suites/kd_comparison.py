@@ -300,9 +300,13 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
     record = folder / f"seed{seed}.json"
     epochs = epochs_for(args, regime)
     table_only = getattr(args, "table_only", False)
-    if (args.resume or table_only) and record.is_file():
+
+    def recorded() -> dict[str, Any]:
         return check_record(json.loads(record.read_text()), f"{t_arch} -> {s_arch} {regime} {method} seed {seed}",
                             epochs, map_count(args), args.out)
+
+    if (args.resume or table_only) and record.is_file():
+        return recorded()
     base = {"teacher": t_arch, "student": s_arch, "regime": regime, "limit": limit, "method": method,
             "seed": seed, "epochs": epochs}
     if method == "alone" and (shared := shared_alone(base, record, args)) is not None:
@@ -319,8 +323,7 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
         if not mine:
             return {**base, "status": "running elsewhere", "note": f"another worker is making it ({holder(record)})"}
         if args.resume and record.is_file():  # that worker finished it between the check above and the claim
-            return check_record(json.loads(record.read_text()), f"{t_arch} -> {s_arch} {regime} {method} seed {seed}",
-                                epochs, map_count(args), args.out)
+            return recorded()
         return _train_student(pair, t_ckpt, method, cfg=train_config(args, epochs, seed, limit), args=args,
                               base=base, folder=folder, record=record, h_ckpt=h_ckpt)
 

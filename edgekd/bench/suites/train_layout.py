@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from edgekd.bench.suites import env_set
+
 LAYOUTS = ("contiguous", "channels_last")
 DEFAULT_ARCHS = ("cnn-xs", "cnn-s", "resnet", "mobilenet-s", "vit-s")
 
@@ -49,15 +51,8 @@ def one_epoch(arch: str, layout: str, args: argparse.Namespace, out: Path) -> tu
     from edgekd.models.layout import LAYOUT_ENV
 
     cfg = TrainConfig(epochs=1, limit=args.limit, batch_size=args.batch_size, seed=0, device="cpu")
-    previous = os.environ.get(LAYOUT_ENV)
-    os.environ[LAYOUT_ENV] = layout
-    try:
+    with env_set(LAYOUT_ENV, layout):
         result = api.train_teacher(arch, args.data, out, cfg, progress=False)
-    finally:
-        if previous is None:
-            os.environ.pop(LAYOUT_ENV, None)
-        else:
-            os.environ[LAYOUT_ENV] = previous
     return float(result.history[0]["epoch_s"]), float(result.val_accuracy)
 
 
