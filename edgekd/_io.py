@@ -10,6 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# One sha256 of a file for host and device: the timing protocol's file imports nothing of edgekd's.
+from edgekd.bench.protocol import sha256_file as file_sha256
+
+__all__ = ["atomic_path", "file_sha256", "pid_alive", "write_json", "write_text", "write_with"]
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:

@@ -2,7 +2,9 @@
 
 A bundle is a folder holding the runtime artifact (with model.onnx), `manifest.json` (input, labels,
 precision, timing settings, the sha256 of every file), `run.py` (a copy of scripts/edgekd_runner.py,
-which needs only numpy and the runtime) and `README.txt`. The file formats and the bundle id are defined
+which needs only numpy and the runtime), `edgekd_protocol.py` (a copy of edgekd/bench/protocol.py, THE
+timing loop the runner imports: host and device time with the very same file, whose sha256 the manifest
+records as `protocol_sha256`) and `README.txt`. The file formats and the bundle id are defined
 once, in the runner; this module loads that file to use them, so host and device cannot disagree.
 """
 
@@ -23,9 +25,8 @@ from typing import Any
 
 import edgekd
 from edgekd._io import write_json, write_text
-from edgekd.api import file_sha256
-from edgekd.bench import resolve_artifact
-from edgekd.bench.protocol import DEFAULT_TIMING, TimingConfig
+from edgekd.bench import protocol, resolve_artifact
+from edgekd.bench.protocol import BUNDLED_NAME, DEFAULT_TIMING, TimingConfig, sha256_file
 from edgekd.config import TargetProfile, load_target
 from edgekd.errors import EdgekdError, UserError
 from edgekd.runtimes import Artifact
@@ -33,6 +34,7 @@ from edgekd.store import Store, default_store
 
 RUNNER_SOURCE = Path(__file__).resolve().parent / "_shipped" / "edgekd_runner.py"  # scripts/edgekd_runner.py
 RUNNER_NAME = "run.py"
+PROTOCOL_SOURCE = Path(protocol.__file__).resolve()
 README_NAME = "README.txt"
 _INSTALL = {"onnxruntime": "pip install numpy onnxruntime", "openvino": "pip install numpy openvino",
             "tensorrt": "TensorRT and numpy (JetPack ships them) plus: pip install cuda-python"}
@@ -78,6 +80,7 @@ def package(export_dir: Path, out: Path, target: str | None = None, *, store: Pa
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(export_dir / name, tmp / name)
         shutil.copyfile(RUNNER_SOURCE, tmp / RUNNER_NAME)
+        shutil.copyfile(PROTOCOL_SOURCE, tmp / BUNDLED_NAME)
         write_text(tmp / README_NAME, _readme(art))
         manifest = _manifest(art, profile, files, tmp, timing, store_path, runner.BUNDLE_SCHEMA)
         manifest["bundle_id"] = runner.manifest_id(manifest)
@@ -183,7 +186,9 @@ def _manifest(art: Artifact, profile: TargetProfile | None, files: list[str], fo
         "classes": model.get("classes"),
         "artifact": files[0],
         "artifact_files": files,
-        "files": {name: file_sha256(folder / name) for name in sorted([*files, RUNNER_NAME, README_NAME])},
+        "files": {name: sha256_file(folder / name)
+                  for name in sorted([*files, RUNNER_NAME, BUNDLED_NAME, README_NAME])},
+        "protocol_sha256": sha256_file(folder / BUNDLED_NAME),
         "timing": timing.to_json(),
         "export": {key: art.info.get(key) for key in ("parity", "accuracy", "quantization", "calibration")
                    if art.info.get(key) is not None} | {"model": {k: model.get(k) for k in ("arch", "data")}},
@@ -309,7 +314,7 @@ def _known_reference(db: Store, result: dict[str, Any], path: Path) -> dict[str,
     name = Path(result["artifact"]).name
     for row in db.query("SELECT path, runtime, precision FROM artifacts ORDER BY id DESC"):
         file = Path(row["path"])
-        if file.name == name and file.is_file() and file_sha256(file) == result["artifact_sha256"]:
+        if file.name == name and file.is_file() and sha256_file(file) == result["artifact_sha256"]:
             return {"bundle_id": result["bundle_id"], "artifact": name, "files": {name: result["artifact_sha256"]},
                     "runtime": row["runtime"], "precision": row["precision"],
                     "exported_from": {"artifact_path": str(file)}}

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from edgekd import __version__
+from edgekd.bench.protocol import ProtocolError
 from edgekd.errors import EdgekdError, UserError
 
 PathArg = click.Path(path_type=Path)
@@ -34,7 +35,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except UserError as err:
+        except (UserError, ProtocolError) as err:
             _fail(str(err), 2)
         except EdgekdError as err:
             _fail(str(err), 1)
@@ -145,11 +146,11 @@ def train_teacher_cmd(arch: str, hssakd: bool, branches: str | None, data: str, 
       edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out teacher.pt
       edgekd train-teacher --arch resnet --hssakd --branches stage1,stage2 --epochs 5 --out teacher-hs.pt
     """
-    from edgekd import api
+    from edgekd.distill.run import train_teacher
 
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
     stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
-    result = api.train_teacher(arch, data, out, cfg, resume=resume, store=store, progress=not as_json,
+    result = train_teacher(arch, data, out, cfg, resume=resume, store=store, progress=not as_json,
                                hssakd=hssakd, branches=stages)
     _emit(_training_json(result), as_json, _print_training)
 
@@ -205,15 +206,16 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
       edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
       edgekd distill --teacher teacher-hs.pt --student cnn-s --method hssakd --out s-hs.pt
     """
-    from edgekd import api
-    from edgekd.config import DistillConfig, parse
+    from edgekd.config import parse
+    from edgekd.distill.run import distill
+    from edgekd.distill.task import DistillConfig
 
     task = parse(DistillConfig, {"method": method, **_weights(temperature, ce_weight, kd_weight),
                                  "pairs": pairs, "n_pairs": n_pairs,
                                  "schedule": schedule, "cache": not no_cache, "auxiliary": auxiliary},
                  "distillation options")
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
-    result = api.distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
+    result = distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
                          progress=not as_json)
     _emit(_training_json(result), as_json, _print_training)
 
@@ -251,11 +253,11 @@ def ensemble_cmd(student: str, widths: str, teacher: Path | None, guide: str | N
       edgekd ensemble --student cnn-m --teacher teacher.pt --guide kd --epochs 5 --out runs/ens-kd
       edgekd select --target cpu-ort-fp32 --budget-ms 0.2 --from-ensemble runs/ens --out runs/sel
     """
-    from edgekd import api
+    from edgekd.distill.ensemble_run import train_ensemble
     from edgekd.report.ensemble import print_ensemble
 
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
-    manifest = api.ensemble(student, data, out, cfg, widths, teacher=teacher, guide=guide, guide_weight=guide_weight,
+    manifest = train_ensemble(student, data, out, cfg, widths, teacher=teacher, guide=guide, guide_weight=guide_weight,
                             resume=resume, store=store, progress=not as_json)
     _emit(manifest, as_json, lambda m: print_ensemble(m, out))
 
@@ -279,10 +281,10 @@ def export_cmd(model: str, target: str, out: Path, data: str | None, calibration
     Example:
       edgekd export student.pt --target cpu-ort-fp32 --out build/student
     """
-    from edgekd import api
+    from edgekd.export.run import export
     from edgekd.report.text import print_artifact
 
-    info = api.export(model, target, out, data=data, calibration=calibration, store=store, offline=offline)
+    info = export(model, target, out, data=data, calibration=calibration, store=store, offline=offline)
     if offline:
         _emit(info, as_json, lambda i: click.echo(
             f"wrote {out / i['onnx']}, {out / i['trtexec']} and {out / i['check']} ({i['errors']} errors,"
@@ -309,10 +311,10 @@ def bench_cmd(artifact: Path, data: str | None, batch: int | None, threads: int 
     Example:
       edgekd bench build/student --data fashion-mnist --json
     """
-    from edgekd import api
+    from edgekd.bench import bench_artifact
     from edgekd.report.text import print_bench
 
-    result = api.bench(artifact, data=data, batch=batch, threads=threads, limit=limit, quick=quick, store=store)
+    result = bench_artifact(artifact, data=data, batch=batch, threads=threads, limit=limit, quick=quick, store=store)
     _emit(result, as_json, print_bench)
 
 
@@ -408,7 +410,8 @@ def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | No
           --data fashion-mnist --epochs 9 --out runs/select
       edgekd select --from-ensemble runs/ens --target cpu-ort-fp32 --budget-ms 0.2 --out runs/select-ens
     """
-    from edgekd.config import DistillConfig, parse
+    from edgekd.config import parse
+    from edgekd.distill.task import DistillConfig
     from edgekd.report.selection import print_selection
     from edgekd.select.pipeline import SelectConfig, select
 

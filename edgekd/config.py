@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgekd.errors import UserError
 
@@ -76,40 +76,6 @@ class TrainConfig(Frozen):
     amp: bool = True
     device: str = "auto"
     threads: int | None = Field(default=None, ge=1)
-
-
-class DistillConfig(Frozen):
-    """A distillation task: the method, the weights of its terms (here, not in the loss), its layer
-    pairs and schedule, and whether teacher outputs are cached.
-
-    Left out, the weights take the method's defaults (`edgekd.distill.methods.DEFAULTS`), pairs are
-    chosen at matching relative depth (`n_pairs` of them; default: the loss's own count), and
-    `schedule` is the loss's default when the loss weights layers (infoflow). The method and schedule
-    names are checked against their registries here, when the config loads.
-    """
-
-    method: str = "kd"
-    ce_weight: float = Field(default=0.5, ge=0)
-    kd_weight: float = Field(default=0.5, ge=0)
-    loss_params: dict[str, Any] = Field(default_factory=dict)
-    pairs: tuple[tuple[str, str], ...] | None = Field(
-        default=None, description="(student layer, teacher layer) pairs, or 's:t,...'; None = automatic")
-    n_pairs: int | None = Field(default=None, ge=1)
-    schedule: str | None = None
-    cache: bool = Field(default=True, description="cache teacher outputs by sample index (no augmentation)")
-    auxiliary: str = Field(default="none", description="auxiliary teacher: auto (when the teacher's family"
-                           " differs from the student's), none, or a checkpoint path")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _method_defaults(cls, data: Any) -> Any:
-        from edgekd.distill.methods import complete_task, parse_pairs
-
-        if not isinstance(data, dict):
-            return data
-        if data.get("pairs") is not None:
-            data = {**data, "pairs": parse_pairs(data["pairs"])}
-        return complete_task(data)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekd import __version__, api
-from edgekd.config import DistillConfig, TrainConfig, cache_dir
+from edgekd import __version__
+from edgekd.bench import bench_artifact
+from edgekd.config import TrainConfig, cache_dir
+from edgekd.distill.run import train_teacher
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
+from edgekd.export.run import export
 from edgekd.report import write_demo_summary, write_reports
 from edgekd.store import STORE_NAME
 from edgekd.ui import console
@@ -58,7 +62,7 @@ def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
         shutil.copyfile(cached, target)
         return target, True
     console.print(f"[bold]teacher[/]: training {plan.teacher} for {cfg.epochs} epoch(s)")
-    api.train_teacher(plan.teacher, DATA, target, cfg, resume=True, store=workdir / STORE_NAME)
+    train_teacher(plan.teacher, DATA, target, cfg, resume=True, store=workdir / STORE_NAME)
     cached.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(target, cached)
     return target, False
@@ -67,7 +71,7 @@ def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
 def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None,
              budget_ms: float | None = None) -> dict[str, Any]:
     from edgekd.bench import TimingConfig
-    from edgekd.select.pipeline import SelectConfig
+    from edgekd.select.pipeline import SelectConfig, select
 
     plan = plan or (QUICK if quick else FULL)
     if budget_ms is not None and not budget_ms > 0:
@@ -87,7 +91,7 @@ def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None
         source = "given" if budget_ms is not None else f"{BUDGET_FRACTION:g} x the teacher's p50 here"
         console.print(f"[bold]select for {target}[/]: budget {budget:.4f} ms ({source}), space {plan.space}")
         options = SelectConfig(budget_ms=budget, students=workdir / "students")
-        selection = api.select(teacher, plan.space, target, DATA, workdir / "select" / target, cfg,
+        selection = select(teacher, plan.space, target, DATA, workdir / "select" / target, cfg,
                                DistillConfig(method="kd"), options, timing=timing, store=store)
         selection["budget_source"] = source
         selections.append(selection)
@@ -113,10 +117,10 @@ def _measured(workdir: Path, entry: dict[str, Any], target: str, quick: bool, st
     if built is None:
         built = workdir / "build" / f"{entry['name']}-{target}"
         console.print(f"[bold]{entry['name']}[/]: export + build for {target}, then bench")
-        info = api.export(str(entry["checkpoint"]), target, built, data=DATA, store=store)
+        info = export(str(entry["checkpoint"]), target, built, data=DATA, store=store)
     else:
         info = json.loads((built / "artifact.json").read_text())
-    bench = api.bench(built, data=DATA, quick=quick, store=store)
+    bench = bench_artifact(built, data=DATA, quick=quick, store=store)
     return {**{k: str(v) if isinstance(v, Path) else v for k, v in entry.items()}, "target": target,
             "params": count_params(module), "test_acc_torch": meta["test_acc"], "artifact": info, "bench": bench}
 

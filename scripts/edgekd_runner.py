@@ -16,13 +16,10 @@ success, 2 on bad input (one line naming the problem and the fix), 1 on a failur
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import json
 import os
-import platform
 import sys
-import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -32,14 +29,20 @@ from typing import Any
 
 import numpy as np
 
+try:  # inside a bundle: THE timing protocol, copied here by `edgekd package` (its sha256 is in the manifest)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import edgekd_protocol as protocol
+except ImportError:  # edgekd reading this file for the bundle formats: the same file, inside the package
+    from edgekd.bench import protocol  # type: ignore[no-redef]
+finally:
+    del sys.path[0]
+
 BUNDLE_SCHEMA = "edgekd-bundle-1"
 RESULT_SCHEMA = "edgekd-device-result-1"
 MANIFEST = "manifest.json"
 # What the bundle id covers: the files and every setting that changes what a measurement means.
 ID_FIELDS = ("schema", "runtime", "precision", "device", "threads", "hint", "batch", "target", "input",
              "classes", "artifact", "artifact_files", "files", "timing")
-QUICK_TIMING = {"warmup_iters": 5, "warmup_s": 0.2, "min_iters": 30, "min_time_s": 0.5}  # = `edgekd bench --quick`
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -48,14 +51,6 @@ class BadInput(Exception):
 
 
 # ---- files and the bundle id ---------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_id(manifest: dict[str, Any]) -> str:
@@ -90,7 +85,7 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, str]:
             raise BadInput(f"{MANIFEST} names {name!r}, outside the bundle; re-run `edgekd package`")
         if not path.is_file():
             raise BadInput(f"{name} is missing from the bundle {bundle}; copy the whole bundle folder again")
-        found[name] = sha256_file(path)
+        found[name] = protocol.sha256_file(path)
         if found[name] != expected:
             raise BadInput(f"{name} does not match {MANIFEST} (sha256 {found[name][:12]}..., expected"
                            f" {str(expected)[:12]}...): the bundle was changed or damaged; copy it again")
@@ -98,130 +93,6 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, str]:
         raise BadInput(f"{MANIFEST} was edited (its bundle id does not match its contents);"
                        " copy the bundle again or re-run `edgekd package`")
     return found
-
-
-# ---- THE timing protocol -------------------------------------------------------------------------
-# A copy of edgekd/bench/protocol.py (this file cannot import edgekd): keep the two identical in
-# behaviour. tests/test_bundle.py runs both on the same fake sessions to hold them together.
-
-
-class TimingConfig:
-    """How long to warm up and how long to measure; each phase ends when all its minimums are met."""
-
-    def __init__(self, warmup_iters: int = 10, warmup_s: float = 0.5, min_iters: int = 50,
-                 min_time_s: float = 2.0, max_iters: int = 100_000) -> None:
-        self.warmup_iters, self.warmup_s = int(warmup_iters), float(warmup_s)
-        self.min_iters, self.min_time_s, self.max_iters = int(min_iters), float(min_time_s), int(max_iters)
-        if self.warmup_iters < 0 or self.warmup_s < 0 or self.min_time_s < 0:
-            raise BadInput(f"timing: warm-up and minimum time must be >= 0, got {self.to_json()}")
-        if not 1 <= self.min_iters <= self.max_iters:
-            raise BadInput(f"timing: need 1 <= min_iters ({self.min_iters}) <= max_iters ({self.max_iters})")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"warmup_iters": self.warmup_iters, "warmup_s": self.warmup_s, "min_iters": self.min_iters,
-                "min_time_s": self.min_time_s, "max_iters": self.max_iters}
-
-
-def measure(session: Any, inputs: np.ndarray, config: TimingConfig) -> dict[str, Any]:
-    """Warm `session` up on `inputs`, then time repeated runs on that same array."""
-    warm_up(session, inputs, config)
-    # A collection pause inside the loop would land in one sample and fake a tail latency.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        samples = timed_runs(session, inputs, config)
-    finally:
-        if was_enabled:
-            gc.enable()
-    return latency_stats(samples, batch=len(inputs))
-
-
-def warm_up(session: Any, inputs: np.ndarray, config: TimingConfig) -> int:
-    """Run until both `warmup_iters` runs and `warmup_s` seconds are done; returns the run count."""
-    deadline = time.perf_counter_ns() + int(config.warmup_s * 1e9)
-    limit = max(config.warmup_iters, config.max_iters)
-    count = 0
-    while count < limit and (count < config.warmup_iters or time.perf_counter_ns() < deadline):
-        session.run(inputs)
-        count += 1
-    return count
-
-
-def timed_runs(session: Any, inputs: np.ndarray, config: TimingConfig) -> np.ndarray:
-    """Per-run durations (ns) until both `min_iters` and `min_time_s` are met, or `max_iters`."""
-    clock = time.perf_counter_ns
-    run = session.run  # bound once: the attribute lookup stays out of the measured span
-    samples = np.empty(config.max_iters, dtype=np.int64)
-    min_time_ns = int(config.min_time_s * 1e9)
-    count = 0
-    start = end = clock()
-    while count < config.max_iters and (count < config.min_iters or end - start < min_time_ns):
-        t0 = clock()
-        run(inputs)
-        end = clock()
-        samples[count] = end - t0
-        count += 1
-    return samples[:count]
-
-
-def latency_stats(samples_ns: np.ndarray, batch: int) -> dict[str, Any]:
-    """edgekd's LatencyStats.from_samples as the `bench --json` fields; std is the sample std (ddof=1)."""
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    if ms.size == 0:
-        raise ValueError("no latency samples")
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    mean = float(ms.mean())
-    std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
-    return {
-        "latency_ms": {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": mean, "std": std},
-        "throughput_per_s": batch * 1000.0 / mean if mean > 0 else float("inf"),
-        "samples": int(ms.size),
-        "batch": batch,
-    }
-
-
-# ---- the device fingerprint: a copy of edgekd/bench/fingerprint.py --------------------------------
-
-_CPUINFO_KEYS = ("model name", "Model", "Hardware", "cpu model", "Processor")
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        text = ""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in _CPUINFO_KEYS and value.strip():
-            values.setdefault(key.strip(), " ".join(value.split()))
-    found = next((values[k] for k in _CPUINFO_KEYS if k in values), None)
-    return found or platform.processor() or platform.machine() or "unknown"
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def fingerprint(runtime: str, runtime_version: str, precision: str, threads: int, batch: int,
-                device: str) -> dict[str, Any]:
-    return {
-        "cpu_model": cpu_model(),
-        "cores": os.cpu_count() or 1,
-        "cores_usable": usable_cores(),
-        "machine": platform.machine(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "runtime": runtime,
-        "runtime_version": runtime_version,
-        "precision": precision,
-        "threads": threads,
-        "batch": batch,
-        "device": device,
-    }
 
 
 # ---- sessions: the same load settings as edgekd's runtime adapters --------------------------------
@@ -507,7 +378,7 @@ def _threads(args: argparse.Namespace, manifest: dict[str, Any]) -> int:
     if threads < 0:
         raise BadInput(f"--threads must be >= 0 (0 = all cores), got {threads}")
     # Pin OpenMP/BLAS pools before the runtime loads, as edgekd's benchmark worker does.
-    for var in _THREAD_VARS:
+    for var in protocol.THREAD_VARS:
         os.environ[var] = str(threads or os.cpu_count() or 1)
     return threads
 
@@ -517,11 +388,11 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     batch = int(manifest.get("batch", 1)) if args.batch is None else args.batch
     if batch < 1:
         raise BadInput(f"--batch must be >= 1, got {batch}")
-    timing = TimingConfig(**(QUICK_TIMING if args.quick else manifest.get("timing") or {}))
+    timing = protocol.QUICK_TIMING if args.quick else protocol.TimingConfig.from_json(manifest.get("timing") or {})
     threads = _threads(args, manifest)
     session = open_session(bundle, manifest, threads)
     # The one input every timed run reuses: seeded noise, exactly as edgekd's worker makes it.
-    inputs = np.random.default_rng(0).random((batch, *manifest["input"]["shape"]), dtype=np.float32)
+    inputs = protocol.fixed_input(tuple(manifest["input"]["shape"]), batch, seed=0)
     try:  # one untimed run, as the worker's output check
         logits = np.asarray(session.run(inputs))
     except Exception as err:  # runtimes raise their own types for a batch they cannot take
@@ -529,10 +400,10 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"the artifact cannot run a batch of shape {list(inputs.shape)} ({reason})") from None
     if logits.ndim != 2 or logits.shape[0] != batch:
         raise BadInput(f"the model gives outputs of shape {list(logits.shape)} for a batch of {batch}")
-    stats = measure(session, inputs, timing)
-    fp = fingerprint(manifest["runtime"], session.version, manifest["precision"],
+    stats = protocol.measure(session, inputs, timing)
+    fp = protocol.fingerprint(manifest["runtime"], session.version, manifest["precision"],
                      threads or os.cpu_count() or 1, batch, str(manifest.get("device", "cpu")))
-    return {**_header(manifest, hashes, "bench"), **stats, "accuracy": None, "accuracy_samples": None,
+    return {**_header(manifest, hashes, "bench"), **stats.fields_json(), "accuracy": None, "accuracy_samples": None,
             "data": None, "fingerprint": fp, "timing": timing.to_json(), "torch_loaded": "torch" in sys.modules}
 
 
@@ -587,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"verify": cmd_verify, "bench": cmd_bench, "predict": cmd_predict}
     try:
         result = commands[args.command](args)
-    except BadInput as err:
+    except (BadInput, protocol.ProtocolError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:

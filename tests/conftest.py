@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.data.fashion_mnist import data_dir
+from edgekd.data.formats.fashion_mnist import data_dir
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,7 +37,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def fmnist_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """800 real Fashion-MNIST training images (80 per class) and 200 test images, as one .npz."""
-    from edgekd.data import fashion_mnist
+    from edgekd.data.formats import fashion_mnist
 
     train = fashion_mnist.load("train")
     picks = np.concatenate([np.flatnonzero(train.y == c)[:100] for c in range(10)])

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ import numpy as np
 import pytest
 
 from edgekd.bench import protocol
-from edgekd.bench.fingerprint import fingerprint
-from edgekd.bench.protocol import DEFAULT_TIMING, LatencyStats, TimingConfig
-from edgekd.bundle import RUNNER_SOURCE, ingest, load_runner, package
+from edgekd.bench.protocol import BUNDLED_NAME, TimingConfig, fingerprint, sha256_file
+from edgekd.bundle import PROTOCOL_SOURCE, RUNNER_SOURCE, ingest, load_runner, package
 from edgekd.errors import UserError
 from edgekd.store import Store
 
@@ -80,14 +78,17 @@ def test_package_writes_artifact_manifest_runner(built: dict[str, Path]) -> None
     bundle = built["bundle"]
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "model.ort.onnx", "model.onnx", "run.py", "README.txt"])
+        ["manifest.json", "model.ort.onnx", "model.onnx", "run.py", BUNDLED_NAME, "README.txt"])
     assert (bundle / "run.py").read_bytes() == RUNNER_SOURCE.read_bytes()
+    # the very file edgekd times with, its hash in the manifest
+    assert (bundle / BUNDLED_NAME).read_bytes() == Path(protocol.__file__).read_bytes()
+    assert manifest["protocol_sha256"] == sha256_file(PROTOCOL_SOURCE) == manifest["files"][BUNDLED_NAME]
     assert manifest["runtime"] == "onnxruntime" and manifest["precision"] == "fp32"
     assert manifest["artifact"] == "model.ort.onnx" and manifest["target"] == "cpu-ort-fp32"
     assert manifest["input"]["shape"] == [1, 28, 28] and manifest["input"]["normalisation"] == "inside the model"
     assert manifest["classes"] == CLASSES
     assert manifest["timing"] == QUICK.to_json()
-    assert set(manifest["files"]) == {"model.ort.onnx", "model.onnx", "run.py", "README.txt"}
+    assert set(manifest["files"]) == {"model.ort.onnx", "model.onnx", "run.py", BUNDLED_NAME, "README.txt"}
     assert manifest["bundle_id"] == runner.manifest_id(manifest)
     [row] = Store(built["store"]).runs("package")
     assert row["name"] == manifest["bundle_id"]
@@ -208,8 +209,9 @@ def test_runner_parses_on_python_3_8() -> None:
     """Devices run old Pythons (JetPack 5 ships 3.8): the runner must not use newer syntax."""
     import ast
 
-    tree = ast.parse(RUNNER_SOURCE.read_text(), feature_version=(3, 8))  # SyntaxError on newer syntax
-    assert any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+    for source, entry in ((RUNNER_SOURCE, "main"), (PROTOCOL_SOURCE, "measure")):
+        tree = ast.parse(source.read_text(), feature_version=(3, 8))  # SyntaxError on newer syntax
+        assert any(isinstance(node, ast.FunctionDef) and node.name == entry for node in tree.body)
 
 
 # ---- ingest --------------------------------------------------------------------------------------
@@ -267,64 +269,33 @@ def test_ingest_refuses_results_of_another_artifact(built: dict[str, Path], tmp_
 # ---- the runner's timing loop is edgekd's --------------------------------------------------------
 
 
-class CountingSession:
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds, self.calls = seconds, 0
-        self.inputs: set[int] = set()
-
-    def run(self, inputs: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        self.inputs.add(id(inputs))
-        if self.seconds:
-            time.sleep(self.seconds)
-        return np.zeros((len(inputs), 10), dtype=np.float32)
-
-
-@pytest.mark.parametrize("config", [
-    TimingConfig(warmup_iters=5, warmup_s=0.0, min_iters=7, min_time_s=0.0),  # counts rule
-    TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=5, min_time_s=60.0, max_iters=20),  # max_iters caps
-    TimingConfig(warmup_iters=1, warmup_s=0.05, min_iters=3, min_time_s=0.05),  # times rule
-])
-def test_runner_timing_loop_is_the_protocol(config: TimingConfig) -> None:
-    """The same fake session through edgekd's loop and the runner's copy: the same phases, same rules."""
-    x = np.zeros((2, 1, 4, 4), dtype=np.float32)
-    loops = {"edgekd": (protocol.warm_up, protocol.measure, config),
-             "runner": (runner.warm_up, runner.measure, runner.TimingConfig(**config.to_json()))}
-    seen = {}
-    for name, (warm_up, measure_, cfg) in loops.items():
-        session = CountingSession(0.002)
-        t0 = time.perf_counter()
-        warm = warm_up(session, x, cfg)
-        assert warm >= config.warmup_iters and time.perf_counter() - t0 >= config.warmup_s, name
-        session = CountingSession(0.002)
-        stats = measure_(session, x, cfg)
-        samples, mean_ms = (stats.samples, stats.mean_ms) if name == "edgekd" else (
-            stats["samples"], stats["latency_ms"]["mean"])
-        assert session.inputs == {id(x)}, name  # the same array every run
-        assert min(config.min_iters, config.max_iters) <= samples <= config.max_iters, name
-        if samples < config.max_iters:  # the timed phase lasted its minimum time
-            # the samples exclude the loop's own bookkeeping between runs, so allow it 5%
-            assert samples * mean_ms >= 0.95 * config.min_time_s * 1000, name
-        seen[name] = (session.calls, samples)
-    if config.min_time_s == 0.0 or config.max_iters == 20:  # count-driven: identical run counts
-        assert seen["edgekd"] == seen["runner"]
+def test_the_runner_times_with_the_bundled_protocol(built: dict[str, Path], tmp_path: Path) -> None:
+    """The bundle's run.py imports the edgekd_protocol.py beside it: change that file and the runner's
+    numbers change with it (and `verify` says the bundle was changed)."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built["bundle"], bundle)
+    marker = "\n\ndef measure(session, inputs, config=DEFAULT_TIMING):\n    raise SystemExit('bundled protocol ran')\n"
+    with open(bundle / BUNDLED_NAME, "a") as f:
+        f.write(marker)
+    proc = run_py(bundle, "verify")
+    assert proc.returncode == 2 and BUNDLED_NAME in proc.stderr
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"][BUNDLED_NAME] = sha256_file(bundle / BUNDLED_NAME)
+    manifest["bundle_id"] = runner.manifest_id(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_py(bundle, "bench", "--threads", "1")
+    assert "bundled protocol ran" in proc.stderr + proc.stdout
 
 
-def test_runner_statistics_defaults_and_fingerprint_are_edgekds() -> None:
-    samples = np.random.default_rng(0).integers(100_000, 5_000_000, 257)
-    stats = LatencyStats.from_samples(samples, batch=4)
-    device = runner.latency_stats(samples, batch=4)
-    assert device["latency_ms"] == stats.to_json()
-    assert (device["throughput_per_s"], device["samples"]) == (stats.throughput_per_s, stats.samples)
-    assert runner.TimingConfig().to_json() == DEFAULT_TIMING.to_json()
-    for bad in ({"min_iters": 0}, {"warmup_s": -1.0}, {"min_iters": 10, "max_iters": 5}):
-        with pytest.raises(UserError):
-            TimingConfig(**bad)
-        with pytest.raises(runner.BadInput):
-            runner.TimingConfig(**bad)
-    assert runner.fingerprint("openvino", "1", "int8", 2, 8, "cpu") == fingerprint("openvino", "1", "int8", 2, 8, "cpu")
-    assert "edgekd_runner" in Path(protocol.__file__).read_text()  # each points at the other
-    assert "edgekd/bench/protocol.py" in RUNNER_SOURCE.read_text()
+def test_runner_bad_timing_is_one_line_exit_2(built: dict[str, Path], tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built["bundle"], bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["timing"] = {**manifest["timing"], "min_iters": 0}
+    manifest["bundle_id"] = runner.manifest_id(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_py(bundle, "bench")
+    assert proc.returncode == 2 and "min_iters" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # ---- a fresh venv with only numpy and the runtime ------------------------------------------------

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.data import fashion_mnist, load_data, to_float
+from edgekd.data import load_data, to_float
+from edgekd.data.formats import fashion_mnist
 from edgekd.errors import UserError
 
 

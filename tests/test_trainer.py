@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from edgekd import api
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
+from edgekd.distill.task import DistillConfig
 from edgekd.distill.trainer import state_path
 from edgekd.errors import TrainingDiverged
 from edgekd.models import load_model

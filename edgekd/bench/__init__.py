@@ -7,14 +7,16 @@ every runtime is timed by the same loop and no runtime's thread pool shares a pr
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from edgekd.bench.artifacts import resolve_artifact
-from edgekd.bench.protocol import DEFAULT_TIMING, LatencyStats, TimingConfig
+from edgekd.bench.protocol import DEFAULT_TIMING, QUICK_TIMING, LatencyStats, TimingConfig
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact
+from edgekd.store import Store, default_store
 
-__all__ = ["LatencyStats", "TimingConfig", "benchmark", "resolve_artifact"]
+__all__ = ["LatencyStats", "TimingConfig", "bench_artifact", "benchmark", "resolve_artifact"]
 
 
 def benchmark(
@@ -53,3 +55,14 @@ def benchmark(
     }
     resolved = (threads if threads is not None else artifact.threads) or os.cpu_count() or 1
     return call(request, resolved)
+
+
+def bench_artifact(artifact: Path, *, data: str | None = None, batch: int | None = None, threads: int | None = None,
+          limit: int | None = None, quick: bool = False, store: Path | None = None) -> dict[str, Any]:
+    """Measure an artifact with the one timing protocol (in its own process); accuracy when data is given."""
+    art = resolve_artifact(Path(artifact))
+    timing = QUICK_TIMING if quick else DEFAULT_TIMING
+    result = benchmark(art, batch=batch, threads=threads, data=data, limit=limit, timing=timing)
+    folder = art.path.parent
+    Store(store or default_store(folder)).log_benchmark(str(art.path), result)
+    return result

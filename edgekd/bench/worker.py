@@ -22,14 +22,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from edgekd.bench.fingerprint import fingerprint
-from edgekd.bench.protocol import TimingConfig, measure
+from edgekd.bench.protocol import THREAD_VARS, ProtocolError, TimingConfig, fingerprint, fixed_input, measure
 from edgekd.data import Dataset, evaluation_split, to_float
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact, Session, get_runtime
 
 EVAL_BATCH = 64  # accuracy batches: large enough to be quick, small enough for any device
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -63,7 +61,7 @@ def call(request: dict[str, Any], threads: int) -> dict[str, Any]:
 def worker_env(threads: int) -> dict[str, str]:
     """The child's environment: OpenMP/BLAS pools pinned to `threads`, and this edgekd importable."""
     env = dict(os.environ)
-    for var in _THREAD_VARS:
+    for var in THREAD_VARS:
         env[var] = str(threads)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = f"{_PACKAGE_ROOT}{os.pathsep}{path}" if path else str(_PACKAGE_ROOT)
@@ -86,11 +84,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     stats = measure(session, inputs, timing)
     threads = artifact.threads or os.cpu_count() or 1
     return {
-        "latency_ms": stats.to_json(),
-        "latency_quantiles_ms": list(stats.quantiles_ms),
-        "throughput_per_s": stats.throughput_per_s,
-        "batch": batch,
-        "samples": stats.samples,
+        **stats.fields_json(),
         "accuracy": None if test is None else _accuracy(session, test, max(batch, EVAL_BATCH)),
         "accuracy_samples": None if test is None else len(test),
         "accuracy_on": scored_on,
@@ -137,7 +131,7 @@ def _fixed_input(test: Dataset | None, batch: int, shape: tuple[int, ...], seed:
     if test is not None:
         index = np.arange(batch) % len(test)  # fewer images than the batch: repeat them
         return np.ascontiguousarray(to_float(test.x[index]))
-    return np.random.default_rng(seed).random((batch, *shape), dtype=np.float32)
+    return fixed_input(shape, batch, seed)
 
 
 def _check_outputs(session: Session, inputs: np.ndarray, test: Dataset | None) -> None:
@@ -188,7 +182,7 @@ def main() -> int:
     os.dup2(2, 1)
     try:
         result = handle(json.loads(sys.stdin.read()))
-    except UserError as err:
+    except (UserError, ProtocolError) as err:
         _reply(out, {"error": str(err), "kind": "user"})
         return 2
     except Exception as err:

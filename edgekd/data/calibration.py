@@ -17,7 +17,8 @@ import yaml
 from pydantic import Field, field_validator
 
 from edgekd.config import Frozen, load_yaml, parse, resolve_named_yaml
-from edgekd.data.datasets import Split, load_data, to_float
+from edgekd.data.datasets import Split, to_float
+from edgekd.data.load import load_data
 from edgekd.errors import UserError
 
 MIN_SAMPLES = 32  # fewer images give activation ranges that depend on which images were drawn

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import DistillConfig, TrainConfig, cache_dir
+from edgekd.config import TrainConfig, cache_dir
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
 from edgekd.models import ArchSpec
 from edgekd.store import Store
@@ -57,10 +58,11 @@ def train_auxiliary(teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: 
     and then taught by the teacher on the final representation."""
     import torch
 
-    from edgekd.api import file_sha256, teacher_cache
+    from edgekd._io import file_sha256
     from edgekd.data import load_data
-    from edgekd.distill.methods import build_loss, method_pairs
+    from edgekd.distill.cache import teacher_cache
     from edgekd.distill.objectives import Distillation, Supervised
+    from edgekd.distill.task import build_loss, method_pairs
     from edgekd.distill.trainer import Trainer
     from edgekd.models import build_model, load_model
     from edgekd.ui import console

@@ -42,6 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from edgekd._io import pid_alive
+from edgekd.config import cache_dir
+from edgekd.data import Dataset
+from edgekd.distill import _ddp
 from edgekd.errors import EdgekdError, UserError
 from edgekd.ui import console
 
@@ -371,3 +374,19 @@ class CachedTeacher:
         if self.builder is not None:
             self.builder.discard()
             self.builder = None
+
+
+def cache_usable() -> bool:
+    """False under torchrun: each rank sees only its shard of the first epoch, so no one rank could fill
+    the teacher-output cache; the teacher then runs live on every rank."""
+    if not _ddp.from_env().active:
+        return True
+    if _ddp.from_env().main:
+        console.print("teacher-output cache off under torchrun (each rank sees only its shard of the data)")
+    return False
+
+
+def teacher_cache(train: Dataset) -> CacheSpec | None:
+    """Where a teacher's outputs on the training split `train` are cached, or None when no cache can be
+    used here (under torchrun)."""
+    return CacheSpec(cache_dir() / "teacher-outputs", train.fingerprint(), len(train)) if cache_usable() else None

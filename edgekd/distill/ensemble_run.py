@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from edgekd._io import write_json
-from edgekd.config import DistillConfig, TrainConfig, parse
+from edgekd.config import TrainConfig, parse
 from edgekd.data import Split
 from edgekd.distill import _ddp as ddp
 from edgekd.distill.ensemble import (
@@ -40,6 +40,7 @@ from edgekd.distill.ensemble import (
     plan,
 )
 from edgekd.distill.objectives import Distillation
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
 from edgekd.store import Store, default_store
 
@@ -114,11 +115,12 @@ def _write_students(result: TrainResult, family: EnsembleFamily, members: Sequen
 
 def _guide(teacher: Path, method: str, weight: float | None, split: Split) -> tuple[Distillation, dict[str, Any]]:
     """The external teacher's guidance: `method`'s loss on each student's logits, weighted."""
-    from edgekd.api import file_sha256
+    from edgekd._io import file_sha256
     from edgekd.config import cache_dir
     from edgekd.distill import _ddp
     from edgekd.distill.cache import CacheSpec
-    from edgekd.distill.methods import LOGITS, build_loss, loss_parameters
+    from edgekd.distill.methods import LOGITS, loss_parameters
+    from edgekd.distill.task import build_loss
     from edgekd.distill.trainer import check_classes, output_count
     from edgekd.models import load_model
 

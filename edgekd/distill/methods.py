@@ -19,16 +19,13 @@ import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from edgekd.distill.pairing import LOGITS, LayerPair, as_pairs, resolve_pairs
+from edgekd.distill.pairing import LOGITS, LayerPair, as_pairs
 from edgekd.errors import UserError
-
-if TYPE_CHECKING:
-    from edgekd.config import DistillConfig
 
 _STAGE = re.compile(r"^stage(\d+)$")
 
@@ -163,43 +160,4 @@ def _called_children(model: nn.Module, input_shape: tuple[int, int, int]) -> lis
     return list(seen)
 
 
-def method_pairs(task: DistillConfig, student: nn.Module, teacher: nn.Module,
-                 input_shape: tuple[int, int, int]) -> list[LayerPair] | None:
-    """The task's layer pairs, checked on both models (None for methods without pairs)."""
-    params = loss_parameters(task.method)
-    if "pairs" not in params:
-        return None
-    from edgekd.distill.losses import LOSSES
-
-    default_n = int(getattr(LOSSES.get(task.method), "default_n_pairs", 1))
-    n = task.n_pairs if task.n_pairs is not None else default_n
-    if task.pairs:
-        return resolve_pairs(student, teacher, [], [], n, explicit=task.pairs)
-    pooled = DEFAULTS.get(task.method, FALLBACK).pooled
-    s_layers = candidate_layers(student, input_shape, pooled)
-    t_layers = candidate_layers(teacher, input_shape, pooled)
-    if n > min(len(s_layers), len(t_layers)):
-        raise UserError(
-            f"method {task.method!r} uses {n} layer pairs, but the student offers {len(s_layers)} candidate"
-            f" layers ({', '.join(s_layers) or 'none'}) and the teacher {len(t_layers)}"
-            f" ({', '.join(t_layers) or 'none'}); pass --n-pairs or explicit --pairs student:teacher,..."
-        )
-    return resolve_pairs(student, teacher, s_layers, t_layers, n)
-
-
-def build_loss(task: DistillConfig, pairs: Sequence[LayerPair] | None) -> nn.Module:
-    """The task's loss module, with its pairs and schedule."""
-    from edgekd.distill.losses import LOSSES
-
-    kwargs = dict(task.loss_params)
-    if pairs is not None:
-        kwargs["pairs"] = list(pairs)
-    if task.schedule is not None:
-        kwargs["schedule"] = task.schedule
-    try:
-        return LOSSES.create(task.method, **kwargs)
-    except TypeError as err:
-        raise UserError(f"method {task.method!r}: {err}; check the loss parameters") from None
-
-
-__all__ = ["DEFAULTS", "LOGITS", "build_loss", "candidate_layers", "complete_task", "method_pairs", "parse_pairs"]
+__all__ = ["DEFAULTS", "FALLBACK", "LOGITS", "candidate_layers", "complete_task", "loss_parameters", "parse_pairs"]

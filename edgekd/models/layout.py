@@ -19,7 +19,7 @@ def memory_format_for(module: nn.Module) -> torch.memory_format:
 
     oneDNN's convolutions and pooling run NHWC natively: a training epoch of the built-in CNNs, ResNet and
     MobileNet takes 0.63-0.81x its NCHW time on this project's CPU, while the ViT, whose one convolution
-    (the patch embedding) feeds linear layers, takes 1.08x (`python -m edgekd.bench.suites.train_layout`):
+    (the patch embedding) feeds linear layers, takes 1.08x (`python -m benchmarks.train_layout`):
     it stays NCHW. The layout changes strides only: shapes, checkpoints and exports are the same, and
     values agree up to float rounding. `EDGEKD_MEMORY_FORMAT` (`auto`, `channels_last` or `contiguous`)
     overrides the choice, e.g. to compare the two.

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgekd._io import atomic_path
 from edgekd.config import TargetProfile
-from edgekd.runtimes import Artifact
+from edgekd.runtimes import Artifact, get_runtime
 from edgekd.runtimes._quant import QuantInputs, accuracy, quant_inputs, quiet, report
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -163,12 +163,10 @@ class _Work:
 
     def run(self, path: Path, limit: int | None = None) -> np.ndarray:
         """Logits on the validation slice, through the same session settings the artifact loads with."""
-        from edgekd.runtimes.onnxruntime import OnnxRuntime
-
         x = self.inputs.val_x[:limit]
         art = Artifact("onnxruntime", "int8", path, tuple(x.shape[1:]), device=self.profile.device,  # type: ignore[arg-type]
                        threads=self.profile.threads)
-        session = OnnxRuntime().load(art)
+        session = get_runtime("onnxruntime").load(art)
         return np.concatenate([session.run(x[i:i + 256]) for i in range(0, len(x), 256)])
 
 

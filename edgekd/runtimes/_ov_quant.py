@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from edgekd.config import TargetProfile
+from edgekd.runtimes._openvino_import import import_openvino
 from edgekd.runtimes._quant import QuantInputs, accuracy, quant_inputs, quiet, report
-from edgekd.runtimes.openvino import import_openvino
 
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
                 "MatMul")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,42 +17,11 @@ import numpy as np
 from edgekd.config import Precision, Runtime, TargetProfile
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact
+from edgekd.runtimes._openvino_import import import_openvino
 
 IR_NAME = "model.xml"
 # Plugins that dispatch to other devices: they are never listed in `available_devices`.
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
-
-
-def import_openvino() -> ModuleType:
-    """Import openvino with its telemetry off.
-
-    `import openvino` imports `openvino.tools.ovc`, which sends an "import" event to Google Analytics
-    and writes a client id and a usage counter under ~/intel; `convert_model` sends more events. It
-    does so by default: with no consent file (~/intel/openvino_telemetry) consent counts as given.
-    The documented opt-out, `opt_in_out --opt_out`, rewrites that file for the whole user account and
-    itself sends a "declined" event; setting CI=true also works but leaks to child processes and
-    changes other tools. OpenVINO and NNCF both fall back to a no-op stub when `openvino_telemetry`
-    cannot be imported, so we make it unimportable in this process: no network, no file, nothing
-    outside this process changes.
-    """
-    if "openvino" not in sys.modules:
-        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
-    import openvino as ov
-
-    _silence_loaded_telemetry()
-    return ov
-
-
-def _silence_loaded_telemetry() -> None:
-    """When the host process imported openvino before us, point ovc's telemetry at its own stub."""
-    real = sys.modules.get("openvino_telemetry")
-    if real is None:
-        return
-    from openvino.tools.ovc import telemetry_stub
-
-    for name, module in list(sys.modules.items()):
-        if name.startswith("openvino.tools.ovc") and getattr(module, "tm", None) is real:
-            module.tm = telemetry_stub  # type: ignore[attr-defined]
 
 
 class OpenVino:

@@ -1,5 +1,5 @@
 """Latency in the loop: the student search space, candidates' measured latency (cached in the store),
-and, in `edgekd.bench.predictor`, a latency predictor that screens a space before anything is built."""
+and, in `edgekd.select.predictor`, a latency predictor that screens a space before anything is built."""
 
 from edgekd.select.latency import LatencyResult, lookup, measure_candidate
 from edgekd.select.space import Candidate, SearchSpace, load_space

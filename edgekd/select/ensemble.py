@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bench import TimingConfig
-from edgekd.config import DistillConfig, TrainConfig, load_target
+from edgekd.config import TrainConfig, load_target
 from edgekd.distill.ensemble_run import load_manifest
+from edgekd.distill.task import DistillConfig
 from edgekd.models import ArchSpec
 from edgekd.select.pipeline import Finished, check_budget, final_build, timed, write_selection
 from edgekd.select.screen import Screening, screen
@@ -106,7 +107,7 @@ def separate_estimate(manifest: dict[str, Any], workdir: Path, teacher: Path | N
                       task: DistillConfig, store: Store, progress: bool) -> dict[str, Any]:
     """Distil each width alone for up to MEASURED_EPOCHS epochs; its full run is estimated as the first
     epoch plus (epochs - 1) times the last measured one (epoch times only, as the ensemble's)."""
-    from edgekd import api
+    from edgekd.distill.run import distill, train_teacher
 
     cfg = TrainConfig.model_validate(manifest["train"])
     short = cfg.model_copy(update={"epochs": min(MEASURED_EPOCHS, cfg.epochs)})
@@ -116,10 +117,10 @@ def separate_estimate(manifest: dict[str, Any], workdir: Path, teacher: Path | N
     for s in manifest["students"]:
         out = workdir / f"{Path(s['checkpoint']).stem}-separate.pt"  # its run's name in the store
         if source is not None:
-            result = api.distill(source, s["arch"], manifest["data"], out, short, task, store=store.path,
+            result = distill(source, s["arch"], manifest["data"], out, short, task, store=store.path,
                                  progress=progress)
         else:
-            result = api.train_teacher(s["arch"], manifest["data"], out, short, store=store.path, progress=progress)
+            result = train_teacher(s["arch"], manifest["data"], out, short, store=store.path, progress=progress)
         epoch_s = [float(h["epoch_s"]) for h in result.history]
         widths.append({"fraction": s["fraction"], "arch": s["arch"], "epoch_s": epoch_s,
                        "estimate_s": epoch_s[0] + (cfg.epochs - 1) * epoch_s[-1]})

@@ -23,8 +23,7 @@ from typing import Any
 
 from edgekd._io import write_json
 from edgekd.bench import TimingConfig, benchmark
-from edgekd.bench.fingerprint import cpu_model
-from edgekd.bench.protocol import DEFAULT_TIMING
+from edgekd.bench.protocol import DEFAULT_TIMING, cpu_model
 from edgekd.config import TargetProfile
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact

@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from pydantic import Field
 
 from edgekd.bench import TimingConfig
-from edgekd.config import DistillConfig, Frozen, TargetProfile, TrainConfig, load_target
+from edgekd.config import Frozen, TargetProfile, TrainConfig, load_target
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import EdgekdError, UserError
 from edgekd.select.screen import Screening, screen
 from edgekd.select.search import (
@@ -148,7 +149,7 @@ def make_job(teacher: Path, data: str, out: Path, store: Store, cfg: TrainConfig
 
     entries = tuple(Entry(s.candidate.key, s.candidate.arch, s.latency_ms, s.candidate.params, s.candidate.flops)
                     for s in screening.survivors)
-    from edgekd.api import file_sha256
+    from edgekd._io import file_sha256
 
     spec = data if not Path(data).exists() else str(Path(data).resolve())  # workers may run elsewhere
     students = str(Path(options.students).resolve()) if options.students else None
@@ -163,7 +164,7 @@ def make_job(teacher: Path, data: str, out: Path, store: Store, cfg: TrainConfig
 def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool) -> dict[int, tuple[Any, int]]:
     """Resume the best `top` trials that stopped early to the full budget: {trial number: (TrainResult,
     epochs added)}. Best = trained furthest, then most accurate there (what successive halving ranks)."""
-    from edgekd import api
+    from edgekd.distill.run import distill
     from edgekd.distill.trainer import TrainResult, state_path
     from edgekd.select.search import trained_before
 
@@ -181,7 +182,7 @@ def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool)
             resumed[r.number] = (TrainResult(out, history, before.test_acc, history[-1]["val_acc"], 0, 0.0), 0)
             continue
         added = job.epochs - r.epochs if state_path(out).is_file() else job.epochs
-        result = api.distill(Path(job.teacher), job.entry(r.key).arch, job.data, out, cfg, task,
+        result = distill(Path(job.teacher), job.entry(r.key).arch, job.data, out, cfg, task,
                              resume=True, store=Path(job.store), progress=progress)
         resumed[r.number] = (result, added)
     return resumed
@@ -217,11 +218,11 @@ def final_build(checkpoint: Path, target: str, data: str, folder: Path, store: S
     by the same timing loop and settings as the screening, so the two latencies compare. It is timed
     `repeats` times, each in its own process, and the lowest p50 counts: on a shared machine other
     processes only ever add time, and one unlucky run must not decide that a student misses the budget."""
-    from edgekd import api
     from edgekd.bench import benchmark, resolve_artifact
     from edgekd.bench.protocol import DEFAULT_TIMING
+    from edgekd.export.run import export
 
-    info = api.export(str(checkpoint), target, folder, data=data, store=store.path)
+    info = export(str(checkpoint), target, folder, data=data, store=store.path)
     artifact = resolve_artifact(folder)
     runs = [benchmark(artifact, data=data if i == 0 else None, timing=timing or DEFAULT_TIMING)
             for i in range(repeats)]

@@ -1,6 +1,6 @@
 """Latency screening: which candidates of a space can meet the budget, decided before any training.
 
-The latency predictor (`edgekd.bench.predictor`), fitted on a few probe candidates measured whole,
+The latency predictor (`edgekd.select.predictor`), fitted on a few probe candidates measured whole,
 estimates every candidate; the ones predicted at or below the budget plus a margin (twice the
 predictor's leave-one-out error, at least 10%: a candidate the predictor overestimates is still
 measured) are measured (`measure_candidate`: an untrained copy built for the target, THE timing loop,
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.bench import TimingConfig
-from edgekd.bench.predictor import LatencyPredictor, choose_probes
 from edgekd.config import TargetProfile
 from edgekd.select.latency import measure_candidate
+from edgekd.select.predictor import LatencyPredictor, choose_probes
 from edgekd.select.space import Candidate
 from edgekd.store import Store
 

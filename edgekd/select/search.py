@@ -2,7 +2,7 @@
 
 One trial distils one candidate. The search space is a categorical over the candidates that survived
 latency screening (over-budget ones never reach the study); the objective distils the candidate with
-`api.distill` for the full epoch budget and reports validation accuracy after every epoch, and the
+`edgekd.distill.run.distill` for the full epoch budget and reports validation accuracy after every epoch, and the
 pruner (successive halving, or Hyperband) stops the trials that trail at a rung. A pruned trial keeps
 its checkpoint (`<student>.pt.state`), so the pipeline can finish it later by resuming.
 
@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import EdgekdError, UserError
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ def _taken(study: optuna.Study) -> int:
 def _objective(job: SearchJob) -> Any:
     import optuna
 
-    from edgekd import api
+    from edgekd.distill.run import distill
 
     keys = [e.key for e in job.entries]
     cfg, task = TrainConfig.model_validate(job.train), DistillConfig.model_validate(job.task)
@@ -264,7 +265,7 @@ def _objective(job: SearchJob) -> Any:
             trial.set_user_attr("test_acc", before.test_acc)
             return float(before.history[-1]["val_acc"])
         try:
-            result = api.distill(Path(job.teacher), entry.arch, job.data, out, cfg, task, store=Path(job.store),
+            result = distill(Path(job.teacher), entry.arch, job.data, out, cfg, task, store=Path(job.store),
                                  resume=bool(before.history), progress=False, on_epoch_end=report)
         except EdgekdError as err:  # the trial fails (recorded why); the study goes on
             trial.set_user_attr("error", str(err))

@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from edgekd.bench.protocol import LatencyStats, TimingConfig, measure
-from edgekd.errors import UserError
+from edgekd.bench.protocol import LatencyStats, ProtocolError, TimingConfig, measure
 
 
 class SleepSession:
@@ -90,13 +89,13 @@ def test_single_sample_has_zero_std() -> None:
     "kwargs",
     [{"min_iters": 0}, {"min_iters": 10, "max_iters": 5}, {"warmup_s": -1.0}, {"min_time_s": -0.1}],
 )
-def test_bad_timing_config_is_a_user_error(kwargs: dict[str, float]) -> None:
-    with pytest.raises(UserError, match="timing"):
+def test_bad_timing_config_is_a_protocol_error(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ProtocolError, match="timing"):
         TimingConfig(**kwargs)  # type: ignore[arg-type]
 
 
 def test_timing_config_round_trips_and_rejects_unknown_fields() -> None:
     config = TimingConfig(warmup_iters=3, min_time_s=0.25)
     assert TimingConfig.from_json(config.to_json()) == config
-    with pytest.raises(UserError, match="unknown field"):
+    with pytest.raises(ProtocolError, match="unknown field"):
         TimingConfig.from_json({"warmup": 3})

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from edgekd import api
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
 from edgekd.distill.auxiliary import auxiliary_spec, uses_auxiliary
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
 from edgekd.models import load_model, parse_arch
 

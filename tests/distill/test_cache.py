@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from edgekd import api
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
 from edgekd.distill.cache import (
     CacheBuilder,
     CachedTeacher,
@@ -24,6 +24,7 @@ from edgekd.distill.cache import (
     sweep_stale,
     weights_hash,
 )
+from edgekd.distill.task import DistillConfig
 from edgekd.models import build_model, load_model, parse_arch
 from edgekd.store import Store
 

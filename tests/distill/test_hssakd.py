@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from edgekd import api
 from edgekd.cli import cli
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
 from edgekd.distill.hssakd import (
     BRANCHES_KEY,
     BranchedDistillation,
@@ -26,6 +26,7 @@ from edgekd.distill.hssakd import (
     with_branches,
 )
 from edgekd.distill.losses import LOSSES
+from edgekd.distill.task import DistillConfig
 from edgekd.distill.trainer import Trainer, state_path
 from edgekd.errors import UserError
 from edgekd.models import build_model, load_checkpoint, load_model, parse_arch, save_checkpoint

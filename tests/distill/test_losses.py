@@ -265,8 +265,7 @@ def test_infoflow_running_scale_holds_in_eval_and_zero_stays_zero() -> None:
 
 
 def test_infoflow_normalise_options_are_checked_and_reach_the_loss() -> None:
-    from edgekd.config import DistillConfig
-    from edgekd.distill.methods import build_loss
+    from edgekd.distill.task import DistillConfig, build_loss
 
     with pytest.raises(UserError, match="running"):
         InformationFlow(PAIRS, normalise="sometimes")

@@ -13,10 +13,11 @@ from torch import nn
 
 from edgekd import api
 from edgekd.cli import cli
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
 from edgekd.distill.losses import LOSSES
-from edgekd.distill.methods import DEFAULTS, build_loss, candidate_layers, method_pairs
+from edgekd.distill.methods import DEFAULTS, candidate_layers
 from edgekd.distill.taps import tapped
+from edgekd.distill.task import DistillConfig, build_loss, method_pairs
 from edgekd.errors import UserError
 from edgekd.models import build_model, load_model, parse_arch
 from edgekd.store import Store

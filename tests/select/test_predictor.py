@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from edgekd.bench import TimingConfig
-from edgekd.bench.layers import LayerKind
-from edgekd.bench.predictor import LatencyPredictor, candidate_layers, choose_probes, padded_macs
 from edgekd.config import TargetProfile
 from edgekd.errors import UserError
 from edgekd.select import Candidate
 from edgekd.select.latency import LatencyCache
+from edgekd.select.layers import LayerKind
+from edgekd.select.predictor import LatencyPredictor, candidate_layers, choose_probes, padded_macs
 from edgekd.select.space import SearchSpace
 from edgekd.store import STORE_NAME, Store
 

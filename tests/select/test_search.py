@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from edgekd.bench import TimingConfig
 from edgekd.cli import cli
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
 from edgekd.runtimes import get_runtime
 from edgekd.select import SearchSpace, search

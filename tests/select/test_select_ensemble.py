@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from edgekd import api
 from edgekd.bench import TimingConfig
 from edgekd.cli import cli
-from edgekd.config import DistillConfig, TrainConfig
+from edgekd.config import TrainConfig
 from edgekd.distill.ensemble_run import load_manifest
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
 from edgekd.select.ensemble import select_from_ensemble
 from edgekd.select.verdicts import Fate

@@ -11,9 +11,7 @@ from torch import nn
 
 from edgekd.registry import Registry
 
-LOSSES: Registry[nn.Module] = Registry("distillation method")
-
-# Importing the method modules registers them.
-from edgekd.distill.losses import hssakd, infoflow, kd, pkt, sp  # noqa: E402,F401
+#: Filled by the modules of this package (one file per method family), imported on the first lookup.
+LOSSES: Registry[nn.Module] = Registry("distillation method", package=__name__)
 
 __all__ = ["LOSSES"]

@@ -1,6 +1,6 @@
 """How long loading the full Fashion-MNIST takes (goal: well under 2 s), each round in a fresh process.
 
-    python -m edgekd.bench.suites.data_load [--rounds 5]
+    python -m benchmarks.data_load [--rounds 5]
 
 Prints one line per round and the median against the 2 s goal. Each round is a new interpreter, so
 no in-process cache helps it.

@@ -1,4 +1,4 @@
-"""Benchmark scripts of edgekd itself (not of artifacts): each is `python -m edgekd.bench.suites.NAME`."""
+"""Benchmark scripts of edgekd itself (not of artifacts): each is `python -m benchmarks.NAME`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Latency goals of the CPU targets, as ratios measured side by side in one run.
 
-    python -m edgekd.bench.suites.latency_goals [--checkpoint student.pt] [--rounds 3]
+    python -m benchmarks.latency_goals [--checkpoint student.pt] [--rounds 3]
 
 For the built-in small student at batch 1: INT8 against FP32 on each CPU runtime (goal: at most 0.8x
 the latency, at most 0.5 points of accuracy lost on the full test split), and every CPU artifact

@@ -1,6 +1,6 @@
 """Does Hinton KD help the smallest students, and at which temperature? Students x temperatures x seeds.
 
-    python -m edgekd.bench.suites.kd_temperature --teacher T.pt [--students A,B] [--temperatures 4,2,1]
+    python -m benchmarks.kd_temperature --teacher T.pt [--students A,B] [--temperatures 4,2,1]
         [--low-weight 0.1] [--seeds 0,1,2] [--epochs 10] [--limit 6000] [--data D] [--out DIR] [--threads N]
 
 Every student trains with the same `TrainConfig` (`--epochs`, `--limit` training samples, the seed) in
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekd.bench.suites.distill_epoch import teacher_list
-from edgekd.bench.suites.kd_comparison import csv, fmt, safe, stats, write_json
+from benchmarks.distill_epoch import teacher_list
+from benchmarks.kd_comparison import csv, fmt, safe, stats, write_json
 
 DEFAULT_STUDENTS = ("cnn(depth=1,stem=12,width=2)", "cnn(depth=1,stem=12,width=5)")  # 0.2, 0.4 of cnn-s
 HINTON_T = 4.0
@@ -31,7 +31,7 @@ HINTON_T = 4.0
 
 def variants(args: argparse.Namespace) -> dict[str, Any]:
     """name -> DistillConfig (None: the student alone)."""
-    from edgekd.config import DistillConfig
+    from edgekd.distill.task import DistillConfig
 
     out: dict[str, Any] = {"alone": None}
     for t in args.temperatures:
@@ -89,7 +89,7 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, names: list[str]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.kd_temperature", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kd_temperature", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", type=Path, required=True, help="a trained teacher checkpoint")
     parser.add_argument("--students", default=",".join(DEFAULT_STUDENTS),

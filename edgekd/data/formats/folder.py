@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.datasets import Dataset
+from edgekd.data.formats import FORMATS
 from edgekd.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -52,3 +53,16 @@ def load(root: Path) -> tuple[Dataset, Dataset | None]:
         train = _read_split(root / "train")
         return train, _read_split(root / "test", train.classes)
     return _read_split(root), None
+
+
+@FORMATS.register("folder")
+class ImageFolder:
+    """`--data DIR`: class sub-folders, or train/ and test/ each holding them."""
+
+    @staticmethod
+    def matches(spec: str) -> bool:
+        return Path(spec).is_dir()
+
+    @staticmethod
+    def read(spec: str) -> tuple[Dataset, Dataset | None]:
+        return load(Path(spec))

@@ -1,6 +1,6 @@
 """How well does the latency predictor estimate candidates it was not fitted on?
 
-    python -m edgekd.bench.suites.predictor_accuracy --target cpu-ort-fp32 --space edgekd/select/spaces/small.yaml
+    python -m benchmarks.predictor_accuracy --target cpu-ort-fp32 --space edgekd/select/spaces/small.yaml
         [--probes 16] [--held-out N] [--repeats 3] [--seconds 1.0] [--workdir DIR] [--json]
 
 Side by side in one run, on one machine: probes chosen from the space and held-out candidates (the
@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bench import TimingConfig
-from edgekd.bench.predictor import LatencyPredictor, choose_probes
 from edgekd.config import TargetProfile, load_target
 from edgekd.errors import UserError
 from edgekd.runtimes import get_runtime
 from edgekd.select import Candidate, load_space, measure_candidate
 from edgekd.select.latency import benchmark_candidate, candidate_folder, target_fields
+from edgekd.select.predictor import LatencyPredictor, choose_probes
 from edgekd.store import STORE_NAME, Store
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd.bench.suites import distill_epoch as de
+from benchmarks import distill_epoch as de
 from edgekd.distill.hssakd import BRANCHES_KEY
 from edgekd.models import load_checkpoint, load_model
 

@@ -1,6 +1,6 @@
 """Is edgekd's timing protocol honest? Compare it with each runtime vendor's own measurement.
 
-    python -m edgekd.bench.suites.vendor_parity [--arch cnn-s] [--batches 1,32] [--rounds 3] [--seconds 5]
+    python -m benchmarks.vendor_parity [--arch cnn-s] [--batches 1,32] [--rounds 3] [--seconds 5]
 
 For the same model, shape, precision, threads and hint, side by side in one run, repeated:
 - the OpenVINO IR: edgekd's protocol vs OpenVINO's own `benchmark_app` (sync API, latency hint, f32);

@@ -1,6 +1,6 @@
 """The distillation comparison (tracker item 7): methods x teacher-student pairs x data regimes x seeds.
 
-    python -m edgekd.bench.suites.kd_comparison [--pairs T:S,...] [--methods M,...] [--regimes full,10pct]
+    python -m benchmarks.kd_comparison [--pairs T:S,...] [--methods M,...] [--regimes full,10pct]
         [--seeds 0,1,2] [--epochs E | --epochs 10pct=E,full=E] [--teacher-epochs E] [--out DIR] [--resume]
         [--table-only] [--map-samples N]
 
@@ -145,7 +145,7 @@ def claimed(record: Path) -> Iterator[bool]:
 
 
 def has_auxiliary() -> bool:
-    from edgekd.config import DistillConfig
+    from edgekd.distill.task import DistillConfig
 
     return "auxiliary" in DistillConfig.model_fields
 
@@ -154,7 +154,7 @@ def auxiliary_value(override: str | None) -> Any:
     """What to pass as `DistillConfig.auxiliary` for the auxiliary row: `--auxiliary` when given, else
     True for a flag field, else "auto" (edgekd builds and trains the auxiliary network itself; note that
     "auto" uses one only when teacher and student families differ, true of every default pair)."""
-    from edgekd.config import DistillConfig
+    from edgekd.distill.task import DistillConfig
 
     if override is not None:
         return {"true": True, "false": False}.get(override.lower(), override)
@@ -164,7 +164,7 @@ def auxiliary_value(override: str | None) -> Any:
 
 def no_auxiliary() -> dict[str, Any]:
     """The explicit "without auxiliary teacher" setting for plain infoflow (empty: field absent)."""
-    from edgekd.config import DistillConfig
+    from edgekd.distill.task import DistillConfig
 
     if not has_auxiliary():
         return {}
@@ -173,7 +173,7 @@ def no_auxiliary() -> dict[str, Any]:
 
 
 def task_for(method: str, args: argparse.Namespace) -> Any:
-    from edgekd.config import DistillConfig
+    from edgekd.distill.task import DistillConfig
 
     if method == AUX:
         return DistillConfig(method="infoflow", auxiliary=auxiliary_value(args.auxiliary))
@@ -360,7 +360,7 @@ def code_version() -> str | None:
     per process, when it starts (`main`): the checkout may move on while a long comparison runs."""
     import subprocess
 
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
@@ -574,7 +574,7 @@ def csv(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.kd_comparison", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kd_comparison", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="teacher:student,...")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"of {', '.join(METHODS)}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edgekd.bench.suites import kd_comparison as kdc
+from benchmarks import kd_comparison as kdc
 
 
 def test_epochs_are_one_number_or_one_per_regime() -> None:
@@ -278,7 +278,7 @@ def test_the_cost_line_compares_later_epochs_and_whole_runs_with_the_student_alo
 def test_records_name_the_code_that_made_them() -> None:
     import subprocess
 
-    root = Path(kdc.__file__).resolve().parents[3]
+    root = Path(kdc.__file__).resolve().parents[1]
     if not (root / ".git").exists():
         pytest.skip("not a git checkout (an installed edgekd): code_version is None there")
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.datasets import Dataset
+from edgekd.data.formats import FORMATS
 from edgekd.errors import UserError
 
 NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
@@ -47,3 +48,16 @@ def load(split: str) -> Dataset:
     x = images[:, None, :, :]
     x.setflags(write=False)
     return Dataset(x, labels.astype(np.int64), CLASSES, f"fashion-mnist/{split}")
+
+
+@FORMATS.register("fashion-mnist")
+class FashionMnist:
+    """`--data fashion-mnist`: the built-in data, with its own test split."""
+
+    @staticmethod
+    def matches(spec: str) -> bool:
+        return spec in NAMES
+
+    @staticmethod
+    def read(spec: str) -> tuple[Dataset, Dataset | None]:
+        return load("train"), load("test")

@@ -1,6 +1,6 @@
 """What a distillation epoch costs: the student alone, with the live teacher, and from the teacher cache.
 
-    python -m edgekd.bench.suites.distill_epoch [--limit N] [--rounds R] [--student ARCH]
+    python -m benchmarks.distill_epoch [--limit N] [--rounds R] [--student ARCH]
         [--method M] [--teachers ARCH,ARCH] [--threads N] [--json]
 
 For each teacher, one cached distillation epoch builds the teacher cache first (its time is the
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from edgekd.bench.suites import env_set
+from benchmarks import env_set
 
 MODES = ("alone", "live", "cached")
 DEFAULT_TEACHERS = ("resnet(width=32,depth=1)", "resnet(width=38,depth=2)")  # 0.31M and 0.98M parameters
@@ -71,7 +71,8 @@ def make_teacher(arch: str, out: Path, method: str = "kd") -> int:
 def one_epoch(mode: str, teacher: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
     """(epoch seconds, whether the teacher came from the cache) of one epoch in `mode`."""
     from edgekd import api
-    from edgekd.config import DistillConfig, TrainConfig
+    from edgekd.config import TrainConfig
+    from edgekd.distill.task import DistillConfig
 
     cfg = TrainConfig(epochs=1, limit=args.limit, batch_size=args.batch_size, seed=0, device="cpu")
     if mode == "alone":
@@ -116,7 +117,7 @@ def table(results: list[EpochTimes], args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.distill_epoch", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.distill_epoch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--limit", type=int, default=10000, help="training samples (before the val split)")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks import kd_temperature as kt
 from edgekd import api
-from edgekd.bench.suites import kd_temperature as kt
 from edgekd.config import TrainConfig
 
 

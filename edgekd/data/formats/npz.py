@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.datasets import Dataset
+from edgekd.data.formats import FORMATS
 from edgekd.errors import UserError
 
 
@@ -40,3 +41,16 @@ def load(path: Path) -> Dataset:
     n_classes = len(names) if names else int(y.max()) + 1 if len(y) else 0
     classes = names or tuple(str(i) for i in range(n_classes))
     return Dataset(np.ascontiguousarray(x), y.astype(np.int64), classes, path.name)
+
+
+@FORMATS.register("npz")
+class Npz:
+    """`--data PATH.npz`: one split (the validation split doubles as test)."""
+
+    @staticmethod
+    def matches(spec: str) -> bool:
+        return Path(spec).suffix == ".npz"
+
+    @staticmethod
+    def read(spec: str) -> tuple[Dataset, Dataset | None]:
+        return load(Path(spec)), None

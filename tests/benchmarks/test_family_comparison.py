@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from edgekd.bench.suites import family_comparison as fc
-from edgekd.bench.suites import kd_comparison as kdc
+from benchmarks import family_comparison as fc
+from benchmarks import kd_comparison as kdc
 
 SLIM = "cnn(depth=1,stem=12,width=6)"  # 0.5 of cnn-s, the shared stem kept
 

@@ -1,6 +1,6 @@
 """Is budgeted selection as good as training every in-budget candidate fully, at a third of the compute?
 
-    python -m edgekd.bench.suites.selection_vs_exhaustive [--target cpu-ort-fp32] [--space SPACE]
+    python -m benchmarks.selection_vs_exhaustive [--target cpu-ort-fp32] [--space SPACE]
         [--budget-ms X] [--epochs 10] [--limit 6000] [--teacher CKPT] [--workdir DIR] [--json]
 
 Side by side in one run, on one machine, with one teacher, one data split and the same training
@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bench import TimingConfig
-from edgekd.config import DistillConfig, TrainConfig, load_target
+from edgekd.config import TrainConfig, load_target
+from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
 from edgekd.select import Candidate, SearchSpace, load_space, measure_candidate
 from edgekd.store import STORE_NAME, Store

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which layer weighting makes information-flow KD's intermediate pairs pay (issue 3, item 3).
 
-    python scripts/infoflow_weighting.py --teacher TEACHER.pt [--out DIR] [--variants a,b,...]
+    python -m benchmarks.infoflow_weighting --teacher TEACHER.pt [--out DIR] [--variants a,b,...]
         [--seeds 0,1,2] [--student cnn-s] [--limit 20000] [--epochs 8] [--threads 1] [--map-samples N]
         [--table]
 
@@ -13,7 +13,7 @@ go to a scratch folder under DIR; the teacher-output cache and auxiliary teacher
 `$EDGEKD_CACHE` (default: `DIR/cache`). At the end (or alone, with `--table`) it prints test accuracy
 as mean +- sample std over the seeds of each variant, with the per-seed values, and (with
 `--map-samples N`, N > 0) the retrieval mAP of the penultimate representation over the first N test
-images, as `edgekd.bench.suites.kd_comparison` measures it.
+images, as `benchmarks.kd_comparison` measures it.
 
 Some variants use schedules that exist only here (`SCRIPT_SCHEDULES`): edgekd registers them in this
 process before any config is built.
@@ -75,7 +75,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Train one (variant, seed) and return its record."""
     from edgekd import api
-    from edgekd.config import DistillConfig, TrainConfig
+    from edgekd.config import TrainConfig
+    from edgekd.distill.task import DistillConfig
 
     cfg = TrainConfig(epochs=args.epochs, limit=args.limit, batch_size=args.batch_size, seed=seed,
                       device="cpu", threads=args.threads)
@@ -93,7 +94,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]
     seconds = time.perf_counter() - start
     mean_ap = None
     if args.map_samples > 0:
-        from edgekd.bench.suites.kd_comparison import measure
+        from benchmarks.kd_comparison import measure
 
         mean_ap = measure(ckpt, args.data, args.map_samples)[0]
     return {"variant": variant, "seed": seed, "test_acc": result.test_accuracy, "val_acc": result.val_accuracy,

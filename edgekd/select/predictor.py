@@ -9,7 +9,7 @@ cached in the store like any candidate), and a per-layer cost model is fitted to
 
     latency = per-call overhead + sum over layers of (a[kind] + b[kind] * MACs + c[kind] * elements)
 
-where kind is conv, pointwise, depthwise, linear, pool or eltwise (`edgekd.bench.layers`, which folds
+where kind is conv, pointwise, depthwise, linear, pool or eltwise (`edgekd.select.layers`, which folds
 batch norm and fused activations as the runtimes do), MACs its multiply-accumulates with channel counts
 rounded up to the runtime's vector width, and elements the activation elements it reads and writes.
 The vector width matters: ONNX Runtime on an AVX2 CPU computes convolutions in blocks of 8 channels,
@@ -17,7 +17,7 @@ so 12 channels cost what 16 do; it is not configured but chosen per target, amon
 the leave-one-out error over the probes. The coefficients are non-negative (a layer never saves time)
 and fitted to relative error, the quantity the MAPE goal is about. The per-layer table is the fitted
 cost of every distinct layer configuration of the space; a prediction is the overhead plus the table's
-entries for the candidate's layers. The accuracy suite (`edgekd.bench.suites.predictor_accuracy`)
+entries for the candidate's layers. The accuracy suite (`benchmarks.predictor_accuracy`)
 reports the MAPE on held-out candidates.
 """
 
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekd._io import write_json
-from edgekd.bench.layers import Layer, LayerKind, model_layers
 from edgekd.errors import UserError
+from edgekd.select.layers import Layer, LayerKind, model_layers
 
 if TYPE_CHECKING:
     from edgekd.bench.protocol import TimingConfig

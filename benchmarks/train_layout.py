@@ -1,6 +1,6 @@
 """What the training layout is worth: an epoch in NCHW (`contiguous`) against NHWC (`channels_last`).
 
-    python -m edgekd.bench.suites.train_layout [--archs A,B,...] [--limit N] [--rounds R] [--threads N]
+    python -m benchmarks.train_layout [--archs A,B,...] [--limit N] [--rounds R] [--threads N]
         [--json]
 
 For each arch, one training epoch on labels (`api.train_teacher`, `--limit` samples) in each layout, the
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from edgekd.bench.suites import env_set
+from benchmarks import env_set
 
 LAYOUTS = ("contiguous", "channels_last")
 DEFAULT_ARCHS = ("cnn-xs", "cnn-s", "resnet", "mobilenet-s", "vit-s")
@@ -87,7 +87,7 @@ def table(results: list[LayoutTimes], args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.train_layout", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_layout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", default=",".join(DEFAULT_ARCHS), help="comma-separated model archs")
     parser.add_argument("--data", default="fashion-mnist")

@@ -1,8 +1,7 @@
-"""scripts/infoflow_weighting.py: atomic, resumable run records, its own schedules, and the table."""
+"""benchmarks/infoflow_weighting.py: atomic, resumable run records, its own schedules, and the table."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
@@ -11,24 +10,21 @@ from typing import Any
 
 import pytest
 
-from edgekd.config import DistillConfig
 from edgekd.distill.schedules import SCHEDULES
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "infoflow_weighting.py"
+from edgekd.distill.task import DistillConfig
 
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("infoflow_weighting", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import infoflow_weighting
+
+    return infoflow_weighting
 
 
 @pytest.fixture
 def own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """The script's schedules land in a copy of the registry, dropped after the test."""
+    SCHEDULES.names()  # discovered before the copy
     monkeypatch.setattr(SCHEDULES, "_entries", dict(SCHEDULES._entries))
 
 

@@ -1,7 +1,7 @@
 """The ensemble and HSSAKD comparison (issue 5 item 3): online ensemble compression and HSSAKD against
 training alone, `kd` and `infoflow`, per data regime, over seeds.
 
-    python -m edgekd.bench.suites.family_comparison [--student cnn-s] [--widths 1.0,0.8,0.6,0.4,0.2]
+    python -m benchmarks.family_comparison [--student cnn-s] [--widths 1.0,0.8,0.6,0.4,0.2]
         [--teacher-arch resnet] [--methods M,...] [--regimes full,10pct] [--seeds 0,1,2] [--epochs E]
         [--teacher-epochs E] [--data D] [--out DIR] [--resume] [--report STEM] [--threads N] [--map-samples N]
 
@@ -50,8 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekd.bench.suites import kd_comparison as kdc
-from edgekd.bench.suites.kd_comparison import fmt, safe, stats, write_json
+from benchmarks import kd_comparison as kdc
+from benchmarks.kd_comparison import fmt, safe, stats, write_json
 
 SEPARATE = ("alone", "kd")  # trained at every width
 ENSEMBLES = {"ensemble": None, "ensemble-kd": "kd"}  # method -> the teacher's guide loss (None: no teacher)
@@ -248,7 +248,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from edgekd.distill.ensemble import parse_fractions
     from edgekd.errors import UserError
 
-    parser = argparse.ArgumentParser(prog="python -m edgekd.bench.suites.family_comparison", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.family_comparison", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", default="cnn-s", help="the ensemble's base student (a width-scalable arch)")
     parser.add_argument("--widths", default="1.0,0.8,0.6,0.4,0.2", help="decreasing width fractions")

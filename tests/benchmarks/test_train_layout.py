@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.bench.suites import train_layout as tl
+from benchmarks import train_layout as tl
 
 
 def test_one_round_times_both_layouts_and_says_what_auto_picks(fmnist: str, tmp_path: Path) -> None:

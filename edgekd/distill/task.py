@@ -1,0 +1,97 @@
+"""A distillation task (`DistillConfig`) and what it builds: its checked layer pairs and its loss.
+
+The task is the one place where a method's term weights, pairs and schedule live (not the loss); its
+defaults come from `edgekd.distill.methods` when the config loads, so a bad method, schedule or pair
+string fails there, before any training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field, model_validator
+from torch import nn
+
+from edgekd.config import Frozen
+from edgekd.distill.methods import (
+    DEFAULTS,
+    FALLBACK,
+    candidate_layers,
+    complete_task,
+    loss_parameters,
+    parse_pairs,
+)
+from edgekd.distill.pairing import LayerPair, resolve_pairs
+from edgekd.errors import UserError
+
+
+class DistillConfig(Frozen):
+    """A distillation task: the method, the weights of its terms (here, not in the loss), its layer
+    pairs and schedule, and whether teacher outputs are cached.
+
+    Left out, the weights take the method's defaults (`edgekd.distill.methods.DEFAULTS`), pairs are
+    chosen at matching relative depth (`n_pairs` of them; default: the loss's own count), and
+    `schedule` is the loss's default when the loss weights layers (infoflow). The method and schedule
+    names are checked against their registries here, when the config loads.
+    """
+
+    method: str = "kd"
+    ce_weight: float = Field(default=0.5, ge=0)
+    kd_weight: float = Field(default=0.5, ge=0)
+    loss_params: dict[str, Any] = Field(default_factory=dict)
+    pairs: tuple[tuple[str, str], ...] | None = Field(
+        default=None, description="(student layer, teacher layer) pairs, or 's:t,...'; None = automatic")
+    n_pairs: int | None = Field(default=None, ge=1)
+    schedule: str | None = None
+    cache: bool = Field(default=True, description="cache teacher outputs by sample index (no augmentation)")
+    auxiliary: str = Field(default="none", description="auxiliary teacher: auto (when the teacher's family"
+                           " differs from the student's), none, or a checkpoint path")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("pairs") is not None:
+            data = {**data, "pairs": parse_pairs(data["pairs"])}
+        return complete_task(data)
+
+
+def method_pairs(task: DistillConfig, student: nn.Module, teacher: nn.Module,
+                 input_shape: tuple[int, int, int]) -> list[LayerPair] | None:
+    """The task's layer pairs, checked on both models (None for methods without pairs)."""
+    params = loss_parameters(task.method)
+    if "pairs" not in params:
+        return None
+    from edgekd.distill.losses import LOSSES
+
+    default_n = int(getattr(LOSSES.get(task.method), "default_n_pairs", 1))
+    n = task.n_pairs if task.n_pairs is not None else default_n
+    if task.pairs:
+        return resolve_pairs(student, teacher, [], [], n, explicit=task.pairs)
+    pooled = DEFAULTS.get(task.method, FALLBACK).pooled
+    s_layers = candidate_layers(student, input_shape, pooled)
+    t_layers = candidate_layers(teacher, input_shape, pooled)
+    if n > min(len(s_layers), len(t_layers)):
+        raise UserError(
+            f"method {task.method!r} uses {n} layer pairs, but the student offers {len(s_layers)} candidate"
+            f" layers ({', '.join(s_layers) or 'none'}) and the teacher {len(t_layers)}"
+            f" ({', '.join(t_layers) or 'none'}); pass --n-pairs or explicit --pairs student:teacher,..."
+        )
+    return resolve_pairs(student, teacher, s_layers, t_layers, n)
+
+
+def build_loss(task: DistillConfig, pairs: Sequence[LayerPair] | None) -> nn.Module:
+    """The task's loss module, with its pairs and schedule."""
+    from edgekd.distill.losses import LOSSES
+
+    kwargs = dict(task.loss_params)
+    if pairs is not None:
+        kwargs["pairs"] = list(pairs)
+    if task.schedule is not None:
+        kwargs["schedule"] = task.schedule
+    try:
+        return LOSSES.create(task.method, **kwargs)
+    except TypeError as err:
+        raise UserError(f"method {task.method!r}: {err}; check the loss parameters") from None
