@@ -93,7 +93,7 @@ def measure(arch: str, args: argparse.Namespace, workdir: Path) -> EpochTimes:
         raise RuntimeError("the teacher cache existed before the build epoch; use a fresh EDGEKD_CACHE")
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     for r in range(args.rounds):
-        for mode in MODES[r % len(MODES):] + MODES[:r % len(MODES)]:
+        for mode in MODES[r % len(MODES) :] + MODES[: r % len(MODES)]:
             seconds, cached = one_epoch(mode, teacher, args, workdir / f"{mode}-{r}.pt")
             if mode == "cached" and not cached:
                 raise RuntimeError("a cached epoch ran the teacher live: the cache was not reused")
@@ -105,30 +105,44 @@ def measure(arch: str, args: argparse.Namespace, workdir: Path) -> EpochTimes:
 def table(results: list[EpochTimes], args: argparse.Namespace) -> str:
     """The side-by-side table: median seconds per epoch and ratios to the student alone."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    lines = [f"student {args.student}, method {args.method}, {args.limit} samples, batch {args.batch_size},"
-             f" {args.rounds} rounds, {torch.get_num_threads()} threads, load average {load}",
-             f"{'teacher':28s} {'params':>8s} {'alone s':>8s} {'live s':>8s} {'cached s':>8s} {'build s':>8s}"
-             f" {'live/alone':>10s} {'cached/alone':>12s} {'build/alone':>11s}"]
+    lines = [
+        f"student {args.student}, method {args.method}, {args.limit} samples, batch {args.batch_size},"
+        f" {args.rounds} rounds, {torch.get_num_threads()} threads, load average {load}",
+        f"{'teacher':28s} {'params':>8s} {'alone s':>8s} {'live s':>8s} {'cached s':>8s} {'build s':>8s}"
+        f" {'live/alone':>10s} {'cached/alone':>12s} {'build/alone':>11s}",
+    ]
     for r in results:
-        lines.append(f"{r.teacher:28s} {r.params / 1e6:7.2f}M {r.median('alone'):8.2f} {r.median('live'):8.2f}"
-                     f" {r.median('cached'):8.2f} {r.build_s:8.2f} {r.ratio('live'):10.2f}"
-                     f" {r.ratio('cached'):12.2f} {r.build_s / r.median('alone'):11.2f}")
+        lines.append(
+            f"{r.teacher:28s} {r.params / 1e6:7.2f}M {r.median('alone'):8.2f} {r.median('live'):8.2f}"
+            f" {r.median('cached'):8.2f} {r.build_s:8.2f} {r.ratio('live'):10.2f}"
+            f" {r.ratio('cached'):12.2f} {r.build_s / r.median('alone'):11.2f}"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.distill_epoch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.distill_epoch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--limit", type=int, default=10000, help="training samples (before the val split)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--student", default="cnn-xs")
     parser.add_argument("--method", default="kd")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--teachers", default=",".join(DEFAULT_TEACHERS),
-                        help="teacher archs, comma-separated (commas inside parentheses are kept)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own; 1 on a machine shared with other jobs)")
+    parser.add_argument(
+        "--teachers",
+        default=",".join(DEFAULT_TEACHERS),
+        help="teacher archs, comma-separated (commas inside parentheses are kept)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own; 1 on a machine shared with other jobs)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the raw times as JSON")
     return parser.parse_args(argv)
 

@@ -83,43 +83,95 @@ def check_record(record: dict[str, Any], what: str, args: argparse.Namespace) ->
     return kdc.check_record(record, what, args.epochs, args.n_map, args.out)
 
 
-def ensemble_run(method: str, regime: str, limit: int | None, seed: int, t_ckpt: Path,
-                 args: argparse.Namespace) -> dict[str, Any]:
+def ensemble_run(
+    method: str, regime: str, limit: int | None, seed: int, t_ckpt: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     """One ensemble run (skipped with --resume when its record exists): every student measured."""
     from edgekd import api
 
-    folder = args.out / "ensembles" / safe(f"{args.teacher_arch}--{args.student}") / \
-        ("w" + "-".join(f"{f:g}" for f in args.widths)) / regime / method
+    folder = (
+        args.out
+        / "ensembles"
+        / safe(f"{args.teacher_arch}--{args.student}")
+        / ("w" + "-".join(f"{f:g}" for f in args.widths))
+        / regime
+        / method
+    )
     record = folder / f"seed{seed}.json"
     if args.resume and record.is_file():
         return check_record(json.loads(record.read_text()), f"{method} {regime} seed {seed}", args)
     guide = ENSEMBLES[method]
     cfg = kdc.train_config(args, args.epochs, seed, limit)
     t0 = time.perf_counter()
-    manifest = api.ensemble(args.student, args.data, folder / f"seed{seed}", cfg, args.widths,
-                            teacher=t_ckpt if guide else None, guide=guide, resume=args.resume, progress=False)
+    manifest = api.ensemble(
+        args.student,
+        args.data,
+        folder / f"seed{seed}",
+        cfg,
+        args.widths,
+        teacher=t_ckpt if guide else None,
+        guide=guide,
+        resume=args.resume,
+        progress=False,
+    )
     students = []
     for (fraction, arch), row in zip(members(args.student, args.widths), manifest["students"], strict=True):
         path = folder / f"seed{seed}" / row["checkpoint"]
         mean_ap, n_map = kdc.measure(path, args.data, args.map_samples)
-        students.append({"fraction": fraction, "arch": arch, "written_as": row["arch"], "params": row["params"],
-                         "test_accuracy": row["test_acc"], "val_accuracy": row["val_acc"], "map": mean_ap,
-                         "map_samples": n_map, "checkpoint": str(path)})
-    info = {"teacher": args.teacher_arch, "student": args.student, "widths": list(args.widths), "regime": regime,
-            "limit": limit, "method": method, "guide": guide, "seed": seed, "epochs": args.epochs,
-            "map_samples": args.n_map, "status": "done", "train_seconds": manifest["train_seconds"],
-            "wall_seconds": manifest["wall_seconds"], "epoch_s_mean": manifest["train_seconds"] / args.epochs,
-            "ensemble_test_accuracy": manifest["ensemble"]["test_acc"], "students": students,
-            "wall_s": time.perf_counter() - t0}
+        students.append(
+            {
+                "fraction": fraction,
+                "arch": arch,
+                "written_as": row["arch"],
+                "params": row["params"],
+                "test_accuracy": row["test_acc"],
+                "val_accuracy": row["val_acc"],
+                "map": mean_ap,
+                "map_samples": n_map,
+                "checkpoint": str(path),
+            }
+        )
+    info = {
+        "teacher": args.teacher_arch,
+        "student": args.student,
+        "widths": list(args.widths),
+        "regime": regime,
+        "limit": limit,
+        "method": method,
+        "guide": guide,
+        "seed": seed,
+        "epochs": args.epochs,
+        "map_samples": args.n_map,
+        "status": "done",
+        "train_seconds": manifest["train_seconds"],
+        "wall_seconds": manifest["wall_seconds"],
+        "epoch_s_mean": manifest["train_seconds"] / args.epochs,
+        "ensemble_test_accuracy": manifest["ensemble"]["test_acc"],
+        "students": students,
+        "wall_s": time.perf_counter() - t0,
+    }
     write_json(record, info)
     return info
 
 
 def member_runs(ensembles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each ensemble student as a run record of its width (what `kd_comparison.aggregate` reads)."""
-    return [{"teacher": e["teacher"], "student": s["arch"], "regime": e["regime"], "method": e["method"],
-             "seed": e["seed"], "status": e["status"], "test_accuracy": s["test_accuracy"], "map": s["map"],
-             "epoch_s_mean": e["epoch_s_mean"], "task": None} for e in ensembles for s in e["students"]]
+    return [
+        {
+            "teacher": e["teacher"],
+            "student": s["arch"],
+            "regime": e["regime"],
+            "method": e["method"],
+            "seed": e["seed"],
+            "status": e["status"],
+            "test_accuracy": s["test_accuracy"],
+            "map": s["map"],
+            "epoch_s_mean": e["epoch_s_mean"],
+            "task": None,
+        }
+        for e in ensembles
+        for s in e["students"]
+    ]
 
 
 # -- the tables --------------------------------------------------------------------------------------
@@ -129,16 +181,27 @@ def _view(args: argparse.Namespace, pairs: list[tuple[str, str]], methods: list[
     return argparse.Namespace(pairs=pairs, regimes=args.regimes, methods=methods, teacher_epochs=args.teacher_epochs)
 
 
-def width_rows(runs: list[dict[str, Any]], ensembles: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
-               args: argparse.Namespace) -> list[dict[str, Any]]:
+def width_rows(
+    runs: list[dict[str, Any]],
+    ensembles: list[dict[str, Any]],
+    teachers: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
     """One row per regime x width x method (alone, kd, the ensembles), with `width` added; no teacher rows."""
     widths = members(args.student, args.widths)
     methods = [m for m in args.methods if m in SEPARATE or m in ENSEMBLES]
     view = _view(args, [(args.teacher_arch, arch) for _, arch in widths], methods)
     fraction = {arch: f for f, arch in widths}
     rows = kdc.aggregate(runs + member_runs(ensembles), teachers, view)
-    return [{**r, "width": fraction[r["student"]], "note": "epoch: the whole family" if r["method"] in ENSEMBLES
-             and r["n"] else _note(r)} for r in rows if not r["method"].startswith("teacher")]
+    return [
+        {
+            **r,
+            "width": fraction[r["student"]],
+            "note": "epoch: the whole family" if r["method"] in ENSEMBLES and r["n"] else _note(r),
+        }
+        for r in rows
+        if not r["method"].startswith("teacher")
+    ]
 
 
 def _note(row: dict[str, Any]) -> str:
@@ -146,8 +209,9 @@ def _note(row: dict[str, Any]) -> str:
     return "" if row["note"] == "auxiliary='none'" else row["note"]
 
 
-def hssakd_rows(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
-                args: argparse.Namespace) -> list[dict[str, Any]]:
+def hssakd_rows(
+    runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """kd_comparison's rows of the base pair for alone, kd, infoflow and hssakd (those asked for)."""
     methods = [m for m in HSSAKD_TABLE if m in args.methods]
     if not set(methods) & set(BASE_ONLY):
@@ -156,8 +220,9 @@ def hssakd_rows(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
     return [{**r, "note": _note(r)} for r in rows]
 
 
-def time_rows(runs: list[dict[str, Any]], ensembles: list[dict[str, Any]],
-              args: argparse.Namespace) -> list[dict[str, Any]]:
+def time_rows(
+    runs: list[dict[str, Any]], ensembles: list[dict[str, Any]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """Per regime, ensemble method and separate method: the ensemble's trainer wall time (and epochs' time)
     against the sum over all widths of the separate runs', over the seeds where every run is done."""
     archs = [arch for _, arch in members(args.student, args.widths)]
@@ -177,11 +242,21 @@ def time_rows(runs: list[dict[str, Any]], ensembles: list[dict[str, Any]],
                 sep_wall = [float(sum(r["seconds"] for r in sep)) for _, sep in pairs]
                 ens_train = [float(e["train_seconds"]) for e, _ in pairs]
                 sep_train = [float(sum(sum(r["epoch_s"]) for r in sep)) for _, sep in pairs]
-                rows.append({"regime": regime, "ensemble": method, "against": against, "n": len(pairs),
-                             "runs": len(archs), "ens_wall": stats(ens_wall), "sep_wall": stats(sep_wall),
-                             "ratio": stats([e / s for e, s in zip(ens_wall, sep_wall, strict=True)]),
-                             "saved": stats([s - e for e, s in zip(ens_wall, sep_wall, strict=True)]),
-                             "ens_train": stats(ens_train), "sep_train": stats(sep_train)})
+                rows.append(
+                    {
+                        "regime": regime,
+                        "ensemble": method,
+                        "against": against,
+                        "n": len(pairs),
+                        "runs": len(archs),
+                        "ens_wall": stats(ens_wall),
+                        "sep_wall": stats(sep_wall),
+                        "ratio": stats([e / s for e, s in zip(ens_wall, sep_wall, strict=True)]),
+                        "saved": stats([s - e for e, s in zip(ens_wall, sep_wall, strict=True)]),
+                        "ens_train": stats(ens_train),
+                        "sep_train": stats(sep_train),
+                    }
+                )
     return rows
 
 
@@ -195,48 +270,82 @@ def _gap(g: float) -> str:
 
 def _row(r: dict[str, Any], first: list[str]) -> str:
     acc, mean_ap, epoch_s = r["acc"], r["map"], r["epoch_s"]
-    cells = [*first, r["method"], fmt(acc[0], acc[1], 100), fmt(mean_ap[0], mean_ap[1], 100),
-             fmt(epoch_s[0], epoch_s[1], 1, 2), _gap(r["gap_acc"]), _gap(r["gap_map"]), str(r["n"]), r["note"]]
+    cells = [
+        *first,
+        r["method"],
+        fmt(acc[0], acc[1], 100),
+        fmt(mean_ap[0], mean_ap[1], 100),
+        fmt(epoch_s[0], epoch_s[1], 1, 2),
+        _gap(r["gap_acc"]),
+        _gap(r["gap_map"]),
+        str(r["n"]),
+        r["note"],
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
-def markdown(widths: list[dict[str, Any]], hssakd: list[dict[str, Any]], times: list[dict[str, Any]],
-             teachers: dict[str, dict[str, Any]], args: argparse.Namespace, wall_s: float) -> str:
+def markdown(
+    widths: list[dict[str, Any]],
+    hssakd: list[dict[str, Any]],
+    times: list[dict[str, Any]],
+    teachers: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+    wall_s: float,
+) -> str:
     import torch
 
     t = teachers[args.teacher_arch]
     head = "| width | student (params) | method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |"
-    out = ["# Ensemble and HSSAKD comparison", "",
-           f"Data {args.data}; student {args.student} at widths {', '.join(map(str, args.widths))};"
-           f" every student {args.epochs} epochs, seeds {','.join(map(str, args.seeds))}; teacher"
-           f" {args.teacher_arch} ({t['params']:,} parameters, {args.teacher_epochs} epochs, full data, seed 0:"
-           f" test acc {t['test_accuracy'] * 100:.1f}%, mAP {t['map'] * 100:.1f}%); batch {args.batch_size};"
-           f" retrieval mAP over the first {args.map_samples} test images; {torch.get_num_threads()} torch"
-           f" threads; device {args.device}. Mean ± sample std over seeds (accuracy and mAP in %); gap ="
-           f" (method - alone) / (teacher - alone), on the means. Wall time of this invocation:"
-           f" {wall_s / 60:.1f} min."]
+    out = [
+        "# Ensemble and HSSAKD comparison",
+        "",
+        f"Data {args.data}; student {args.student} at widths {', '.join(map(str, args.widths))};"
+        f" every student {args.epochs} epochs, seeds {','.join(map(str, args.seeds))}; teacher"
+        f" {args.teacher_arch} ({t['params']:,} parameters, {args.teacher_epochs} epochs, full data, seed 0:"
+        f" test acc {t['test_accuracy'] * 100:.1f}%, mAP {t['map'] * 100:.1f}%); batch {args.batch_size};"
+        f" retrieval mAP over the first {args.map_samples} test images; {torch.get_num_threads()} torch"
+        f" threads; device {args.device}. Mean ± sample std over seeds (accuracy and mAP in %); gap ="
+        f" (method - alone) / (teacher - alone), on the means. Wall time of this invocation:"
+        f" {wall_s / 60:.1f} min.",
+    ]
     for regime in args.regimes:
         rows = [r for r in widths if r["regime"] == regime]
         if rows:
-            out += ["", f"## Ensemble vs separate training, {regime}", "",
-                    head, "|---|---|---|---|---|---|---|---|---|---|"]
+            out += [
+                "",
+                f"## Ensemble vs separate training, {regime}",
+                "",
+                head,
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
             out += [_row(r, [str(r["width"]), f"{r['student']} ({r['student_params']:,})"]) for r in rows]
         trows = [r for r in times if r["regime"] == regime]
         if trows:
-            out += ["", f"Training time, {regime}: one ensemble run against the {trows[0]['runs']} separate runs"
-                        " (trainer wall time; epochs' time alone in the last columns); saved > 0: the ensemble is"
-                        " cheaper.", "",
-                    "| ensemble | against | ensemble s | separate s | ensemble / separate | saved s |"
-                    " ensemble epochs s | separate epochs s | n |",
-                    "|---|---|---|---|---|---|---|---|---|"]
-            out += [f"| {r['ensemble']} | {r['against']} x {r['runs']} | {_fmt(r['ens_wall'], 0)} |"
-                    f" {_fmt(r['sep_wall'], 0)} | {_fmt(r['ratio'], 2)} | {_fmt(r['saved'], 0)} |"
-                    f" {_fmt(r['ens_train'], 0)} | {_fmt(r['sep_train'], 0)} | {r['n']} |" for r in trows]
+            out += [
+                "",
+                f"Training time, {regime}: one ensemble run against the {trows[0]['runs']} separate runs"
+                " (trainer wall time; epochs' time alone in the last columns); saved > 0: the ensemble is"
+                " cheaper.",
+                "",
+                "| ensemble | against | ensemble s | separate s | ensemble / separate | saved s |"
+                " ensemble epochs s | separate epochs s | n |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            out += [
+                f"| {r['ensemble']} | {r['against']} x {r['runs']} | {_fmt(r['ens_wall'], 0)} |"
+                f" {_fmt(r['sep_wall'], 0)} | {_fmt(r['ratio'], 2)} | {_fmt(r['saved'], 0)} |"
+                f" {_fmt(r['ens_train'], 0)} | {_fmt(r['sep_train'], 0)} | {r['n']} |"
+                for r in trows
+            ]
         hrows = [r for r in hssakd if r["regime"] == regime]
         if hrows:
-            out += ["", f"## HSSAKD vs kd and infoflow, {args.teacher_arch} -> {args.student}, {regime}", "",
-                    "| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |",
-                    "|---|---|---|---|---|---|---|---|"]
+            out += [
+                "",
+                f"## HSSAKD vs kd and infoflow, {args.teacher_arch} -> {args.student}, {regime}",
+                "",
+                "| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
             out += [_row(r, []) for r in hrows]
     return "\n".join(out) + "\n"
 
@@ -248,8 +357,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from edgekd.distill.ensemble import parse_fractions
     from edgekd.errors import UserError
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.family_comparison", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.family_comparison",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--student", default="cnn-s", help="the ensemble's base student (a width-scalable arch)")
     parser.add_argument("--widths", default="1.0,0.8,0.6,0.4,0.2", help="decreasing width fractions")
     parser.add_argument("--teacher-arch", default="resnet")
@@ -312,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     if "hssakd" in args.methods:
         h_ckpt, teachers[kdc.hssakd_key(args.teacher_arch)] = kdc.teacher(args.teacher_arch, args, hssakd=True)
     for key, t in teachers.items():
-        print(f"teacher {key}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
-              f" {t['epoch_s_mean']:.1f} s/epoch", flush=True)
+        print(
+            f"teacher {key}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
+            f" {t['epoch_s_mean']:.1f} s/epoch",
+            flush=True,
+        )
     widths = members(args.student, args.widths)
     runs: list[dict[str, Any]] = []
     ensembles: list[dict[str, Any]] = []
@@ -322,24 +437,44 @@ def main(argv: list[str] | None = None) -> int:
             for method in (m for m in ENSEMBLES if m in args.methods):
                 e = ensemble_run(method, regime, limits[regime], seed, t_ckpt, args)
                 ensembles.append(e)
-                print(f"{args.student} {method} {regime} seed {seed}: " + ", ".join(
-                    f"w{s['fraction']:g} {s['test_accuracy'] * 100:.2f}%" for s in e["students"])
-                    + f"; {e['wall_seconds']:.0f} s", flush=True)
+                print(
+                    f"{args.student} {method} {regime} seed {seed}: "
+                    + ", ".join(f"w{s['fraction']:g} {s['test_accuracy'] * 100:.2f}%" for s in e["students"])
+                    + f"; {e['wall_seconds']:.0f} s",
+                    flush=True,
+                )
             todo = [(arch, m) for _, arch in widths for m in SEPARATE if m in args.methods]
             todo += [(args.student, m) for m in BASE_ONLY if m in args.methods]
             for arch, method in todo:
                 r = kdc.run_one((args.teacher_arch, arch), t_ckpt, regime, limits[regime], method, seed, args, h_ckpt)
                 runs.append(check_record(r, f"{arch} {method} {regime} seed {seed}", args))
-                print(f"{arch} {method} {regime} seed {seed}: acc {r['test_accuracy'] * 100:.2f}%,"
-                      f" mAP {r['map'] * 100:.2f}%, {r['epoch_s_mean']:.1f} s/epoch", flush=True)
-    rows, hrows, trows = (width_rows(runs, ensembles, teachers, args), hssakd_rows(runs, teachers, args),
-                          time_rows(runs, ensembles, args))
+                print(
+                    f"{arch} {method} {regime} seed {seed}: acc {r['test_accuracy'] * 100:.2f}%,"
+                    f" mAP {r['map'] * 100:.2f}%, {r['epoch_s_mean']:.1f} s/epoch",
+                    flush=True,
+                )
+    rows, hrows, trows = (
+        width_rows(runs, ensembles, teachers, args),
+        hssakd_rows(runs, teachers, args),
+        time_rows(runs, ensembles, args),
+    )
     wall = time.perf_counter() - start
     text = markdown(rows, hrows, trows, teachers, args, wall)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_json(args.out / f"{args.report}.json", {"args": settings, "limits": limits, "teachers": teachers,
-                                                  "widths": rows, "hssakd": hrows, "times": trows, "runs": runs,
-                                                  "ensembles": ensembles, "wall_s": wall})
+    write_json(
+        args.out / f"{args.report}.json",
+        {
+            "args": settings,
+            "limits": limits,
+            "teachers": teachers,
+            "widths": rows,
+            "hssakd": hrows,
+            "times": trows,
+            "runs": runs,
+            "ensembles": ensembles,
+            "wall_s": wall,
+        },
+    )
     (args.out / f"{args.report}.md").write_text(text)
     print(text)
     return 0

@@ -78,8 +78,9 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]
     from edgekd.config import TrainConfig
     from edgekd.distill.task import DistillConfig
 
-    cfg = TrainConfig(epochs=args.epochs, limit=args.limit, batch_size=args.batch_size, seed=seed,
-                      device="cpu", threads=args.threads)
+    cfg = TrainConfig(
+        epochs=args.epochs, limit=args.limit, batch_size=args.batch_size, seed=seed, device="cpu", threads=args.threads
+    )
     scratch = args.out / "scratch" / f"{variant}-s{seed}-{uuid.uuid4().hex[:8]}"
     scratch.mkdir(parents=True)
     ckpt, store = scratch / "student.pt", scratch / "store.sqlite"
@@ -97,10 +98,21 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]
         from benchmarks.kd_comparison import measure
 
         mean_ap = measure(ckpt, args.data, args.map_samples)[0]
-    return {"variant": variant, "seed": seed, "test_acc": result.test_accuracy, "val_acc": result.val_accuracy,
-            "map": mean_ap, "map_samples": args.map_samples,
-            "seconds": seconds, "history": result.history, "task": task.model_dump() if task else None,
-            "train": cfg.model_dump(), "student": args.student, "teacher": str(args.teacher), "data": args.data}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "test_acc": result.test_accuracy,
+        "val_acc": result.val_accuracy,
+        "map": mean_ap,
+        "map_samples": args.map_samples,
+        "seconds": seconds,
+        "history": result.history,
+        "task": task.model_dump() if task else None,
+        "train": cfg.model_dump(),
+        "student": args.student,
+        "teacher": str(args.teacher),
+        "data": args.data,
+    }
 
 
 def load_runs(runs: Path) -> list[dict[str, Any]]:
@@ -127,16 +139,19 @@ def table(records: list[dict[str, Any]]) -> str:
             maps.setdefault(r["variant"], []).append(100.0 * r["map"])
     order = [v for v in VARIANTS if v in by_variant] + sorted(set(by_variant) - set(VARIANTS))
     alone = by_variant.get("alone", {})
-    lines = [f"{'variant':14s} {'n':>2s} {'test acc %':>15s} {'minus alone':>15s} {'mAP %':>15s} {'min/run':>7s}"
-             "  per seed"]
+    lines = [
+        f"{'variant':14s} {'n':>2s} {'test acc %':>15s} {'minus alone':>15s} {'mAP %':>15s} {'min/run':>7s}  per seed"
+    ]
     for v in order:
         accs = by_variant[v]
         paired = [accs[s] - alone[s] for s in sorted(accs) if s in alone]
         diff = mean_std(paired) if paired and v != "alone" else ""
         mean_ap = mean_std(maps[v]) if v in maps else ""
         seeds = ", ".join(f"s{s} {a:.2f}" for s, a in sorted(accs.items()))
-        lines.append(f"{v:14s} {len(accs):2d} {mean_std(list(accs.values())):>15s} {diff:>15s} {mean_ap:>15s}"
-                     f" {statistics.mean(minutes[v]):7.1f}  {seeds}")
+        lines.append(
+            f"{v:14s} {len(accs):2d} {mean_std(list(accs.values())):>15s} {diff:>15s} {mean_ap:>15s}"
+            f" {statistics.mean(minutes[v]):7.1f}  {seeds}"
+        )
     return "\n".join(lines)
 
 
@@ -152,8 +167,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--map-samples", type=int, default=0,
-                        help="also score retrieval mAP over the first N test images (0: accuracy only)")
+    parser.add_argument(
+        "--map-samples",
+        type=int,
+        default=0,
+        help="also score retrieval mAP over the first N test images (0: accuracy only)",
+    )
     parser.add_argument("--table", action="store_true", help="only print the table of the finished runs")
     args = parser.parse_args(argv)
     args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -184,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{time.strftime('%H:%M:%S')} {variant} seed {seed} ...", flush=True)
                 record = run_one(variant, seed, args)
                 write_json_atomic(path, record)
-                print(f"{time.strftime('%H:%M:%S')} {variant} seed {seed}: test acc {100 * record['test_acc']:.2f}%"
-                      f" in {record['seconds']:.0f} s", flush=True)
+                print(
+                    f"{time.strftime('%H:%M:%S')} {variant} seed {seed}: test acc {100 * record['test_acc']:.2f}%"
+                    f" in {record['seconds']:.0f} s",
+                    flush=True,
+                )
     print(table(load_runs(runs)))
     return 0
 

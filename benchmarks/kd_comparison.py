@@ -215,8 +215,10 @@ def check_record(record: dict[str, Any], what: str, epochs: int, map_samples: in
     """A reused run record must come from the same student epochs and mAP sample count."""
     for key, want in (("epochs", epochs), ("map_samples", map_samples)):
         if record.get("status") == "done" and record.get(key) != want:
-            raise SystemExit(f"{what}: the record in {out} has {key}={record.get(key)}, this run {want};"
-                             f" use another --out, or the settings it was run with")
+            raise SystemExit(
+                f"{what}: the record in {out} has {key}={record.get(key)}, this run {want};"
+                f" use another --out, or the settings it was run with"
+            )
     return record
 
 
@@ -238,10 +240,17 @@ def train_config(args: argparse.Namespace, epochs: int, seed: int, limit: int | 
 def summarise(result: Any, path: Path, data: str, map_samples: int, extra: dict[str, Any]) -> dict[str, Any]:
     epoch_s = [float(row["epoch_s"]) for row in result.history if "epoch_s" in row]
     mean_ap, n_map = measure(path, data, map_samples)
-    return {**extra, "test_accuracy": float(result.test_accuracy), "val_accuracy": float(result.val_accuracy),
-            "map": mean_ap, "map_samples": n_map, "epoch_s": epoch_s,
-            "epoch_s_mean": statistics.fmean(epoch_s) if epoch_s else math.nan,
-            "seconds": float(result.seconds), "checkpoint": str(result.checkpoint)}
+    return {
+        **extra,
+        "test_accuracy": float(result.test_accuracy),
+        "val_accuracy": float(result.val_accuracy),
+        "map": mean_ap,
+        "map_samples": n_map,
+        "epoch_s": epoch_s,
+        "epoch_s_mean": statistics.fmean(epoch_s) if epoch_s else math.nan,
+        "seconds": float(result.seconds),
+        "checkpoint": str(result.checkpoint),
+    }
 
 
 def hssakd_key(arch: str) -> str:
@@ -273,25 +282,37 @@ def teacher(arch: str, args: argparse.Namespace, hssakd: bool = False) -> tuple[
         time.sleep(WAIT_S)
 
 
-def _train_teacher(arch: str, args: argparse.Namespace, hssakd: bool, ckpt: Path,
-                   record: Path) -> tuple[Path, dict[str, Any]]:
+def _train_teacher(
+    arch: str, args: argparse.Namespace, hssakd: bool, ckpt: Path, record: Path
+) -> tuple[Path, dict[str, Any]]:
     from edgekd import api
     from edgekd.models import build_model, parse_arch
     from edgekd.models.zoo import count_params
 
-    print(f"training {'HSSAKD ' if hssakd else ''}teacher {arch} ({args.teacher_epochs} epochs, full training"
-          " set)", flush=True)
+    print(
+        f"training {'HSSAKD ' if hssakd else ''}teacher {arch} ({args.teacher_epochs} epochs, full training set)",
+        flush=True,
+    )
     cfg = train_config(args, args.teacher_epochs, 0, None)
     result = api.train_teacher(arch, args.data, ckpt, cfg, progress=False, hssakd=hssakd, resume=args.resume)
     params = count_params(build_model(parse_arch(arch)))
-    info = summarise(result, ckpt, args.data, args.map_samples,
-                     {"arch": arch, "params": params, "seed": 0, "hssakd": hssakd})
+    info = summarise(
+        result, ckpt, args.data, args.map_samples, {"arch": arch, "params": params, "seed": 0, "hssakd": hssakd}
+    )
     write_json(record, info)
     return ckpt, info
 
 
-def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None, method: str, seed: int,
-            args: argparse.Namespace, h_ckpt: Path | None = None) -> dict[str, Any]:
+def run_one(
+    pair: tuple[str, str],
+    t_ckpt: Path,
+    regime: str,
+    limit: int | None,
+    method: str,
+    seed: int,
+    args: argparse.Namespace,
+    h_ckpt: Path | None = None,
+) -> dict[str, Any]:
     """One student run (skipped with --resume when its JSON exists); returns its record. `hssakd` distils
     from `h_ckpt`, the HSSAKD teacher. A run another worker holds (its lock) is skipped, returned with the
     status "running elsewhere"."""
@@ -302,13 +323,25 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
     table_only = getattr(args, "table_only", False)
 
     def recorded() -> dict[str, Any]:
-        return check_record(json.loads(record.read_text()), f"{t_arch} -> {s_arch} {regime} {method} seed {seed}",
-                            epochs, map_count(args), args.out)
+        return check_record(
+            json.loads(record.read_text()),
+            f"{t_arch} -> {s_arch} {regime} {method} seed {seed}",
+            epochs,
+            map_count(args),
+            args.out,
+        )
 
     if (args.resume or table_only) and record.is_file():
         return recorded()
-    base = {"teacher": t_arch, "student": s_arch, "regime": regime, "limit": limit, "method": method,
-            "seed": seed, "epochs": epochs}
+    base = {
+        "teacher": t_arch,
+        "student": s_arch,
+        "regime": regime,
+        "limit": limit,
+        "method": method,
+        "seed": seed,
+        "epochs": epochs,
+    }
     if method == "alone" and (shared := shared_alone(base, record, args)) is not None:
         if not table_only:
             write_json(record, shared)
@@ -324,12 +357,31 @@ def run_one(pair: tuple[str, str], t_ckpt: Path, regime: str, limit: int | None,
             return {**base, "status": "running elsewhere", "note": f"another worker is making it ({holder(record)})"}
         if args.resume and record.is_file():  # that worker finished it between the check above and the claim
             return recorded()
-        return _train_student(pair, t_ckpt, method, cfg=train_config(args, epochs, seed, limit), args=args,
-                              base=base, folder=folder, record=record, h_ckpt=h_ckpt)
+        return _train_student(
+            pair,
+            t_ckpt,
+            method,
+            cfg=train_config(args, epochs, seed, limit),
+            args=args,
+            base=base,
+            folder=folder,
+            record=record,
+            h_ckpt=h_ckpt,
+        )
 
 
-def _train_student(pair: tuple[str, str], t_ckpt: Path, method: str, *, cfg: Any, args: argparse.Namespace,
-                   base: dict[str, Any], folder: Path, record: Path, h_ckpt: Path | None) -> dict[str, Any]:
+def _train_student(
+    pair: tuple[str, str],
+    t_ckpt: Path,
+    method: str,
+    *,
+    cfg: Any,
+    args: argparse.Namespace,
+    base: dict[str, Any],
+    folder: Path,
+    record: Path,
+    h_ckpt: Path | None,
+) -> dict[str, Any]:
     from edgekd import api
 
     t_arch, s_arch = pair
@@ -345,8 +397,13 @@ def _train_student(pair: tuple[str, str], t_ckpt: Path, method: str, *, cfg: Any
         if source is None:
             raise ValueError("the hssakd run needs the HSSAKD teacher's checkpoint (h_ckpt)")
         result = api.distill(source, s_arch, args.data, ckpt, cfg, task, progress=False, resume=args.resume)
-    info = summarise(result, ckpt, args.data, args.map_samples,
-                     {**base, "status": "done", "task": task.model_dump(mode="json") if task else None})
+    info = summarise(
+        result,
+        ckpt,
+        args.data,
+        args.map_samples,
+        {**base, "status": "done", "task": task.model_dump(mode="json") if task else None},
+    )
     info["wall_s"] = time.perf_counter() - t0
     info["code"] = code_version()
     write_json(record, info)
@@ -362,10 +419,20 @@ def code_version() -> str | None:
 
     root = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "") if head else None
@@ -379,8 +446,11 @@ def shared_alone(base: dict[str, Any], record: Path, args: argparse.Namespace) -
     pattern = f"*/{base['regime']}/alone/seed{base['seed']}.json"
     for path in sorted((args.out / "runs").glob(pattern)):
         other = json.loads(path.read_text()) if path != record else {}
-        if other.get("status") == "done" and other.get("map_samples") == map_count(args) \
-                and {k: other.get(k) for k in want} == want:
+        if (
+            other.get("status") == "done"
+            and other.get("map_samples") == map_count(args)
+            and {k: other.get(k) for k in want} == want
+        ):
             origin = other.get("shared_from") or f"{other['teacher']} -> {other['student']}"
             return {**other, "teacher": base["teacher"], "shared_from": origin}
     return None
@@ -391,7 +461,7 @@ def alone_elsewhere(base: dict[str, Any], record: Path, args: argparse.Namespace
     making now (to be shared once it is done), or None."""
     pattern = f"*--{safe(base['student'])}/{base['regime']}/alone/seed{base['seed']}.json.lock"
     for lock in sorted((args.out / "runs").glob(pattern)):
-        other = lock.with_name(lock.name[:-len(".lock")])
+        other = lock.with_name(lock.name[: -len(".lock")])
         if other != record and holder(other) is not None:
             return other.parents[2].name
     return None
@@ -414,8 +484,9 @@ def fmt(mean: float, std: float, scale: float = 1.0, digits: int = 1) -> str:
     return s + (f" ± {std * scale:.{digits}f}" if not math.isnan(std) else " (n=1)")
 
 
-def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
-              args: argparse.Namespace) -> list[dict[str, Any]]:
+def aggregate(
+    runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """One row per pair x regime x method (plus the teacher's), with means, stds and gap recovered."""
     from edgekd.models import build_model, parse_arch
     from edgekd.models.zoo import count_params
@@ -432,38 +503,82 @@ def aggregate(runs: list[dict[str, Any]], teachers: dict[str, dict[str, Any]],
             done = {m: [r for r in group if r["method"] == m and r.get("status") == "done"] for m in args.methods}
             acc_alone = stats([r["test_accuracy"] for r in done.get("alone", [])])[0]
             map_alone = stats([r["map"] for r in done.get("alone", [])])[0]
-            key = {"pair": f"{t_arch} -> {s_arch}", "teacher": t_arch, "student": s_arch, "regime": regime,
-                   "student_params": s_params, "teacher_params": t_info["params"]}
+            key = {
+                "pair": f"{t_arch} -> {s_arch}",
+                "teacher": t_arch,
+                "student": s_arch,
+                "regime": regime,
+                "student_params": s_params,
+                "teacher_params": t_info["params"],
+            }
             for name, info in shown:
-                rows.append({**key, "method": name, "n": 1, "acc": (info["test_accuracy"], math.nan),
-                             "map": (info["map"], math.nan), "epoch_s": (info["epoch_s_mean"], math.nan),
-                             "gap_acc": math.nan, "gap_map": math.nan,
-                             "note": f"{args.teacher_epochs} epochs, full data"})
+                rows.append(
+                    {
+                        **key,
+                        "method": name,
+                        "n": 1,
+                        "acc": (info["test_accuracy"], math.nan),
+                        "map": (info["map"], math.nan),
+                        "epoch_s": (info["epoch_s_mean"], math.nan),
+                        "gap_acc": math.nan,
+                        "gap_map": math.nan,
+                        "note": f"{args.teacher_epochs} epochs, full data",
+                    }
+                )
             for m in args.methods:
                 rs = done[m]
                 if not rs:
                     unavailable = [r for r in group if r["method"] == m and r.get("status") == "not available"]
-                    rows.append({**key, "method": m, "n": 0, "acc": (math.nan, math.nan), "map": (math.nan, math.nan),
-                                 "epoch_s": (math.nan, math.nan), "gap_acc": math.nan, "gap_map": math.nan,
-                                 "note": unavailable[0]["note"] if unavailable else "no runs"})
+                    rows.append(
+                        {
+                            **key,
+                            "method": m,
+                            "n": 0,
+                            "acc": (math.nan, math.nan),
+                            "map": (math.nan, math.nan),
+                            "epoch_s": (math.nan, math.nan),
+                            "gap_acc": math.nan,
+                            "gap_map": math.nan,
+                            "note": unavailable[0]["note"] if unavailable else "no runs",
+                        }
+                    )
                     continue
                 acc, mean_ap = stats([r["test_accuracy"] for r in rs]), stats([r["map"] for r in rs])
                 t_acc, t_map = own[m].get("test_accuracy", acc_alone), own[m].get("map", map_alone)
-                gap_acc = (acc[0] - acc_alone) / (t_acc - acc_alone) if m != "alone" and t_acc != acc_alone \
-                    else math.nan
-                gap_map = (mean_ap[0] - map_alone) / (t_map - map_alone) if m != "alone" and t_map != map_alone \
-                    else math.nan
+                gap_acc = (
+                    (acc[0] - acc_alone) / (t_acc - acc_alone) if m != "alone" and t_acc != acc_alone else math.nan
+                )
+                gap_map = (
+                    (mean_ap[0] - map_alone) / (t_map - map_alone) if m != "alone" and t_map != map_alone else math.nan
+                )
                 aux = rs[0].get("task", {}) or {}
                 shared = sorted({r["shared_from"] for r in rs if r.get("shared_from")})
-                note = f"gap vs teacher-{HSSAKD}" if m == HSSAKD else \
-                    f"runs of {', '.join(shared)}" if shared else \
-                    f"auxiliary={aux.get('auxiliary')!r}" if "auxiliary" in aux and m in ("infoflow", AUX) else ""
-                rows.append({**key, "method": m, "n": len(rs), "acc": acc, "map": mean_ap,
-                             "epoch_s": stats([r["epoch_s_mean"] for r in rs]), "gap_acc": gap_acc,
-                             "gap_map": gap_map, "note": note,
-                             "later_epoch_s": stats([statistics.fmean(r["epoch_s"][1:]) for r in rs
-                                                     if len(r.get("epoch_s") or ()) > 1])[0],
-                             "wall_s": stats([r["wall_s"] for r in rs if whole_run(r)])[0]})
+                note = (
+                    f"gap vs teacher-{HSSAKD}"
+                    if m == HSSAKD
+                    else f"runs of {', '.join(shared)}"
+                    if shared
+                    else f"auxiliary={aux.get('auxiliary')!r}"
+                    if "auxiliary" in aux and m in ("infoflow", AUX)
+                    else ""
+                )
+                rows.append(
+                    {
+                        **key,
+                        "method": m,
+                        "n": len(rs),
+                        "acc": acc,
+                        "map": mean_ap,
+                        "epoch_s": stats([r["epoch_s_mean"] for r in rs]),
+                        "gap_acc": gap_acc,
+                        "gap_map": gap_map,
+                        "note": note,
+                        "later_epoch_s": stats(
+                            [statistics.fmean(r["epoch_s"][1:]) for r in rs if len(r.get("epoch_s") or ()) > 1]
+                        )[0],
+                        "wall_s": stats([r["wall_s"] for r in rs if whole_run(r)])[0],
+                    }
+                )
     return rows
 
 
@@ -487,10 +602,18 @@ def cost_line(group: list[dict[str, Any]]) -> str | None:
             continue
         epoch = r["later_epoch_s"] / alone["later_epoch_s"]
         wall = r["wall_s"] / alone["wall_s"]
-        parts.append(f"{r['method']} {'n/a' if math.isnan(epoch) else f'{epoch:.2f}x'}"
-                     f" / {'n/a' if math.isnan(wall) else f'{wall:.2f}x'}")
-    return ("Cost against the student alone (epochs after the first / the whole run's wall time, ratios of the"
-            " means): " + "; ".join(parts) + ".") if parts else None
+        parts.append(
+            f"{r['method']} {'n/a' if math.isnan(epoch) else f'{epoch:.2f}x'}"
+            f" / {'n/a' if math.isnan(wall) else f'{wall:.2f}x'}"
+        )
+    return (
+        (
+            "Cost against the student alone (epochs after the first / the whole run's wall time, ratios of the"
+            " means): " + "; ".join(parts) + "."
+        )
+        if parts
+        else None
+    )
 
 
 def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -511,13 +634,18 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
         std_acc = max(_nan0(info["acc"][1]), _nan0(pkt["acc"][1]))
         d_map, d_acc = info["map"][0] - pkt["map"][0], info["acc"][0] - pkt["acc"][0]
         map_ok, acc_ok = d_map > std_map, d_acc >= -std_acc
-        lines.append(f"- {row['pair']}, {row['regime']} ({info['method']} vs pkt, n={info['n']}):"
-                     f" mAP {d_map * 100:+.1f} pts vs std {std_map * 100:.1f} -> {'met' if map_ok else 'NOT met'};"
-                     f" accuracy {d_acc * 100:+.1f} pts vs std {std_acc * 100:.1f} ->"
-                     f" {'met' if acc_ok else 'NOT met'}"
-                     + (f"; gap recovered {info['gap_acc'] * 100:.0f}% ->"
-                        f" {'met' if info['gap_acc'] >= 0.4 - 1e-9 else 'NOT met'} (goal: >= 40% in 10pct)"
-                        if row["regime"] == "10pct" and not math.isnan(info["gap_acc"]) else ""))
+        lines.append(
+            f"- {row['pair']}, {row['regime']} ({info['method']} vs pkt, n={info['n']}):"
+            f" mAP {d_map * 100:+.1f} pts vs std {std_map * 100:.1f} -> {'met' if map_ok else 'NOT met'};"
+            f" accuracy {d_acc * 100:+.1f} pts vs std {std_acc * 100:.1f} ->"
+            f" {'met' if acc_ok else 'NOT met'}"
+            + (
+                f"; gap recovered {info['gap_acc'] * 100:.0f}% ->"
+                f" {'met' if info['gap_acc'] >= 0.4 - 1e-9 else 'NOT met'} (goal: >= 40% in 10pct)"
+                if row["regime"] == "10pct" and not math.isnan(info["gap_acc"])
+                else ""
+            )
+        )
     return lines
 
 
@@ -531,38 +659,61 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, wall_s: float
     seeds = ",".join(map(str, args.seeds))
     per_regime = [(r, epochs_for(args, r)) for r in args.regimes]
     (r0, n0), rest = per_regime[0], per_regime[1:]
-    epochs = f"{n0} epochs in {r0}" + "".join(f", {n} in {r}" for r, n in rest) \
-        if any(n != n0 for _, n in rest) else f"{n0} epochs"
-    out = ["# Distillation comparison", "",
-           f"Data {args.data}; students {epochs}, seeds {seeds}; teachers {args.teacher_epochs} epochs"
-           f" (full data, seed 0); batch {args.batch_size}; retrieval mAP over the first {args.map_samples}"
-           f" test images; {torch.get_num_threads()} torch threads; device {args.device}. Mean ± sample std over"
-           f" seeds (accuracy and mAP in %); gap = (method - alone) / (teacher - alone), on the means."
-           + (" Table written from the run records (--table-only)." if getattr(args, "table_only", False) else
-              f" Wall time of this invocation: {wall_s / 60:.1f} min."), ""]
-    header = ("| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |\n"
-              "|---|---|---|---|---|---|---|---|")
+    epochs = (
+        f"{n0} epochs in {r0}" + "".join(f", {n} in {r}" for r, n in rest)
+        if any(n != n0 for _, n in rest)
+        else f"{n0} epochs"
+    )
+    out = [
+        "# Distillation comparison",
+        "",
+        f"Data {args.data}; students {epochs}, seeds {seeds}; teachers {args.teacher_epochs} epochs"
+        f" (full data, seed 0); batch {args.batch_size}; retrieval mAP over the first {args.map_samples}"
+        f" test images; {torch.get_num_threads()} torch threads; device {args.device}. Mean ± sample std over"
+        f" seeds (accuracy and mAP in %); gap = (method - alone) / (teacher - alone), on the means."
+        + (
+            " Table written from the run records (--table-only)."
+            if getattr(args, "table_only", False)
+            else f" Wall time of this invocation: {wall_s / 60:.1f} min."
+        ),
+        "",
+    ]
+    header = (
+        "| method | test acc % | mAP % | epoch s | gap acc | gap mAP | n | note |\n|---|---|---|---|---|---|---|---|"
+    )
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["pair"], row["regime"]), []).append(row)
     gap = lambda g: "" if math.isnan(g) else f"{g * 100:.0f}%"  # noqa: E731
     for group in groups.values():
         first = group[0]
-        out += ["", f"## {first['pair']} ({first['teacher_params']:,} -> {first['student_params']:,} parameters),"
-                    f" {first['regime']} ({epochs_for(args, first['regime'])} epochs)", "", header]
+        out += [
+            "",
+            f"## {first['pair']} ({first['teacher_params']:,} -> {first['student_params']:,} parameters),"
+            f" {first['regime']} ({epochs_for(args, first['regime'])} epochs)",
+            "",
+            header,
+        ]
         for row in group:
             acc, mean_ap, epoch_s = row["acc"], row["map"], row["epoch_s"]
-            out.append(f"| {row['method']} | {fmt(acc[0], acc[1], 100)} | {fmt(mean_ap[0], mean_ap[1], 100)} |"
-                       f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} |"
-                       f" {row['n']} | {row['note']} |")
+            out.append(
+                f"| {row['method']} | {fmt(acc[0], acc[1], 100)} | {fmt(mean_ap[0], mean_ap[1], 100)} |"
+                f" {fmt(epoch_s[0], epoch_s[1], 1, 2)} | {gap(row['gap_acc'])} | {gap(row['gap_map'])} |"
+                f" {row['n']} | {row['note']} |"
+            )
         if (cost := cost_line(group)) is not None:
             out += ["", cost]
     goals = goal_lines(rows)
     if goals:
-        out += ["", "## Goal (heterogeneous pair)", "",
-                "infoflow (with the auxiliary teacher when available) vs pkt: mAP above pkt by more than the"
-                " larger std; accuracy not below pkt by more than it; >= 40% of the accuracy gap in 10pct.", "",
-                *goals]
+        out += [
+            "",
+            "## Goal (heterogeneous pair)",
+            "",
+            "infoflow (with the auxiliary teacher when available) vs pkt: mAP above pkt by more than the"
+            " larger std; accuracy not below pkt by more than it; >= 40% of the accuracy gap in 10pct.",
+            "",
+            *goals,
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -574,28 +725,38 @@ def csv(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.kd_comparison", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.kd_comparison",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="teacher:student,...")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"of {', '.join(METHODS)}")
     parser.add_argument("--regimes", default="full,10pct", help=f"of {', '.join(REGIMES)}")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", default="10",
-                        help="student epochs, every method alike: N, or per regime, e.g. 10pct=30,full=8")
+    parser.add_argument(
+        "--epochs", default="10", help="student epochs, every method alike: N, or per regime, e.g. 10pct=30,full=8"
+    )
     parser.add_argument("--teacher-epochs", type=int, default=10)
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--map-samples", type=int, default=2000, help="test images for retrieval mAP")
-    parser.add_argument("--auxiliary", default=None,
-                        help="value of DistillConfig.auxiliary for infoflow-aux (default: auto, or true for a flag"
-                             " field)")
+    parser.add_argument(
+        "--auxiliary",
+        default=None,
+        help="value of DistillConfig.auxiliary for infoflow-aux (default: auto, or true for a flag field)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=Path("kd-comparison"))
-    parser.add_argument("--resume", action="store_true",
-                        help="skip runs whose result JSON exists; an interrupted run continues from its last epoch")
-    parser.add_argument("--table-only", action="store_true",
-                        help="train nothing: write the table from the run records already in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip runs whose result JSON exists; an interrupted run continues from its last epoch",
+    )
+    parser.add_argument(
+        "--table-only", action="store_true", help="train nothing: write the table from the run records already in --out"
+    )
     args = parser.parse_args(argv)
     args.pairs = [tuple(p.split(":", 1)) for p in csv(args.pairs)]
     if any(len(p) != 2 or not all(p) for p in args.pairs):
@@ -634,29 +795,43 @@ def main(argv: list[str] | None = None) -> int:
             if key not in teachers and (not hssakd or HSSAKD in args.methods):
                 ckpts[key], teachers[key] = teacher(pair[0], args, hssakd)
                 t = teachers[key]
-                print(f"teacher {key}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
-                      f" {t['epoch_s_mean']:.1f} s/epoch", flush=True)
+                print(
+                    f"teacher {key}: test acc {t['test_accuracy'] * 100:.2f}%, mAP {t['map'] * 100:.2f}%,"
+                    f" {t['epoch_s_mean']:.1f} s/epoch",
+                    flush=True,
+                )
         for regime in args.regimes:
             for seed in args.seeds:
                 for method in args.methods:
-                    r = run_one(pair, ckpts[pair[0]], regime, limits[regime], method, seed, args,
-                                ckpts.get(hssakd_key(pair[0])))
+                    r = run_one(
+                        pair, ckpts[pair[0]], regime, limits[regime], method, seed, args, ckpts.get(hssakd_key(pair[0]))
+                    )
                     runs.append(r)
                     if r.get("status") == "missing":
                         continue
                     if r.get("status") == "done":
-                        print(f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}:"
-                              f" acc {r['test_accuracy'] * 100:.2f}%, mAP {r['map'] * 100:.2f}%,"
-                              f" {r['epoch_s_mean']:.1f} s/epoch", flush=True)
+                        print(
+                            f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}:"
+                            f" acc {r['test_accuracy'] * 100:.2f}%, mAP {r['map'] * 100:.2f}%,"
+                            f" {r['epoch_s_mean']:.1f} s/epoch",
+                            flush=True,
+                        )
                     else:
                         print(f"{pair[0]} -> {pair[1]} {regime} {method} seed {seed}: {r['note']}", flush=True)
     rows = aggregate(runs, teachers, args)
     wall = time.perf_counter() - start
     text = markdown(rows, args, wall)
-    write_json(args.out / "results.json", {"args": {k: (str(v) if isinstance(v, Path) else v)
-                                                    for k, v in vars(args).items()},
-                                           "limits": limits, "teachers": teachers, "rows": rows, "runs": runs,
-                                           "wall_s": wall})
+    write_json(
+        args.out / "results.json",
+        {
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "limits": limits,
+            "teachers": teachers,
+            "rows": rows,
+            "runs": runs,
+            "wall_s": wall,
+        },
+    )
     (args.out / "results.md").write_text(text)
     print(text)
     return 0

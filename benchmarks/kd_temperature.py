@@ -56,9 +56,16 @@ def run_one(student: str, name: str, task: Any, seed: int, args: argparse.Namesp
         result = api.train_teacher(student, args.data, ckpt, cfg, progress=False, resume=True)
     else:
         result = api.distill(args.teacher, student, args.data, ckpt, cfg, task, progress=False, resume=True)
-    info = {"student": student, "variant": name, "seed": seed, "epochs": args.epochs, "limit": args.limit,
-            "test_accuracy": float(result.test_accuracy), "val_accuracy": float(result.val_accuracy),
-            "seconds": time.perf_counter() - t0}
+    info = {
+        "student": student,
+        "variant": name,
+        "seed": seed,
+        "epochs": args.epochs,
+        "limit": args.limit,
+        "test_accuracy": float(result.test_accuracy),
+        "val_accuracy": float(result.val_accuracy),
+        "seconds": time.perf_counter() - t0,
+    }
     write_json(record, info)
     return info
 
@@ -67,14 +74,22 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, names: list[str]
     from edgekd.models import build_model, parse_arch
     from edgekd.models.zoo import count_params
 
-    lines = ["# KD temperature on small students", "",
-             f"Teacher {args.teacher}; data {args.data}, first {args.limit} training samples; {args.epochs} epochs;"
-             f" seeds {','.join(map(str, args.seeds))}. Test accuracy %, mean ± sample std over seeds; minus"
-             f" alone is paired by seed.", ""]
+    lines = [
+        "# KD temperature on small students",
+        "",
+        f"Teacher {args.teacher}; data {args.data}, first {args.limit} training samples; {args.epochs} epochs;"
+        f" seeds {','.join(map(str, args.seeds))}. Test accuracy %, mean ± sample std over seeds; minus"
+        f" alone is paired by seed.",
+        "",
+    ]
     for student in args.students:
         params = count_params(build_model(parse_arch(student)))
-        lines += [f"## {student} ({params:,} parameters)", "", "| variant | n | test acc | minus alone |",
-                  "|---|---:|---:|---:|"]
+        lines += [
+            f"## {student} ({params:,} parameters)",
+            "",
+            "| variant | n | test acc | minus alone |",
+            "|---|---:|---:|---:|",
+        ]
         mine = [r for r in runs if r["student"] == student]
         alone = {r["seed"]: r["test_accuracy"] for r in mine if r["variant"] == "alone"}
         for name in names:
@@ -89,11 +104,15 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, names: list[str]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.kd_temperature", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.kd_temperature",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--teacher", type=Path, required=True, help="a trained teacher checkpoint")
-    parser.add_argument("--students", default=",".join(DEFAULT_STUDENTS),
-                        help="archs: a;b, or a,b (commas inside parentheses kept)")
+    parser.add_argument(
+        "--students", default=",".join(DEFAULT_STUDENTS), help="archs: a;b, or a,b (commas inside parentheses kept)"
+    )
     parser.add_argument("--temperatures", default="4,2,1")
     parser.add_argument("--low-weight", type=float, default=0.1, help="the KD weight of the low-weight variant")
     parser.add_argument("--seeds", default="0,1,2")

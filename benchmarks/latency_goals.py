@@ -65,8 +65,9 @@ def main() -> None:
         api.export(str(ckpt), target, workdir / target, data="fashion-mnist")
         arts[target] = resolve_artifact(workdir / target)
     brief = TimingConfig(min_iters=10, min_time_s=0.1)
-    acc = {t: benchmark(a, threads=args.threads, data="fashion-mnist", timing=brief)["accuracy"]
-           for t, a in arts.items()}
+    acc = {
+        t: benchmark(a, threads=args.threads, data="fashion-mnist", timing=brief)["accuracy"] for t, a in arts.items()
+    }
     timing = TimingConfig(warmup_iters=50, warmup_s=1.0, min_iters=500, min_time_s=3.0)
     p50: dict[str, list[float]] = {t: [] for t in (*TARGETS, "torch-eager")}
     for r in range(args.rounds):  # interleaved, so drift of the machine hits every runtime alike
@@ -79,9 +80,11 @@ def main() -> None:
     for runtime in ("ort", "openvino"):
         fp32, int8 = f"cpu-{runtime}-fp32", f"cpu-{runtime}-int8"
         ratio, drop = med[int8] / med[fp32], 100 * (acc[fp32] - acc[int8])
-        print(f"{runtime:9s} INT8/FP32 latency {ratio:.2f} (goal <= 0.80: {'met' if ratio <= 0.8 else 'MISSED'}),"
-              f" accuracy {100 * acc[fp32]:.2f} -> {100 * acc[int8]:.2f} (lost {drop:.2f} points, goal <= 0.5:"
-              f" {'met' if drop <= 0.5 else 'MISSED'})")
+        print(
+            f"{runtime:9s} INT8/FP32 latency {ratio:.2f} (goal <= 0.80: {'met' if ratio <= 0.8 else 'MISSED'}),"
+            f" accuracy {100 * acc[fp32]:.2f} -> {100 * acc[int8]:.2f} (lost {drop:.2f} points, goal <= 0.5:"
+            f" {'met' if drop <= 0.5 else 'MISSED'})"
+        )
     for target in TARGETS:
         ratio = med[target] / med["torch-eager"]
         print(f"{target:18s} / torch eager {ratio:.2f} (goal <= 0.30: {'met' if ratio <= 0.3 else 'MISSED'})")

@@ -44,8 +44,9 @@ def held_out(candidates: list[Candidate], probes: list[Candidate], n: int | None
     return rest if n is None or n >= len(rest) else choose_probes(rest, n)[:n]
 
 
-def measure_all(candidates: list[Candidate], profile: TargetProfile, workdir: Path, store: Store,
-                timing: TimingConfig, repeats: int) -> dict[str, list[float]]:
+def measure_all(
+    candidates: list[Candidate], profile: TargetProfile, workdir: Path, store: Store, timing: TimingConfig, repeats: int
+) -> dict[str, list[float]]:
     """p50s of every candidate, `repeats` passes over all of them in one shuffled order: the machine's
     drift falls on probes and held-out candidates alike, and a candidate's repeats are minutes apart.
     The first pass is `measure_candidate` (cached in the store); later ones re-time the same build."""
@@ -77,14 +78,30 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for c in evaluate:
         predicted, got, p50s = predictor.predict(c), measured[c.key], runs[c.key]
-        rows.append({"arch": c.arch, "image_size": c.spec.image_size, "params": c.params, "flops": c.flops,
-                     "predicted_ms": predicted, "measured_ms": got, "p50_runs": p50s,
-                     "error_pct": abs(predicted - got) / got * 100.0,
-                     "noise_pct": (max(p50s) - min(p50s)) / min(p50s) * 100.0})
+        rows.append(
+            {
+                "arch": c.arch,
+                "image_size": c.spec.image_size,
+                "params": c.params,
+                "flops": c.flops,
+                "predicted_ms": predicted,
+                "measured_ms": got,
+                "p50_runs": p50s,
+                "error_pct": abs(predicted - got) / got * 100.0,
+                "noise_pct": (max(p50s) - min(p50s)) / min(p50s) * 100.0,
+            }
+        )
     return {
-        "target": predictor.target, "space": str(args.space), "space_size": len(candidates),
-        "probes": len(probes), "held_out": len(rows), "repeats": args.repeats, "timing": timing.to_json(),
-        "vector": predictor.vector, "overhead_ms": predictor.overhead_ms(), "fit": predictor.fit_info,
+        "target": predictor.target,
+        "space": str(args.space),
+        "space_size": len(candidates),
+        "probes": len(probes),
+        "held_out": len(rows),
+        "repeats": args.repeats,
+        "timing": timing.to_json(),
+        "vector": predictor.vector,
+        "overhead_ms": predictor.overhead_ms(),
+        "fit": predictor.fit_info,
         "rows": rows,
         "mape_pct": predictor.mape({c.key: measured[c.key] for c in evaluate}),
         "noise_pct_median": statistics.median(r["noise_pct"] for r in rows) if rows else None,
@@ -95,21 +112,31 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def show(report: dict[str, Any]) -> None:
     t = report["target"]
-    print(f"target {t['name']}: {t['runtime']} {t['runtime_version']} {t['precision']} on {t['cpu_model']},"
-          f" {t['threads']} threads, batch {t['batch']}")
-    print(f"space {report['space']}: {report['space_size']} candidates; fitted on {report['probes']} probes,"
-          f" evaluated on {report['held_out']} held out; each measured {report['repeats']}x, lowest p50 counts")
-    print(f"per-layer model: vector width {report['vector']} (leave-one-out MAPE by width:"
-          f" {', '.join(f'{k}: {v:.1f}%' for k, v in report['fit']['loo_mape_by_vector'].items())}),"
-          f" {len(report['layer_table'])} layer configurations in the table")
+    print(
+        f"target {t['name']}: {t['runtime']} {t['runtime_version']} {t['precision']} on {t['cpu_model']},"
+        f" {t['threads']} threads, batch {t['batch']}"
+    )
+    print(
+        f"space {report['space']}: {report['space_size']} candidates; fitted on {report['probes']} probes,"
+        f" evaluated on {report['held_out']} held out; each measured {report['repeats']}x, lowest p50 counts"
+    )
+    print(
+        f"per-layer model: vector width {report['vector']} (leave-one-out MAPE by width:"
+        f" {', '.join(f'{k}: {v:.1f}%' for k, v in report['fit']['loo_mape_by_vector'].items())}),"
+        f" {len(report['layer_table'])} layer configurations in the table"
+    )
     print(f"\n{'candidate':48s} {'MFLOPs':>7s} {'predicted':>10s} {'measured':>9s} {'error':>7s} {'noise':>7s}")
     for r in report["rows"]:
         name = f"{r['arch']} @{r['image_size']}px"
-        print(f"{name:48s} {r['flops'] / 1e6:7.1f} {r['predicted_ms']:8.4f}ms {r['measured_ms']:7.4f}ms"
-              f" {r['error_pct']:6.1f}% {r['noise_pct']:6.1f}%")
-    print(f"\nMAPE on held-out candidates: {report['mape_pct']:.1f}% (goal < 10%); fit MAPE on the probes"
-          f" {report['fit']['fit_mape']:.1f}%; measurement noise (spread of the repeats, median)"
-          f" {report['noise_pct_median']:.1f}%")
+        print(
+            f"{name:48s} {r['flops'] / 1e6:7.1f} {r['predicted_ms']:8.4f}ms {r['measured_ms']:7.4f}ms"
+            f" {r['error_pct']:6.1f}% {r['noise_pct']:6.1f}%"
+        )
+    print(
+        f"\nMAPE on held-out candidates: {report['mape_pct']:.1f}% (goal < 10%); fit MAPE on the probes"
+        f" {report['fit']['fit_mape']:.1f}%; measurement noise (spread of the repeats, median)"
+        f" {report['noise_pct_median']:.1f}%"
+    )
     print(f"wall time {report['wall_s']:.0f} s")
 
 

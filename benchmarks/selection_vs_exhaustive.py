@@ -49,22 +49,42 @@ def budget_between(latency: dict[str, float]) -> float:
     return (slowest[0] + slowest[1]) / 2 if len(slowest) == 2 else slowest[0] * 1.01
 
 
-def exhaustive(teacher: Path, survivors: list[Candidate], data: str, cfg: TrainConfig, task: DistillConfig,
-               workdir: Path, store: Path) -> dict[str, Any]:
+def exhaustive(
+    teacher: Path,
+    survivors: list[Candidate],
+    data: str,
+    cfg: TrainConfig,
+    task: DistillConfig,
+    workdir: Path,
+    store: Path,
+) -> dict[str, Any]:
     """Every in-budget candidate distilled for the full epochs; the best validation accuracy wins."""
     from edgekd import api
 
     rows, started, cpu = [], time.perf_counter(), time.process_time()
     for c in survivors:
-        result = api.distill(teacher, c.arch, data, workdir / "exhaustive" / c.key / "student.pt", cfg, task,
-                             store=store, progress=False)
-        rows.append({"arch": c.arch, "val_acc": result.val_accuracy, "test_acc": result.test_accuracy,
-                     "seconds": result.seconds, "flops": c.flops})
+        result = api.distill(
+            teacher, c.arch, data, workdir / "exhaustive" / c.key / "student.pt", cfg, task, store=store, progress=False
+        )
+        rows.append(
+            {
+                "arch": c.arch,
+                "val_acc": result.val_accuracy,
+                "test_acc": result.test_accuracy,
+                "seconds": result.seconds,
+                "flops": c.flops,
+            }
+        )
     best = max(rows, key=lambda r: r["val_acc"])
-    return {"rows": rows, "chosen": best, "best_test": max(rows, key=lambda r: r["test_acc"]),
-            "student_epochs": len(rows) * cfg.epochs, "train_s": time.perf_counter() - started,
-            "train_cpu_s": time.process_time() - cpu,
-            "flop_epochs": sum(r["flops"] for r in rows) * cfg.epochs}
+    return {
+        "rows": rows,
+        "chosen": best,
+        "best_test": max(rows, key=lambda r: r["test_acc"]),
+        "student_epochs": len(rows) * cfg.epochs,
+        "train_s": time.perf_counter() - started,
+        "train_cpu_s": time.process_time() - cpu,
+        "flop_epochs": sum(r["flops"] for r in rows) * cfg.epochs,
+    }
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -78,11 +98,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     teacher = args.teacher
     if teacher is None:
         teacher = workdir / "teacher.pt"
-        api.train_teacher("cnn-m", args.data, teacher, TrainConfig(epochs=3, limit=args.limit, seed=args.seed),
-                          store=store.path, progress=False)
+        api.train_teacher(
+            "cnn-m",
+            args.data,
+            teacher,
+            TrainConfig(epochs=3, limit=args.limit, seed=args.seed),
+            store=store.path,
+            progress=False,
+        )
     candidates = space.candidates()
-    latency = {c.key: measure_candidate(c, profile, workdir / "candidates", store, TIMING).p50_ms
-               for c in candidates}
+    latency = {c.key: measure_candidate(c, profile, workdir / "candidates", store, TIMING).p50_ms for c in candidates}
     budget = args.budget_ms or budget_between(latency)
     survivors = [c for c in candidates if latency[c.key] <= budget]
     if not survivors:
@@ -92,8 +117,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     t0, cpu = time.perf_counter(), time.process_time()
     out = workdir / "selection"
     shutil.rmtree(out, ignore_errors=True)
-    sel = select(teacher, space, args.target, args.data, out, cfg, task, SelectConfig(budget_ms=budget),
-                 timing=TIMING, store=store.path, progress=False)
+    sel = select(
+        teacher,
+        space,
+        args.target,
+        args.data,
+        out,
+        cfg,
+        task,
+        SelectConfig(budget_ms=budget),
+        timing=TIMING,
+        store=store.path,
+        progress=False,
+    )
     sel_cpu = time.process_time() - cpu
     sel_wall = time.perf_counter() - t0
     # the selection runs first: it pays for filling the teacher-output cache that both then read
@@ -101,14 +137,24 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     seconds = sel["compute"]["seconds"]
     chosen = sel["chosen"]
     return {
-        "target": profile.name, "space": space.name, "candidates": len(candidates), "in_budget": len(survivors),
-        "budget_ms": budget, "epochs": args.epochs, "limit": args.limit, "data": args.data,
+        "target": profile.name,
+        "space": space.name,
+        "candidates": len(candidates),
+        "in_budget": len(survivors),
+        "budget_ms": budget,
+        "epochs": args.epochs,
+        "limit": args.limit,
+        "data": args.data,
         "latency_ms": {c.arch: latency[c.key] for c in candidates},
         "exhaustive": full,
-        "selection": {"chosen": chosen, "student_epochs": sel["compute"]["student_epochs"],
-                      "train_s": seconds.get("search", 0.0) + seconds.get("finish", 0.0),
-                      "wall_s": sel_wall, "cpu_s": sel_cpu,
-                      "fates": {r["arch"]: r["why"] for r in sel["candidates"]}},
+        "selection": {
+            "chosen": chosen,
+            "student_epochs": sel["compute"]["student_epochs"],
+            "train_s": seconds.get("search", 0.0) + seconds.get("finish", 0.0),
+            "wall_s": sel_wall,
+            "cpu_s": sel_cpu,
+            "fates": {r["arch"]: r["why"] for r in sel["candidates"]},
+        },
         "gap_points": 100 * (full["chosen"]["test_acc"] - (chosen["test_acc"] or 0.0)),
         "epoch_ratio": sel["compute"]["student_epochs"] / full["student_epochs"],
         # an epoch of a larger student costs more: the same ratio weighted by each student's FLOPs
@@ -123,30 +169,46 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def show(r: dict[str, Any]) -> None:
     ex, sel = r["exhaustive"], r["selection"]
-    print(f"target {r['target']}, space {r['space']}: {r['candidates']} candidates, {r['in_budget']} within the"
-          f" {r['budget_ms']:.4f} ms budget; {r['epochs']} epochs per finished student, data {r['data']}"
-          f" (limit {r['limit']})")
+    print(
+        f"target {r['target']}, space {r['space']}: {r['candidates']} candidates, {r['in_budget']} within the"
+        f" {r['budget_ms']:.4f} ms budget; {r['epochs']} epochs per finished student, data {r['data']}"
+        f" (limit {r['limit']})"
+    )
     print("\ncandidate latency (p50, ms): " + ", ".join(f"{a} {v:.4f}" for a, v in r["latency_ms"].items()))
     print(f"\n{'exhaustive: every in-budget candidate':40s} {'val acc':>8s} {'test acc':>9s} {'train s':>8s}")
     for row in ex["rows"]:
         print(f"  {row['arch']:38s} {100 * row['val_acc']:7.2f}% {100 * row['test_acc']:8.2f}% {row['seconds']:8.1f}")
     c = sel["chosen"]
     print(f"\n{'':26s} {'chosen':28s} {'val acc':>8s} {'test acc':>9s} {'student-epochs':>15s} {'train s':>8s}")
-    print(f"{'exhaustive':26s} {ex['chosen']['arch']:28s} {100 * ex['chosen']['val_acc']:7.2f}%"
-          f" {100 * ex['chosen']['test_acc']:8.2f}% {ex['student_epochs']:15d} {ex['train_s']:8.1f}")
-    print(f"{'selection (edgekd select)':26s} {c['arch']:28s} {100 * c['val_acc']:7.2f}%"
-          f" {100 * (c['test_acc'] or 0):8.2f}% {sel['student_epochs']:15d} {sel['train_s']:8.1f}")
+    print(
+        f"{'exhaustive':26s} {ex['chosen']['arch']:28s} {100 * ex['chosen']['val_acc']:7.2f}%"
+        f" {100 * ex['chosen']['test_acc']:8.2f}% {ex['student_epochs']:15d} {ex['train_s']:8.1f}"
+    )
+    print(
+        f"{'selection (edgekd select)':26s} {c['arch']:28s} {100 * c['val_acc']:7.2f}%"
+        f" {100 * (c['test_acc'] or 0):8.2f}% {sel['student_epochs']:15d} {sel['train_s']:8.1f}"
+    )
     print("\nwhy the others lost (selection):")
     for arch, why in sel["fates"].items():
         print(f"  {arch}: {why}")
+
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
     print(f"\ntest accuracy gap {r['gap_points']:+.2f} points (goal <= 0.3: {verdict(r['gap_points'] <= 0.3)})")
-    print("compute against exhaustive (goal <= 33%): " + ", ".join(
-        f"{name} {100 * r[key]:.0f}% ({verdict(r[key] <= 1 / 3)})" for name, key in
-        (("student-epochs", "epoch_ratio"), ("FLOP-weighted epochs", "flop_ratio"),
-         ("training wall time", "time_ratio"), ("CPU time", "cpu_ratio"))) + f"; suite wall {r['wall_s']:.0f} s")
+    print(
+        "compute against exhaustive (goal <= 33%): "
+        + ", ".join(
+            f"{name} {100 * r[key]:.0f}% ({verdict(r[key] <= 1 / 3)})"
+            for name, key in (
+                ("student-epochs", "epoch_ratio"),
+                ("FLOP-weighted epochs", "flop_ratio"),
+                ("training wall time", "time_ratio"),
+                ("CPU time", "cpu_ratio"),
+            )
+        )
+        + f"; suite wall {r['wall_s']:.0f} s"
+    )
 
 
 def main() -> None:

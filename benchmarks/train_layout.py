@@ -76,19 +76,26 @@ def measure(arch: str, args: argparse.Namespace, workdir: Path) -> LayoutTimes:
 
 def table(results: list[LayoutTimes], args: argparse.Namespace) -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    lines = [f"{args.limit} samples, batch {args.batch_size}, {args.rounds} rounds, {torch.get_num_threads()}"
-             f" threads, load average {load}",
-             f"{'arch':14s} {'NCHW s':>8s} {'NHWC s':>8s} {'NHWC/NCHW':>10s} {'auto':>14s} {'val acc diff':>12s}"]
+    lines = [
+        f"{args.limit} samples, batch {args.batch_size}, {args.rounds} rounds, {torch.get_num_threads()}"
+        f" threads, load average {load}",
+        f"{'arch':14s} {'NCHW s':>8s} {'NHWC s':>8s} {'NHWC/NCHW':>10s} {'auto':>14s} {'val acc diff':>12s}",
+    ]
     for r in results:
         diff = abs(r.val_acc["channels_last"] - r.val_acc["contiguous"]) * 100
-        lines.append(f"{r.arch:14s} {r.median('contiguous'):8.2f} {r.median('channels_last'):8.2f}"
-                     f" {r.ratio:10.2f} {r.auto:>14s} {diff:11.2f}%")
+        lines.append(
+            f"{r.arch:14s} {r.median('contiguous'):8.2f} {r.median('channels_last'):8.2f}"
+            f" {r.ratio:10.2f} {r.auto:>14s} {diff:11.2f}%"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_layout", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_layout",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--archs", default=",".join(DEFAULT_ARCHS), help="comma-separated model archs")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--limit", type=int, default=6000, help="training samples (before the val split)")

@@ -70,10 +70,35 @@ def _build(arch: str, workdir: Path, target: str) -> Path:
 def _benchmark_app(xml: Path, batch: int, threads: int, seconds: float, workdir: Path) -> float:
     # benchmark_app refuses -nthreads beside -hint; a config file gives it exactly edgekd's settings.
     config = workdir / "benchmark_app.json"
-    config.write_text(json.dumps({"CPU": {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                                          "INFERENCE_NUM_THREADS": str(threads), "INFERENCE_PRECISION_HINT": "f32"}}))
-    cmd = [sys.executable, "-c", BENCHMARK_APP, "-m", str(xml), "-d", "CPU", "-api", "sync",
-           "-shape", f"[{batch},1,28,28]", "-load_config", str(config), "-t", str(max(1, round(seconds)))]
+    config.write_text(
+        json.dumps(
+            {
+                "CPU": {
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "NUM_STREAMS": "1",
+                    "INFERENCE_NUM_THREADS": str(threads),
+                    "INFERENCE_PRECISION_HINT": "f32",
+                }
+            }
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        BENCHMARK_APP,
+        "-m",
+        str(xml),
+        "-d",
+        "CPU",
+        "-api",
+        "sync",
+        "-shape",
+        f"[{batch},1,28,28]",
+        "-load_config",
+        str(config),
+        "-t",
+        str(max(1, round(seconds))),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     match = re.search(r"Median:\s+([\d.]+)\s+(ms|us)", out)
     if not match:
@@ -82,8 +107,17 @@ def _benchmark_app(xml: Path, batch: int, threads: int, seconds: float, workdir:
 
 
 def _ort_profiler(onnx: Path, batch: int, threads: int, iters: int, workdir: Path) -> float:
-    cmd = [sys.executable, "-c", ORT_PROFILE, str(onnx), str(batch), str(threads), "50", str(iters),
-           str(workdir / "ort_profile")]
+    cmd = [
+        sys.executable,
+        "-c",
+        ORT_PROFILE,
+        str(onnx),
+        str(batch),
+        str(threads),
+        "50",
+        str(iters),
+        str(workdir / "ort_profile"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(json.loads(out)["median_ms"])
 
@@ -107,16 +141,19 @@ def main() -> None:
             ours = benchmark(ov_art, batch=batch, threads=args.threads, timing=timing)["latency_ms"]["p50"]
             theirs = _benchmark_app(ov_art.path, batch, args.threads, args.seconds, workdir)
             ratios["openvino"].append(ours / theirs)
-            print(f"batch {batch:3d} round {r + 1} openvino    edgekd {ours:8.4f}  benchmark_app {theirs:8.4f}"
-                  f"  ratio {ours / theirs:.3f}")
+            print(
+                f"batch {batch:3d} round {r + 1} openvino    edgekd {ours:8.4f}  benchmark_app {theirs:8.4f}"
+                f"  ratio {ours / theirs:.3f}"
+            )
             ours = benchmark(ort_art, batch=batch, threads=args.threads, timing=timing)["latency_ms"]["p50"]
             theirs = _ort_profiler(ort_dir / "model.onnx", batch, args.threads, 2000 if batch == 1 else 300, workdir)
             ratios["onnxruntime"].append(ours / theirs)
-            print(f"batch {batch:3d} round {r + 1} onnxruntime edgekd {ours:8.4f}  ort profiler  {theirs:8.4f}"
-                  f"  ratio {ours / theirs:.3f}")
+            print(
+                f"batch {batch:3d} round {r + 1} onnxruntime edgekd {ours:8.4f}  ort profiler  {theirs:8.4f}"
+                f"  ratio {ours / theirs:.3f}"
+            )
         for runtime, values in ratios.items():
-            print(f"batch {batch:3d} {runtime:12s} median ratio {statistics.median(values):.3f}"
-                  f" (goal 0.90-1.10)")
+            print(f"batch {batch:3d} {runtime:12s} median ratio {statistics.median(values):.3f} (goal 0.90-1.10)")
 
 
 if __name__ == "__main__":

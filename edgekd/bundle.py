@@ -36,8 +36,11 @@ RUNNER_SOURCE = Path(__file__).resolve().parent / "_shipped" / "edgekd_runner.py
 RUNNER_NAME = "run.py"
 PROTOCOL_SOURCE = Path(protocol.__file__).resolve()
 README_NAME = "README.txt"
-_INSTALL = {"onnxruntime": "pip install numpy onnxruntime", "openvino": "pip install numpy openvino",
-            "tensorrt": "TensorRT and numpy (JetPack ships them) plus: pip install cuda-python"}
+_INSTALL = {
+    "onnxruntime": "pip install numpy onnxruntime",
+    "openvino": "pip install numpy openvino",
+    "tensorrt": "TensorRT and numpy (JetPack ships them) plus: pip install cuda-python",
+}
 
 
 @functools.cache
@@ -55,8 +58,14 @@ def load_runner() -> ModuleType:
 # ---- package --------------------------------------------------------------------------------------
 
 
-def package(export_dir: Path, out: Path, target: str | None = None, *, store: Path | None = None,
-            timing: TimingConfig = DEFAULT_TIMING) -> dict[str, Any]:
+def package(
+    export_dir: Path,
+    out: Path,
+    target: str | None = None,
+    *,
+    store: Path | None = None,
+    timing: TimingConfig = DEFAULT_TIMING,
+) -> dict[str, Any]:
     """Write a bundle of the export folder `export_dir` at `out` (replacing an older bundle there).
 
     With `target`, the export must have been built for that profile. The bundle is built in a temporary
@@ -67,8 +76,10 @@ def package(export_dir: Path, out: Path, target: str | None = None, *, store: Pa
     if export_dir.name == "artifact.json" and export_dir.is_file():
         export_dir = export_dir.parent
     if not (export_dir / "artifact.json").is_file():
-        raise UserError(f"{export_dir} is not an export folder (no artifact.json); run"
-                        " `edgekd export MODEL --target PROFILE --out DIR` and package DIR")
+        raise UserError(
+            f"{export_dir} is not an export folder (no artifact.json); run"
+            " `edgekd export MODEL --target PROFILE --out DIR` and package DIR"
+        )
     art = resolve_artifact(export_dir)
     profile = _profile(art, target, export_dir)
     files = _artifact_files(art, export_dir.resolve())
@@ -85,8 +96,7 @@ def package(export_dir: Path, out: Path, target: str | None = None, *, store: Pa
         manifest = _manifest(art, profile, files, tmp, timing, store_path, runner.BUNDLE_SCHEMA)
         manifest["bundle_id"] = runner.manifest_id(manifest)
         write_json(tmp / runner.MANIFEST, manifest)
-    Store(store_path).start_run("package", manifest["bundle_id"], {"bundle": str(out.resolve()),
-                                                                   "manifest": manifest})
+    Store(store_path).start_run("package", manifest["bundle_id"], {"bundle": str(out.resolve()), "manifest": manifest})
     return manifest
 
 
@@ -99,18 +109,33 @@ def _profile(art: Artifact, target: str | None, export_dir: Path) -> TargetProfi
             return None
     profile = load_target(target)
     if profile.name != art.target:
-        raise UserError(f"{export_dir} was built for target {art.target} ({art.runtime} {art.precision} on"
-                        f" {art.device}), not {profile.name} ({profile.runtime.value} {profile.precision.value} on"
-                        f" {profile.device}); run `edgekd export MODEL --target {target} --out DIR` and package DIR")
-    built = {"runtime": art.runtime, "precision": art.precision, "device": art.device, "threads": art.threads,
-             "hint": art.hint, "input_shape": tuple(art.input_shape)}
-    wanted = {"runtime": profile.runtime.value, "precision": profile.precision.value, "device": profile.device,
-              "threads": profile.threads, "hint": profile.hint,
-              "input_shape": tuple(profile.input_shape or art.input_shape)}
+        raise UserError(
+            f"{export_dir} was built for target {art.target} ({art.runtime} {art.precision} on"
+            f" {art.device}), not {profile.name} ({profile.runtime.value} {profile.precision.value} on"
+            f" {profile.device}); run `edgekd export MODEL --target {target} --out DIR` and package DIR"
+        )
+    built = {
+        "runtime": art.runtime,
+        "precision": art.precision,
+        "device": art.device,
+        "threads": art.threads,
+        "hint": art.hint,
+        "input_shape": tuple(art.input_shape),
+    }
+    wanted = {
+        "runtime": profile.runtime.value,
+        "precision": profile.precision.value,
+        "device": profile.device,
+        "threads": profile.threads,
+        "hint": profile.hint,
+        "input_shape": tuple(profile.input_shape or art.input_shape),
+    }
     changed = [f"{key} {built[key]} -> {wanted[key]}" for key in built if built[key] != wanted[key]]
     if changed:
-        raise UserError(f"target {profile.name} changed since {export_dir} was built ({', '.join(changed)});"
-                        f" re-run `edgekd export MODEL --target {target} --out DIR` and package DIR")
+        raise UserError(
+            f"target {profile.name} changed since {export_dir} was built ({', '.join(changed)});"
+            f" re-run `edgekd export MODEL --target {target} --out DIR` and package DIR"
+        )
     return profile
 
 
@@ -164,8 +189,15 @@ def _staging(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _manifest(art: Artifact, profile: TargetProfile | None, files: list[str], folder: Path, timing: TimingConfig,
-              store: Path, schema: str) -> dict[str, Any]:
+def _manifest(
+    art: Artifact,
+    profile: TargetProfile | None,
+    files: list[str],
+    folder: Path,
+    timing: TimingConfig,
+    store: Path,
+    schema: str,
+) -> dict[str, Any]:
     model = art.info.get("model") or {}
     described = art.info.get("input") or {}
     return {
@@ -181,19 +213,34 @@ def _manifest(art: Artifact, profile: TargetProfile | None, files: list[str], fo
         "batch": profile.batch if profile else 1,
         "target": art.target,
         "latency_budget_ms": profile.latency_budget_ms if profile else None,
-        "input": {"shape": list(art.input_shape), "batch": "first dimension, N", "dtype": "float32",
-                  "layout": "NCHW", "range": [0.0, 1.0], "normalisation": "inside the model", **described},
+        "input": {
+            "shape": list(art.input_shape),
+            "batch": "first dimension, N",
+            "dtype": "float32",
+            "layout": "NCHW",
+            "range": [0.0, 1.0],
+            "normalisation": "inside the model",
+            **described,
+        },
         "classes": model.get("classes"),
         "artifact": files[0],
         "artifact_files": files,
-        "files": {name: sha256_file(folder / name)
-                  for name in sorted([*files, RUNNER_NAME, BUNDLED_NAME, README_NAME])},
+        "files": {
+            name: sha256_file(folder / name) for name in sorted([*files, RUNNER_NAME, BUNDLED_NAME, README_NAME])
+        },
         "protocol_sha256": sha256_file(folder / BUNDLED_NAME),
         "timing": timing.to_json(),
-        "export": {key: art.info.get(key) for key in ("parity", "accuracy", "quantization", "calibration")
-                   if art.info.get(key) is not None} | {"model": {k: model.get(k) for k in ("arch", "data")}},
-        "exported_from": {"export_dir": str(art.path.parent), "artifact_path": str(art.path),
-                          "store": str(Path(store).resolve())},
+        "export": {
+            key: art.info.get(key)
+            for key in ("parity", "accuracy", "quantization", "calibration")
+            if art.info.get(key) is not None
+        }
+        | {"model": {k: model.get(k) for k in ("arch", "data")}},
+        "exported_from": {
+            "export_dir": str(art.path.parent),
+            "artifact_path": str(art.path),
+            "store": str(Path(store).resolve()),
+        },
     }
 
 
@@ -228,8 +275,10 @@ def ingest(results_json: Path, store: Path | None = None, *, bundle: Path | None
     manifest = _bundle_manifest(Path(bundle)) if bundle is not None else None
     store_path = _ingest_store(store, result, manifest, path)
     if manifest is None and not store_path.is_file():
-        raise UserError(f"store not found: {store_path}; name the store the bundle was packaged with (--store),"
-                        " or the bundle itself (--bundle DIR)")
+        raise UserError(
+            f"store not found: {store_path}; name the store the bundle was packaged with (--store),"
+            " or the bundle itself (--bundle DIR)"
+        )
     db = Store(store_path)
     reference = manifest or _known_reference(db, result, path)
     _check_match(result, reference, path)
@@ -238,8 +287,13 @@ def ingest(results_json: Path, store: Path | None = None, *, bundle: Path | None
     if done:
         raise UserError(f"{path} is already in the store {db.path} (benchmark {done[0]['id']}); nothing to add")
     key = str((reference.get("exported_from") or {}).get("artifact_path") or result["artifact"])
-    record = {**result, "source": "device", "bundle_artifact": result["artifact"], "artifact": key,
-              "ingested": {"file": str(path.resolve()), "at": datetime.now(timezone.utc).isoformat()}}
+    record = {
+        **result,
+        "source": "device",
+        "bundle_artifact": result["artifact"],
+        "artifact": key,
+        "ingested": {"file": str(path.resolve()), "at": datetime.now(timezone.utc).isoformat()},
+    }
     return db.log_benchmark(key, record)
 
 
@@ -266,8 +320,11 @@ def _result_problems(result: dict[str, Any]) -> list[str]:
     def number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v >= 0
 
-    problems = [f"{key} must be text" for key in ("run_id", "bundle_id", "artifact", "artifact_sha256")
-                if not isinstance(result.get(key), str) or not result.get(key)]
+    problems = [
+        f"{key} must be text"
+        for key in ("run_id", "bundle_id", "artifact", "artifact_sha256")
+        if not isinstance(result.get(key), str) or not result.get(key)
+    ]
     latency = result.get("latency_ms")
     if not isinstance(latency, dict) or not all(number(latency.get(k)) for k in ("p50", "p90", "p99", "mean", "std")):
         problems.append("latency_ms needs p50, p90, p99, mean and std in ms")
@@ -300,41 +357,58 @@ def _ingest_store(store: Path | None, result: dict[str, Any], manifest: dict[str
     recorded = ((manifest or result).get("exported_from") or {}).get("store")
     if recorded and Path(recorded).is_file():
         return Path(recorded)
-    where = f"was packaged with the store {recorded}, which is not on this machine" if recorded else \
-        "does not say which store its bundle was packaged with"
+    where = (
+        f"was packaged with the store {recorded}, which is not on this machine"
+        if recorded
+        else "does not say which store its bundle was packaged with"
+    )
     raise UserError(f"{path} {where}; name the store with --store PATH")
 
 
 def _known_reference(db: Store, result: dict[str, Any], path: Path) -> dict[str, Any]:
     """The manifest of the result's bundle as `package` recorded it, else an artifact with its sha256."""
-    rows = db.query("SELECT config FROM runs WHERE kind = 'package' AND name = ? ORDER BY id DESC",
-                    (result["bundle_id"],))
+    rows = db.query(
+        "SELECT config FROM runs WHERE kind = 'package' AND name = ? ORDER BY id DESC", (result["bundle_id"],)
+    )
     if rows:
         return dict(json.loads(rows[0]["config"])["manifest"])
     name = Path(result["artifact"]).name
     for row in db.query("SELECT path, runtime, precision FROM artifacts ORDER BY id DESC"):
         file = Path(row["path"])
         if file.name == name and file.is_file() and sha256_file(file) == result["artifact_sha256"]:
-            return {"bundle_id": result["bundle_id"], "artifact": name, "files": {name: result["artifact_sha256"]},
-                    "runtime": row["runtime"], "precision": row["precision"],
-                    "exported_from": {"artifact_path": str(file)}}
-    raise UserError(f"{path} comes from bundle {result['bundle_id']} (artifact sha256"
-                    f" {result['artifact_sha256'][:12]}...), which the store {db.path} does not know; ingest into"
-                    " the store it was packaged with (--store) or name the bundle (--bundle DIR)")
+            return {
+                "bundle_id": result["bundle_id"],
+                "artifact": name,
+                "files": {name: result["artifact_sha256"]},
+                "runtime": row["runtime"],
+                "precision": row["precision"],
+                "exported_from": {"artifact_path": str(file)},
+            }
+    raise UserError(
+        f"{path} comes from bundle {result['bundle_id']} (artifact sha256"
+        f" {result['artifact_sha256'][:12]}...), which the store {db.path} does not know; ingest into"
+        " the store it was packaged with (--store) or name the bundle (--bundle DIR)"
+    )
 
 
 def _check_match(result: dict[str, Any], reference: dict[str, Any], path: Path) -> None:
     """The result must come from the reference bundle, measuring that bundle's artifact as it was built."""
     if result["bundle_id"] != reference["bundle_id"]:
-        raise UserError(f"{path} was measured with bundle {result['bundle_id']}, not with bundle"
-                        f" {reference['bundle_id']}: it comes from another artifact; ingest it with its own bundle")
+        raise UserError(
+            f"{path} was measured with bundle {result['bundle_id']}, not with bundle"
+            f" {reference['bundle_id']}: it comes from another artifact; ingest it with its own bundle"
+        )
     expected = reference["files"].get(reference["artifact"])
     if result["artifact_sha256"] != expected:
-        raise UserError(f"{path} measured an artifact with sha256 {result['artifact_sha256'][:12]}..., but bundle"
-                        f" {reference['bundle_id']}'s {reference['artifact']} has {str(expected)[:12]}...: the results"
-                        " come from another artifact (or were edited); measure again with this bundle's run.py")
+        raise UserError(
+            f"{path} measured an artifact with sha256 {result['artifact_sha256'][:12]}..., but bundle"
+            f" {reference['bundle_id']}'s {reference['artifact']} has {str(expected)[:12]}...: the results"
+            " come from another artifact (or were edited); measure again with this bundle's run.py"
+        )
     fp = result["fingerprint"]
     for key in ("runtime", "precision"):
         if fp.get(key) != reference.get(key):
-            raise UserError(f"{path} says {key} {fp.get(key)!r} but bundle {reference['bundle_id']} is"
-                            f" {reference.get(key)!r}; the file was edited: measure again with run.py bench")
+            raise UserError(
+                f"{path} says {key} {fp.get(key)!r} but bundle {reference['bundle_id']} is"
+                f" {reference.get(key)!r}; the file was edited: measure again with run.py bench"
+            )

@@ -59,58 +59,83 @@ def _emit(obj: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], 
 
 
 def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed([
-        click.option("--data", default="fashion-mnist", show_default=True,
-                     help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y"),
-        click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True),
-        click.option("--out", type=PathArg, required=True, help="checkpoint to write"),
-        click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples"),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N"),
-        click.option("--resume", is_flag=True, help="continue from the last epoch checkpoint of --out"),
-        click.option("--store", type=PathArg, default=None, help="results store (default: beside --out)"),
-        click.option("--json", "as_json", is_flag=True, help="print the result as JSON"),
-    ]):
+    for decorator in reversed(
+        [
+            click.option(
+                "--data",
+                default="fashion-mnist",
+                show_default=True,
+                help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y",
+            ),
+            click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True),
+            click.option("--out", type=PathArg, required=True, help="checkpoint to write"),
+            click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples"),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True),
+            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N"),
+            click.option("--resume", is_flag=True, help="continue from the last epoch checkpoint of --out"),
+            click.option("--store", type=PathArg, default=None, help="results store (default: beside --out)"),
+            click.option("--json", "as_json", is_flag=True, help="print the result as JSON"),
+        ]
+    ):
         fn = decorator(fn)
     return fn
 
 
 def weight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--temperature, --ce-weight and --kd-weight (every command that distils)."""
-    for decorator in reversed([
-        click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="KD temperature (students of a few thousand parameters: try 1, see distill --list-methods)"),
-        click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's"),
-        click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's"),
-    ]):
+    for decorator in reversed(
+        [
+            click.option(
+                "--temperature",
+                type=click.FloatRange(min=0, min_open=True),
+                default=None,
+                help="KD temperature (students of a few thousand parameters: try 1, see distill --list-methods)",
+            ),
+            click.option("--ce-weight", type=click.FloatRange(min=0), default=None, help="default: the method's"),
+            click.option("--kd-weight", type=click.FloatRange(min=0), default=None, help="default: the method's"),
+        ]
+    ):
         fn = decorator(fn)
     return fn
 
 
 def _weights(temperature: float | None, ce_weight: float | None, kd_weight: float | None) -> dict[str, Any]:
     """The DistillConfig fields `weight_options` set (None: the method's default)."""
-    return {"ce_weight": ce_weight, "kd_weight": kd_weight,
-            "loss_params": {"temperature": temperature} if temperature is not None else {}}
+    return {
+        "ce_weight": ce_weight,
+        "kd_weight": kd_weight,
+        "loss_params": {"temperature": temperature} if temperature is not None else {},
+    }
 
 
 def _train_config(epochs: int, limit: int | None, seed: int, batch_size: int, lr: float, device: str) -> Any:
     from edgekd.config import TrainConfig, parse
 
-    return parse(TrainConfig, {"epochs": epochs, "limit": limit, "seed": seed, "batch_size": batch_size,
-                               "lr": lr, "device": device}, "training options")
+    return parse(
+        TrainConfig,
+        {"epochs": epochs, "limit": limit, "seed": seed, "batch_size": batch_size, "lr": lr, "device": device},
+        "training options",
+    )
 
 
 def _print_training(result: dict[str, Any]) -> None:
-    click.echo(f"wrote {result['checkpoint']}: test accuracy {result['test_accuracy']:.4f}"
-               f" (val {result['val_accuracy']:.4f}), {result['seconds']:.0f} s")
+    click.echo(
+        f"wrote {result['checkpoint']}: test accuracy {result['test_accuracy']:.4f}"
+        f" (val {result['val_accuracy']:.4f}), {result['seconds']:.0f} s"
+    )
 
 
 def _training_json(result: Any) -> dict[str, Any]:
-    return {"checkpoint": str(result.checkpoint), "test_accuracy": result.test_accuracy,
-            "val_accuracy": result.val_accuracy, "seconds": result.seconds, "history": result.history,
-            "run_id": result.run_id}
+    return {
+        "checkpoint": str(result.checkpoint),
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "seconds": result.seconds,
+        "history": result.history,
+        "run_id": result.run_id,
+    }
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,15 +155,34 @@ def cli() -> None:
 
 @cli.command("train-teacher")
 @click.option("--arch", required=True, help="built-in name (resnet, cnn-s, ...), family(k=v,...) or module:factory")
-@click.option("--hssakd", is_flag=True,
-              help="also train HSSAKD's auxiliary branches on rotated images (for distill --method hssakd)")
-@click.option("--branches", default=None,
-              help="with --hssakd: stages to branch after, e.g. stage1,stage2 (default: every stage but the last)")
+@click.option(
+    "--hssakd",
+    is_flag=True,
+    help="also train HSSAKD's auxiliary branches on rotated images (for distill --method hssakd)",
+)
+@click.option(
+    "--branches",
+    default=None,
+    help="with --hssakd: stages to branch after, e.g. stage1,stage2 (default: every stage but the last)",
+)
 @training_options
 @guarded
-def train_teacher_cmd(arch: str, hssakd: bool, branches: str | None, data: str, epochs: int, out: Path,
-                      limit: int | None, seed: int, batch_size: int, lr: float, device: str, resume: bool,
-                      store: Path | None, as_json: bool) -> None:
+def train_teacher_cmd(
+    arch: str,
+    hssakd: bool,
+    branches: str | None,
+    data: str,
+    epochs: int,
+    out: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    resume: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Train a teacher (or any model on labels alone).
 
     \b
@@ -150,8 +194,9 @@ def train_teacher_cmd(arch: str, hssakd: bool, branches: str | None, data: str, 
 
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
     stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
-    result = train_teacher(arch, data, out, cfg, resume=resume, store=store, progress=not as_json,
-                               hssakd=hssakd, branches=stages)
+    result = train_teacher(
+        arch, data, out, cfg, resume=resume, store=store, progress=not as_json, hssakd=hssakd, branches=stages
+    )
     _emit(_training_json(result), as_json, _print_training)
 
 
@@ -169,27 +214,66 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 @cli.command("distill")
 @click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
-@click.option("--student", required=True,
-              help="built-in name (cnn-s, mobilenet-s, ...), family(k=v,...) or module:factory")
+@click.option(
+    "--student", required=True, help="built-in name (cnn-s, mobilenet-s, ...), family(k=v,...) or module:factory"
+)
 @click.option("--method", default="kd", show_default=True, help="distillation method (see --list-methods)")
-@click.option("--list-methods", is_flag=True, expose_value=False, is_eager=True, callback=_list_methods,
-              help="list the methods with their default weights, and exit")
-@click.option("--pairs", default=None,
-              help="layer pairs student:teacher,... (default: chosen at matching relative depth)")
-@click.option("--n-pairs", type=click.IntRange(min=1), default=None,
-              help="how many pairs to choose automatically (default: the method's)")
-@click.option("--schedule", default=None,
-              help="layer-weight schedule for infoflow: critical-period (default), constant, linear-decay, last-only")
+@click.option(
+    "--list-methods",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_methods,
+    help="list the methods with their default weights, and exit",
+)
+@click.option(
+    "--pairs", default=None, help="layer pairs student:teacher,... (default: chosen at matching relative depth)"
+)
+@click.option(
+    "--n-pairs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="how many pairs to choose automatically (default: the method's)",
+)
+@click.option(
+    "--schedule",
+    default=None,
+    help="layer-weight schedule for infoflow: critical-period (default), constant, linear-decay, last-only",
+)
 @weight_options
 @click.option("--no-cache", is_flag=True, help="run the teacher live every epoch instead of caching its outputs")
-@click.option("--auxiliary", default="none", show_default=True,
-              help="auxiliary teacher: auto (when teacher and student families differ), none, or a checkpoint")
+@click.option(
+    "--auxiliary",
+    default="none",
+    show_default=True,
+    help="auxiliary teacher: auto (when teacher and student families differ), none, or a checkpoint",
+)
 @training_options
 @guarded
-def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_pairs: int | None,
-                schedule: str | None, temperature: float | None, ce_weight: float | None, kd_weight: float | None,
-                no_cache: bool, auxiliary: str, data: str, epochs: int, out: Path, limit: int | None, seed: int,
-                batch_size: int, lr: float, device: str, resume: bool, store: Path | None, as_json: bool) -> None:
+def distill_cmd(
+    teacher: Path,
+    student: str,
+    method: str,
+    pairs: str | None,
+    n_pairs: int | None,
+    schedule: str | None,
+    temperature: float | None,
+    ce_weight: float | None,
+    kd_weight: float | None,
+    no_cache: bool,
+    auxiliary: str,
+    data: str,
+    epochs: int,
+    out: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    resume: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Distil one student from a teacher with a named method.
 
     Pair-based methods (pkt, infoflow, sp) pair layers at matching relative depth unless --pairs names
@@ -210,21 +294,31 @@ def distill_cmd(teacher: Path, student: str, method: str, pairs: str | None, n_p
     from edgekd.distill.run import distill
     from edgekd.distill.task import DistillConfig
 
-    task = parse(DistillConfig, {"method": method, **_weights(temperature, ce_weight, kd_weight),
-                                 "pairs": pairs, "n_pairs": n_pairs,
-                                 "schedule": schedule, "cache": not no_cache, "auxiliary": auxiliary},
-                 "distillation options")
+    task = parse(
+        DistillConfig,
+        {
+            "method": method,
+            **_weights(temperature, ce_weight, kd_weight),
+            "pairs": pairs,
+            "n_pairs": n_pairs,
+            "schedule": schedule,
+            "cache": not no_cache,
+            "auxiliary": auxiliary,
+        },
+        "distillation options",
+    )
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
-    result = distill(teacher, student, data, out, cfg, task, resume=resume, store=store,
-                         progress=not as_json)
+    result = distill(teacher, student, data, out, cfg, task, resume=resume, store=store, progress=not as_json)
     _emit(_training_json(result), as_json, _print_training)
 
 
 def _out_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`training_options`, with --out a run folder instead of a checkpoint."""
     fn = training_options(fn)
-    helps = {"out": "run folder: family.pt, student-w<fraction>.pt per width, ensemble.json",
-             "store": "results store (default: OUT/edgekd.sqlite)"}
+    helps = {
+        "out": "run folder: family.pt, student-w<fraction>.pt per width, ensemble.json",
+        "store": "results store (default: OUT/edgekd.sqlite)",
+    }
     for param in getattr(fn, "__click_params__", []):
         param.help = helps.get(param.name, param.help)
     return fn
@@ -232,16 +326,35 @@ def _out_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command("ensemble")
 @click.option("--student", required=True, help="base student, scaled in width: cnn-s, 'cnn(width=16,depth=1)', ...")
-@click.option("--widths", default="1.0,0.8,0.6,0.4,0.2", show_default=True,
-              help="fractions of the base width, strictly decreasing, in (0, 1]; the first is the pseudo-teacher")
+@click.option(
+    "--widths",
+    default="1.0,0.8,0.6,0.4,0.2",
+    show_default=True,
+    help="fractions of the base width, strictly decreasing, in (0, 1]; the first is the pseudo-teacher",
+)
 @click.option("--teacher", type=PathArg, default=None, help="optional external teacher guiding every student")
 @click.option("--guide", default=None, help="teacher's loss on each student's logits: a distill method (default kd)")
 @click.option("--guide-weight", type=click.FloatRange(min=0), default=None, help="default: the method's kd weight")
 @_out_folder
 @guarded
-def ensemble_cmd(student: str, widths: str, teacher: Path | None, guide: str | None, guide_weight: float | None,
-                 data: str, epochs: int, out: Path, limit: int | None, seed: int, batch_size: int, lr: float,
-                 device: str, resume: bool, store: Path | None, as_json: bool) -> None:
+def ensemble_cmd(
+    student: str,
+    widths: str,
+    teacher: Path | None,
+    guide: str | None,
+    guide_weight: float | None,
+    data: str,
+    epochs: int,
+    out: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    resume: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Online ensemble compression: train students of decreasing width on one shared stem at once, each
     learning from labels, the ensemble of all and the widest one's features; then write each alone.
 
@@ -257,8 +370,19 @@ def ensemble_cmd(student: str, widths: str, teacher: Path | None, guide: str | N
     from edgekd.report.ensemble import print_ensemble
 
     cfg = _train_config(epochs, limit, seed, batch_size, lr, device)
-    manifest = train_ensemble(student, data, out, cfg, widths, teacher=teacher, guide=guide, guide_weight=guide_weight,
-                            resume=resume, store=store, progress=not as_json)
+    manifest = train_ensemble(
+        student,
+        data,
+        out,
+        cfg,
+        widths,
+        teacher=teacher,
+        guide=guide,
+        guide_weight=guide_weight,
+        resume=resume,
+        store=store,
+        progress=not as_json,
+    )
     _emit(manifest, as_json, lambda m: print_ensemble(m, out))
 
 
@@ -268,13 +392,24 @@ def ensemble_cmd(student: str, widths: str, teacher: Path | None, guide: str | N
 @click.option("--out", type=PathArg, required=True, help="output folder")
 @click.option("--data", default=None, help="data for parity and accuracy checks (default: the checkpoint's)")
 @click.option("--calibration", default=None, help="calibration recipe for INT8 (name in calibration/ or YAML)")
-@click.option("--offline", is_flag=True,
-              help="TensorRT targets, no TensorRT here: write the ONNX, trtexec.sh and the pre-check for the device")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="TensorRT targets, no TensorRT here: write the ONNX, trtexec.sh and the pre-check for the device",
+)
 @click.option("--store", type=PathArg, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def export_cmd(model: str, target: str, out: Path, data: str | None, calibration: str | None, offline: bool,
-               store: Path | None, as_json: bool) -> None:
+def export_cmd(
+    model: str,
+    target: str,
+    out: Path,
+    data: str | None,
+    calibration: str | None,
+    offline: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Export MODEL (checkpoint, .onnx or module:factory) to ONNX and build it for a target.
 
     \b
@@ -286,9 +421,14 @@ def export_cmd(model: str, target: str, out: Path, data: str | None, calibration
 
     info = export(model, target, out, data=data, calibration=calibration, store=store, offline=offline)
     if offline:
-        _emit(info, as_json, lambda i: click.echo(
-            f"wrote {out / i['onnx']}, {out / i['trtexec']} and {out / i['check']} ({i['errors']} errors,"
-            f" {i['warnings']} warnings in the TensorRT pre-check); run trtexec.sh on the device"))
+        _emit(
+            info,
+            as_json,
+            lambda i: click.echo(
+                f"wrote {out / i['onnx']}, {out / i['trtexec']} and {out / i['check']} ({i['errors']} errors,"
+                f" {i['warnings']} warnings in the TensorRT pre-check); run trtexec.sh on the device"
+            ),
+        )
     else:
         _emit(info, as_json, lambda i: print_artifact(i, out))
 
@@ -303,8 +443,16 @@ def export_cmd(model: str, target: str, out: Path, data: str | None, calibration
 @click.option("--store", type=PathArg, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def bench_cmd(artifact: Path, data: str | None, batch: int | None, threads: int | None, limit: int | None,
-              quick: bool, store: Path | None, as_json: bool) -> None:
+def bench_cmd(
+    artifact: Path,
+    data: str | None,
+    batch: int | None,
+    threads: int | None,
+    limit: int | None,
+    quick: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Measure latency (and accuracy with --data) of an artifact, an ONNX file or an OpenVINO IR.
 
     \b
@@ -321,8 +469,12 @@ def bench_cmd(artifact: Path, data: str | None, batch: int | None, threads: int 
 @cli.command("demo")
 @click.option("--quick", is_flag=True, help="a small slice of the data and one epoch per model (under 3 min)")
 @click.option("--workdir", type=PathArg, default=Path("edgekd-demo"), show_default=True)
-@click.option("--budget-ms", type=float, default=None,
-              help="p50 latency budget on every target (default: half the teacher's measured p50 there)")
+@click.option(
+    "--budget-ms",
+    type=float,
+    default=None,
+    help="p50 latency budget on every target (default: half the teacher's measured p50 there)",
+)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
 def demo_cmd(quick: bool, workdir: Path, budget_ms: float | None, as_json: bool) -> None:
@@ -358,44 +510,97 @@ def report_cmd(run_dir: Path, formats: str) -> None:
 
 
 @cli.command("select")
-@click.option("--teacher", type=PathArg, default=None,
-              help="teacher checkpoint (from train-teacher); with --from-ensemble, only for the training-time estimate")
+@click.option(
+    "--teacher",
+    type=PathArg,
+    default=None,
+    help="teacher checkpoint (from train-teacher); with --from-ensemble, only for the training-time estimate",
+)
 @click.option("--space", default=None, help="search space: a YAML file or a built-in space (small)")
-@click.option("--from-ensemble", type=PathArg, default=None,
-              help="an `edgekd ensemble` run folder: its trained students are the candidates (instead of --space;"
-                   " its data and training settings apply)")
+@click.option(
+    "--from-ensemble",
+    type=PathArg,
+    default=None,
+    help="an `edgekd ensemble` run folder: its trained students are the candidates (instead of --space;"
+    " its data and training settings apply)",
+)
 @click.option("--target", required=True, help="a profile name in targets/ (e.g. cpu-ort-fp32) or a YAML path")
 @click.option("--budget-ms", type=float, default=None, help="p50 latency budget in ms (default: the target's)")
-@click.option("--data", default="fashion-mnist", show_default=True,
-              help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y")
+@click.option(
+    "--data",
+    default="fashion-mnist",
+    show_default=True,
+    help="fashion-mnist, a folder of class sub-folders, or an .npz with x and y",
+)
 @click.option("--out", type=PathArg, required=True, help="run folder: students, builds, selection.json/.md")
 @click.option("--method", default="kd", show_default=True, help="distillation method (see distill --list-methods)")
 @weight_options
-@click.option("--epochs", type=click.IntRange(min=1), default=9, show_default=True,
-              help="the full training budget of a finished student (successive halving stops the rest early)")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=9,
+    show_default=True,
+    help="the full training budget of a finished student (successive halving stops the rest early)",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="use the first N training samples")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--storage", default=None, help="study database URL (default: the run's store, sqlite:///OUT/edgekd.sqlite)")
+@click.option(
+    "--storage", default=None, help="study database URL (default: the run's store, sqlite:///OUT/edgekd.sqlite)"
+)
 @click.option("--study-name", default=None, help="join or resume this study (default: named after target and job)")
 @click.option("--n-trials", type=click.IntRange(min=1), default=None, help="default: one per in-budget candidate")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="worker processes sharing the study")
-@click.option("--pruner", type=click.Choice(["sh", "hyperband"]), default="sh", show_default=True,
-              help="successive halving or Hyperband over distillation epochs")
-@click.option("--finish-top", type=click.IntRange(min=1), default=1, show_default=True,
-              help="train this many of the best trials to the full budget if they were stopped early")
-@click.option("--students", type=PathArg, default=None,
-              help="where candidates are distilled (default: OUT/students); selections for several targets that"
-                   " share it train each student once")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="worker processes sharing the study"
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["sh", "hyperband"]),
+    default="sh",
+    show_default=True,
+    help="successive halving or Hyperband over distillation epochs",
+)
+@click.option(
+    "--finish-top",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="train this many of the best trials to the full budget if they were stopped early",
+)
+@click.option(
+    "--students",
+    type=PathArg,
+    default=None,
+    help="where candidates are distilled (default: OUT/students); selections for several targets that"
+    " share it train each student once",
+)
 @click.option("--store", type=PathArg, default=None, help="results store (default: OUT/edgekd.sqlite)")
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | None, target: str,
-               budget_ms: float | None, data: str, out: Path, method: str, temperature: float | None,
-               ce_weight: float | None, kd_weight: float | None, epochs: int, limit: int | None, seed: int,
-               storage: str | None, study_name: str | None,
-               n_trials: int | None, workers: int, pruner: str, finish_top: int, students: Path | None,
-               store: Path | None, as_json: bool) -> None:
+def select_cmd(
+    teacher: Path | None,
+    space: str | None,
+    from_ensemble: Path | None,
+    target: str,
+    budget_ms: float | None,
+    data: str,
+    out: Path,
+    method: str,
+    temperature: float | None,
+    ce_weight: float | None,
+    kd_weight: float | None,
+    epochs: int,
+    limit: int | None,
+    seed: int,
+    storage: str | None,
+    study_name: str | None,
+    n_trials: int | None,
+    workers: int,
+    pruner: str,
+    finish_top: int,
+    students: Path | None,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Latency in the loop: choose the most accurate student that meets a latency budget on a target.
 
     Candidates over the budget (predicted, then measured) are dropped before any training; an Optuna
@@ -415,17 +620,37 @@ def select_cmd(teacher: Path | None, space: str | None, from_ensemble: Path | No
     from edgekd.report.selection import print_selection
     from edgekd.select.pipeline import SelectConfig, select
 
-    options = parse(SelectConfig, {"budget_ms": budget_ms, "n_trials": n_trials, "workers": workers,
-                                   "pruner": pruner, "finish_top": finish_top, "storage": storage,
-                                   "study_name": study_name, "students": students}, "selection options")
-    task = parse(DistillConfig, {"method": method, **_weights(temperature, ce_weight, kd_weight)},
-                 "distillation options")
+    options = parse(
+        SelectConfig,
+        {
+            "budget_ms": budget_ms,
+            "n_trials": n_trials,
+            "workers": workers,
+            "pruner": pruner,
+            "finish_top": finish_top,
+            "storage": storage,
+            "study_name": study_name,
+            "students": students,
+        },
+        "selection options",
+    )
+    task = parse(
+        DistillConfig, {"method": method, **_weights(temperature, ce_weight, kd_weight)}, "distillation options"
+    )
     if from_ensemble is not None:
         from edgekd.report.ensemble import print_ensemble_selection
         from edgekd.select.ensemble import select_from_ensemble
 
-        chosen = select_from_ensemble(from_ensemble, target, out, budget_ms=budget_ms, teacher=teacher, task=task,
-                                      store=store, progress=not as_json)
+        chosen = select_from_ensemble(
+            from_ensemble,
+            target,
+            out,
+            budget_ms=budget_ms,
+            teacher=teacher,
+            task=task,
+            store=store,
+            progress=not as_json,
+        )
         _emit(chosen, as_json, print_ensemble_selection)
         return
     if teacher is None or space is None:

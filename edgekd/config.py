@@ -44,9 +44,7 @@ class TargetProfile(Frozen):
     precision: Precision = Precision.FP32
     threads: int = Field(default=0, ge=0, description="0 = all cores of the device")
     batch: int = Field(default=1, ge=1)
-    input_shape: tuple[int, int, int] | None = Field(
-        default=None, description="C, H, W; None = take it from the model"
-    )
+    input_shape: tuple[int, int, int] | None = Field(default=None, description="C, H, W; None = take it from the model")
     latency_budget_ms: float | None = Field(default=None, gt=0)
     hint: str = Field(default="latency", description="latency or throughput (runtimes that have hints)")
     calibration: str | None = Field(default=None, description="calibration recipe for INT8")

@@ -53,8 +53,9 @@ QUICK = DemoPlan("resnet", "demo", teacher_epochs=1, student_epochs=2, limit=600
 def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
     """The demo teacher: reused from the cache when an identical one was trained before."""
     cfg = TrainConfig(epochs=plan.teacher_epochs, limit=plan.limit, seed=0)
-    key = hashlib.sha256(json.dumps([__version__, plan.teacher, DATA, cfg.model_dump()],
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([__version__, plan.teacher, DATA, cfg.model_dump()], sort_keys=True).encode()
+    ).hexdigest()[:16]
     cached = cache_dir() / "teachers" / f"{plan.teacher}-{key}.pt"
     target = workdir / "teacher.pt"
     if cached.is_file():
@@ -68,8 +69,9 @@ def _teacher(plan: DemoPlan, workdir: Path) -> tuple[Path, bool]:
     return target, False
 
 
-def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None,
-             budget_ms: float | None = None) -> dict[str, Any]:
+def run_demo(
+    workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None, budget_ms: float | None = None
+) -> dict[str, Any]:
     from edgekd.bench import TimingConfig
     from edgekd.select.pipeline import SelectConfig, select
 
@@ -84,31 +86,64 @@ def run_demo(workdir: Path, *, quick: bool = False, plan: DemoPlan | None = None
     cfg = TrainConfig(epochs=plan.student_epochs, limit=plan.limit, seed=0)
     rows, selections = [], []
     for target in TARGETS:
-        row = _measured(workdir, {"name": "teacher", "arch": plan.teacher, "checkpoint": teacher,
-                                  "method": "labels", "reused": reused}, target, quick, store)
+        row = _measured(
+            workdir,
+            {"name": "teacher", "arch": plan.teacher, "checkpoint": teacher, "method": "labels", "reused": reused},
+            target,
+            quick,
+            store,
+        )
         rows.append(row)
         budget = budget_ms if budget_ms is not None else BUDGET_FRACTION * row["bench"]["latency_ms"]["p50"]
         source = "given" if budget_ms is not None else f"{BUDGET_FRACTION:g} x the teacher's p50 here"
         console.print(f"[bold]select for {target}[/]: budget {budget:.4f} ms ({source}), space {plan.space}")
         options = SelectConfig(budget_ms=budget, students=workdir / "students")
-        selection = select(teacher, plan.space, target, DATA, workdir / "select" / target, cfg,
-                               DistillConfig(method="kd"), options, timing=timing, store=store)
+        selection = select(
+            teacher,
+            plan.space,
+            target,
+            DATA,
+            workdir / "select" / target,
+            cfg,
+            DistillConfig(method="kd"),
+            options,
+            timing=timing,
+            store=store,
+        )
         selection["budget_source"] = source
         selections.append(selection)
         chosen = selection["chosen"]
-        rows.append(_measured(workdir, {"name": f"chosen-{target}", "arch": chosen["arch"],
-                                        "checkpoint": Path(chosen["checkpoint"]), "method": "kd, selected"},
-                              target, quick, store, built=Path(chosen["artifact_dir"])))
-    summary: dict[str, Any] = {"quick": quick, "plan": plan.__dict__, "seconds": time.perf_counter() - start,
-                               "rows": rows, "selections": [_selection_summary(s) for s in selections]}
+        rows.append(
+            _measured(
+                workdir,
+                {
+                    "name": f"chosen-{target}",
+                    "arch": chosen["arch"],
+                    "checkpoint": Path(chosen["checkpoint"]),
+                    "method": "kd, selected",
+                },
+                target,
+                quick,
+                store,
+                built=Path(chosen["artifact_dir"]),
+            )
+        )
+    summary: dict[str, Any] = {
+        "quick": quick,
+        "plan": plan.__dict__,
+        "seconds": time.perf_counter() - start,
+        "rows": rows,
+        "selections": [_selection_summary(s) for s in selections],
+    }
     files = write_demo_summary(workdir, summary)
     files["html"] = str(write_reports(workdir, ["html"])[0])
     summary["files"] = files
     return summary
 
 
-def _measured(workdir: Path, entry: dict[str, Any], target: str, quick: bool, store: Path,
-              built: Path | None = None) -> dict[str, Any]:
+def _measured(
+    workdir: Path, entry: dict[str, Any], target: str, quick: bool, store: Path, built: Path | None = None
+) -> dict[str, Any]:
     """A model built for `target` (or its existing build) and benchmarked, with its accuracy."""
     from edgekd.models import load_model
     from edgekd.models.zoo import count_params
@@ -121,14 +156,30 @@ def _measured(workdir: Path, entry: dict[str, Any], target: str, quick: bool, st
     else:
         info = json.loads((built / "artifact.json").read_text())
     bench = bench_artifact(built, data=DATA, quick=quick, store=store)
-    return {**{k: str(v) if isinstance(v, Path) else v for k, v in entry.items()}, "target": target,
-            "params": count_params(module), "test_acc_torch": meta["test_acc"], "artifact": info, "bench": bench}
+    return {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in entry.items()},
+        "target": target,
+        "params": count_params(module),
+        "test_acc_torch": meta["test_acc"],
+        "artifact": info,
+        "bench": bench,
+    }
 
 
 def _selection_summary(sel: dict[str, Any]) -> dict[str, Any]:
     """What the demo summary says of one selection (the whole of it is in its selection.json)."""
-    return {"target": sel["target"]["name"], "budget_ms": sel["budget_ms"], "budget_source": sel["budget_source"],
-            "met_budget": sel["met_budget"], "missed_by_ms": sel["missed_by_ms"], "chosen": sel["chosen"],
-            "front": sel["front"], "compute": sel["compute"], "files": sel["files"],
-            "candidates": [{k: row.get(k) for k in ("arch", "params", "measured_ms", "val_acc", "fate", "why")}
-                           for row in sel["candidates"]]}
+    return {
+        "target": sel["target"]["name"],
+        "budget_ms": sel["budget_ms"],
+        "budget_source": sel["budget_source"],
+        "met_budget": sel["met_budget"],
+        "missed_by_ms": sel["missed_by_ms"],
+        "chosen": sel["chosen"],
+        "front": sel["front"],
+        "compute": sel["compute"],
+        "files": sel["files"],
+        "candidates": [
+            {k: row.get(k) for k in ("arch", "params", "measured_ms", "val_acc", "fate", "why")}
+            for row in sel["candidates"]
+        ],
+    }

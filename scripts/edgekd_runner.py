@@ -41,8 +41,22 @@ BUNDLE_SCHEMA = "edgekd-bundle-1"
 RESULT_SCHEMA = "edgekd-device-result-1"
 MANIFEST = "manifest.json"
 # What the bundle id covers: the files and every setting that changes what a measurement means.
-ID_FIELDS = ("schema", "runtime", "precision", "device", "threads", "hint", "batch", "target", "input",
-             "classes", "artifact", "artifact_files", "files", "timing")
+ID_FIELDS = (
+    "schema",
+    "runtime",
+    "precision",
+    "device",
+    "threads",
+    "hint",
+    "batch",
+    "target",
+    "input",
+    "classes",
+    "artifact",
+    "artifact_files",
+    "files",
+    "timing",
+)
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -68,8 +82,10 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         raise BadInput(f"cannot read {path} ({err}); run this from an edgekd bundle or pass --bundle DIR") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != BUNDLE_SCHEMA:
         found = manifest.get("schema") if isinstance(manifest, dict) else None
-        raise BadInput(f"{path} has schema {found!r}, this runner reads {BUNDLE_SCHEMA!r};"
-                       " use the run.py that came in the same bundle")
+        raise BadInput(
+            f"{path} has schema {found!r}, this runner reads {BUNDLE_SCHEMA!r};"
+            " use the run.py that came in the same bundle"
+        )
     return manifest
 
 
@@ -87,11 +103,15 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, str]:
             raise BadInput(f"{name} is missing from the bundle {bundle}; copy the whole bundle folder again")
         found[name] = protocol.sha256_file(path)
         if found[name] != expected:
-            raise BadInput(f"{name} does not match {MANIFEST} (sha256 {found[name][:12]}..., expected"
-                           f" {str(expected)[:12]}...): the bundle was changed or damaged; copy it again")
+            raise BadInput(
+                f"{name} does not match {MANIFEST} (sha256 {found[name][:12]}..., expected"
+                f" {str(expected)[:12]}...): the bundle was changed or damaged; copy it again"
+            )
     if manifest_id(manifest) != manifest.get("bundle_id"):
-        raise BadInput(f"{MANIFEST} was edited (its bundle id does not match its contents);"
-                       " copy the bundle again or re-run `edgekd package`")
+        raise BadInput(
+            f"{MANIFEST} was edited (its bundle id does not match its contents);"
+            " copy the bundle again or re-run `edgekd package`"
+        )
     return found
 
 
@@ -121,8 +141,11 @@ def _import(name: str, hint: str) -> Any:
 class OrtSession:
     """edgekd.runtimes.onnxruntime: fixed intra-op threads, one inter-op thread, all graph rewrites."""
 
-    _PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                  "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+    _PROVIDERS = {
+        "cpu": ["CPUExecutionProvider"],
+        "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    }
 
     def __init__(self, path: Path, device: str, threads: int, hint: str, precision: str) -> None:
         ort = _import("onnxruntime", "pip install onnxruntime (onnxruntime-gpu for CUDA)")
@@ -161,12 +184,17 @@ class OpenVinoSession:
         core = ov.Core()
         device = device.upper()
         base = device.partition(":")[0]
-        wanted = [d for d in device.partition(":")[2].split(",") if d] if base in ("AUTO", "MULTI", "HETERO",
-                                                                                   "BATCH") else [device]
+        wanted = (
+            [d for d in device.partition(":")[2].split(",") if d]
+            if base in ("AUTO", "MULTI", "HETERO", "BATCH")
+            else [device]
+        )
         for name in wanted:
             if not any(d == name or d.startswith(name + ".") for d in core.available_devices):
-                raise BadInput(f"OpenVINO device {name!r} is not available here (present:"
-                               f" {', '.join(core.available_devices) or 'none'}); package for one of those")
+                raise BadInput(
+                    f"OpenVINO device {name!r} is not available here (present:"
+                    f" {', '.join(core.available_devices) or 'none'}); package for one of those"
+                )
         config = {"PERFORMANCE_HINT": "LATENCY" if hint == "latency" else "THROUGHPUT"}
         if hint == "latency":
             config["NUM_STREAMS"] = "1"
@@ -200,16 +228,17 @@ class TensorRTSession:
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise BadInput(f"{path.name} does not run on TensorRT {trt.__version__} on this GPU; engines are tied"
-                           " to the TensorRT version and GPU that built them: rebuild it here from model.onnx")
+            raise BadInput(
+                f"{path.name} does not run on TensorRT {trt.__version__} on this GPU; engines are tied"
+                " to the TensorRT version and GPU that built them: rebuild it here from model.onnx"
+            )
         self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self._input, self._output = inputs[0], [n for n in names if n not in inputs][0]
         high = tuple(self._engine.get_tensor_profile_shape(self._input, 0)[2])
         self._context.set_input_shape(self._input, high)
-        self._ptrs = {n: self._call(rt.cudaMalloc(4 * int(np.prod(self._context.get_tensor_shape(n)))))
-                      for n in names}
+        self._ptrs = {n: self._call(rt.cudaMalloc(4 * int(np.prod(self._context.get_tensor_shape(n))))) for n in names}
         for name, ptr in self._ptrs.items():
             self._context.set_tensor_address(name, ptr)
         self._stream = self._call(rt.cudaStreamCreate())
@@ -237,15 +266,23 @@ class TensorRTSession:
 
 
 SESSIONS: dict[str, Callable[..., Any]] = {
-    "onnxruntime": OrtSession, "openvino": OpenVinoSession, "tensorrt": TensorRTSession}
+    "onnxruntime": OrtSession,
+    "openvino": OpenVinoSession,
+    "tensorrt": TensorRTSession,
+}
 
 
 def open_session(bundle: Path, manifest: dict[str, Any], threads: int) -> Any:
     factory = SESSIONS.get(manifest["runtime"])
     if factory is None:
         raise BadInput(f"this runner does not know runtime {manifest['runtime']!r}; use the run.py of the bundle")
-    return factory(bundle / manifest["artifact"], str(manifest.get("device", "cpu")), threads,
-                   str(manifest.get("hint", "latency")), str(manifest["precision"]))
+    return factory(
+        bundle / manifest["artifact"],
+        str(manifest.get("device", "cpu")),
+        threads,
+        str(manifest.get("hint", "latency")),
+        str(manifest["precision"]),
+    )
 
 
 # ---- images ---------------------------------------------------------------------------------------
@@ -270,8 +307,10 @@ def read_image(path: Path, chw: tuple[int, ...]) -> list[tuple[str, np.ndarray]]
     try:
         from PIL import Image
     except ImportError:
-        raise BadInput(f"{path.name}: reading {suffix or 'this format'} needs Pillow, which is not installed here;"
-                       " pip install pillow, or convert the image to .pgm/.ppm/.npy") from None
+        raise BadInput(
+            f"{path.name}: reading {suffix or 'this format'} needs Pillow, which is not installed here;"
+            " pip install pillow, or convert the image to .pgm/.ppm/.npy"
+        ) from None
     try:
         with Image.open(path) as img:
             grey = img.mode in _GREY_MODES
@@ -290,13 +329,13 @@ def _read_pnm(path: Path) -> tuple[np.ndarray, int]:
     tokens: list[int] = []
     pos = 2
     while len(tokens) < 3:
-        while pos < len(data) and data[pos:pos + 1].isspace():
+        while pos < len(data) and data[pos : pos + 1].isspace():
             pos += 1
-        if data[pos:pos + 1] == b"#":
+        if data[pos : pos + 1] == b"#":
             pos = data.find(b"\n", pos) + 1 or len(data)
             continue
         start = pos
-        while pos < len(data) and not data[pos:pos + 1].isspace():
+        while pos < len(data) and not data[pos : pos + 1].isspace():
             pos += 1
         if start == pos:
             raise BadInput(f"{path}: truncated PGM/PPM header")
@@ -311,7 +350,7 @@ def _read_pnm(path: Path) -> tuple[np.ndarray, int]:
     count = width * height * channels
     if magic in (b"P5", b"P6"):
         dtype = np.dtype(">u2" if maxval > 255 else "u1")
-        raster = data[pos + 1:]  # exactly one whitespace byte ends the header
+        raster = data[pos + 1 :]  # exactly one whitespace byte ends the header
         if len(raster) < count * dtype.itemsize:
             raise BadInput(f"{path}: the image data is shorter than its {width} x {height} header says")
         pixels = np.frombuffer(raster, dtype=dtype, count=count)
@@ -332,12 +371,16 @@ def _fit(arr: np.ndarray, chw: tuple[int, ...], name: str, maxval: int | None = 
     if arr.ndim != 3:
         raise BadInput(f"{name} has shape {list(arr.shape)}; give H x W, C x H x W or N x C x H x W pixels")
     if tuple(arr.shape[1:]) != tuple(chw[1:]):
-        raise BadInput(f"{name} is {arr.shape[1]} x {arr.shape[2]} pixels but the model takes {chw[1]} x {chw[2]};"
-                       " resize it first (the runner does not resize, so nothing differs from what was measured)")
+        raise BadInput(
+            f"{name} is {arr.shape[1]} x {arr.shape[2]} pixels but the model takes {chw[1]} x {chw[2]};"
+            " resize it first (the runner does not resize, so nothing differs from what was measured)"
+        )
     if arr.shape[0] != chw[0]:
         kind = {1: "grey (1 channel)", 3: "colour (3 channels)"}
-        raise BadInput(f"{name} has {arr.shape[0]} channel(s) but the model takes {kind.get(chw[0], chw[0])};"
-                       " convert the image first")
+        raise BadInput(
+            f"{name} has {arr.shape[0]} channel(s) but the model takes {kind.get(chw[0], chw[0])};"
+            " convert the image first"
+        )
     if maxval is not None and maxval != 255:
         return arr.astype(np.float32) / np.float32(maxval)
     if arr.dtype == np.uint8:  # exactly edgekd.data.to_float
@@ -346,8 +389,10 @@ def _fit(arr: np.ndarray, chw: tuple[int, ...], name: str, maxval: int | None = 
         raise BadInput(f"{name} holds {arr.dtype} values; give uint8 pixels (0-255) or floats in [0, 1]")
     low, high = float(arr.min()), float(arr.max())
     if not (-1e-3 <= low and high <= 1.0 + 1e-3):  # also catches NaN
-        raise BadInput(f"{name} holds floats in [{low:g}, {high:g}]; the model takes [0, 1]: divide 0-255 pixels"
-                       " by 255, or save them as uint8")
+        raise BadInput(
+            f"{name} holds floats in [{low:g}, {high:g}]; the model takes [0, 1]: divide 0-255 pixels"
+            " by 255, or save them as uint8"
+        )
     return arr.astype(np.float32)
 
 
@@ -361,11 +406,17 @@ def _bundle_and_manifest(args: argparse.Namespace) -> tuple[Path, dict[str, Any]
 
 
 def _header(manifest: dict[str, Any], hashes: dict[str, str], kind: str) -> dict[str, Any]:
-    return {"schema": RESULT_SCHEMA, "kind": kind, "run_id": uuid.uuid4().hex,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "bundle_id": manifest["bundle_id"], "artifact": manifest["artifact"],
-            "artifact_sha256": hashes[manifest["artifact"]], "target": manifest.get("target"),
-            "exported_from": manifest.get("exported_from")}
+    return {
+        "schema": RESULT_SCHEMA,
+        "kind": kind,
+        "run_id": uuid.uuid4().hex,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bundle_id": manifest["bundle_id"],
+        "artifact": manifest["artifact"],
+        "artifact_sha256": hashes[manifest["artifact"]],
+        "target": manifest.get("target"),
+        "exported_from": manifest.get("exported_from"),
+    }
 
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
@@ -401,10 +452,24 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     if logits.ndim != 2 or logits.shape[0] != batch:
         raise BadInput(f"the model gives outputs of shape {list(logits.shape)} for a batch of {batch}")
     stats = protocol.measure(session, inputs, timing)
-    fp = protocol.fingerprint(manifest["runtime"], session.version, manifest["precision"],
-                     threads or os.cpu_count() or 1, batch, str(manifest.get("device", "cpu")))
-    return {**_header(manifest, hashes, "bench"), **stats.fields_json(), "accuracy": None, "accuracy_samples": None,
-            "data": None, "fingerprint": fp, "timing": timing.to_json(), "torch_loaded": "torch" in sys.modules}
+    fp = protocol.fingerprint(
+        manifest["runtime"],
+        session.version,
+        manifest["precision"],
+        threads or os.cpu_count() or 1,
+        batch,
+        str(manifest.get("device", "cpu")),
+    )
+    return {
+        **_header(manifest, hashes, "bench"),
+        **stats.fields_json(),
+        "accuracy": None,
+        "accuracy_samples": None,
+        "data": None,
+        "fingerprint": fp,
+        "timing": timing.to_json(),
+        "torch_loaded": "torch" in sys.modules,
+    }
 
 
 def cmd_predict(args: argparse.Namespace) -> dict[str, Any]:
@@ -419,18 +484,31 @@ def cmd_predict(args: argparse.Namespace) -> dict[str, Any]:
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         top = np.argsort(-probs, kind="stable")[: max(1, args.top_k)]
-        predictions.append({"image": name, "top": [
-            {"index": int(i), "label": str(classes[i]) if classes and i < len(classes) else str(int(i)),
-             "probability": float(probs[i])} for i in top]})
+        predictions.append(
+            {
+                "image": name,
+                "top": [
+                    {
+                        "index": int(i),
+                        "label": str(classes[i]) if classes and i < len(classes) else str(int(i)),
+                        "probability": float(probs[i]),
+                    }
+                    for i in top
+                ],
+            }
+        )
     return {**_header(manifest, hashes, "predict"), "predictions": predictions}
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
-        prog="run.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="run.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python run.py verify\n  python run.py bench --threads 4 > results.json\n"
-               "  python run.py predict shoe.pgm bag.npy --top-k 3\n"
-               "then on the host: edgekd ingest results.json")
+        "  python run.py predict shoe.pgm bag.npy --top-k 3\n"
+        "then on the host: edgekd ingest results.json",
+    )
     main.add_argument("--bundle", help="the bundle folder (default: the folder of this script)")
     sub = main.add_subparsers(dest="command", required=True)
     sub.add_parser("verify", help="check every file against manifest.json (exit 2 on a mismatch)")
@@ -438,10 +516,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, help="images per run (default: the manifest's batch)")
     bench.add_argument("--quick", action="store_true", help="shorter measurement, as `edgekd bench --quick`")
     predict = sub.add_parser(
-        "predict", help="classify images; prints JSON with the top-k labels",
+        "predict",
+        help="classify images; prints JSON with the top-k labels",
         description="Formats: .npy (H x W, C x H x W, H x W x C or N x C x H x W; uint8 0-255 or float 0-1),"
-                    " binary or text PGM/PPM (.pgm/.ppm/.pnm) read natively, and PNG/JPEG/BMP only when Pillow"
-                    " is installed. Images must already have the model's size and channels: nothing is resized.")
+        " binary or text PGM/PPM (.pgm/.ppm/.pnm) read natively, and PNG/JPEG/BMP only when Pillow"
+        " is installed. Images must already have the model's size and channels: nothing is resized.",
+    )
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--top-k", type=int, default=5, help="how many labels to print per image (default 5)")
     for command in (bench, predict):

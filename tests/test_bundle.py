@@ -43,10 +43,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "export": root / "export", "bundle": root / "bundle", "store": store}
 
 
-def run_py(bundle: Path, *args: str, python: str = sys.executable, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([python, str(bundle / "run.py"), *args], capture_output=True, text=True,
-                          cwd=cwd or bundle, env=env, check=False, timeout=300)
+def run_py(
+    bundle: Path, *args: str, python: str = sys.executable, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, str(bundle / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or bundle,
+        env=env,
+        check=False,
+        timeout=300,
+    )
 
 
 def reply(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -78,7 +86,8 @@ def test_package_writes_artifact_manifest_runner(built: dict[str, Path]) -> None
     bundle = built["bundle"]
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "model.ort.onnx", "model.onnx", "run.py", BUNDLED_NAME, "README.txt"])
+        ["manifest.json", "model.ort.onnx", "model.onnx", "run.py", BUNDLED_NAME, "README.txt"]
+    )
     assert (bundle / "run.py").read_bytes() == RUNNER_SOURCE.read_bytes()
     # the very file edgekd times with, its hash in the manifest
     assert (bundle / BUNDLED_NAME).read_bytes() == Path(protocol.__file__).read_bytes()
@@ -98,8 +107,11 @@ def test_package_again_replaces_the_bundle_with_the_same_id(built: dict[str, Pat
     first = package(built["export"], tmp_path / "b", store=tmp_path / "s.sqlite", timing=QUICK)
     (tmp_path / "b" / "stray.txt").write_text("left from before")
     second = package(built["export"], tmp_path / "b", store=tmp_path / "s.sqlite", timing=QUICK)
-    assert first["bundle_id"] == second["bundle_id"] == json.loads((built["bundle"] / "manifest.json").read_text())[
-        "bundle_id"]
+    assert (
+        first["bundle_id"]
+        == second["bundle_id"]
+        == json.loads((built["bundle"] / "manifest.json").read_text())["bundle_id"]
+    )
     assert not (tmp_path / "b" / "stray.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folders left
 
@@ -193,8 +205,13 @@ def test_openvino_bundle_carries_the_ir_weights(built: dict[str, Path], tmp_path
     from edgekd import api
 
     root = built["root"]
-    api.export(str(root / "m.pt"), "cpu-openvino-fp32", tmp_path / "ov", data=str(root / "data.npz"),
-               store=tmp_path / "s.sqlite")
+    api.export(
+        str(root / "m.pt"),
+        "cpu-openvino-fp32",
+        tmp_path / "ov",
+        data=str(root / "data.npz"),
+        store=tmp_path / "s.sqlite",
+    )
     manifest = package(tmp_path / "ov", tmp_path / "b", store=tmp_path / "s.sqlite", timing=QUICK)
     assert manifest["artifact_files"] == ["model.xml", "model.bin", "model.onnx"]
     image = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
@@ -319,8 +336,9 @@ def test_bundle_runs_in_a_fresh_venv_with_only_the_runtime(built: dict[str, Path
     assert reply(run_py(built["bundle"], "verify", python=python, env=env))["verified"] is True
     bench = reply(run_py(built["bundle"], "bench", python=python, env=env))
     assert bench["samples"] >= QUICK.min_iters and bench["torch_loaded"] is False
-    out = reply(run_py(built["bundle"], "predict", str(tmp_path / "x.npy"), str(tmp_path / "x.pgm"),
-                       python=python, env=env))
+    out = reply(
+        run_py(built["bundle"], "predict", str(tmp_path / "x.npy"), str(tmp_path / "x.pgm"), python=python, env=env)
+    )
     assert [p["top"][0]["index"] for p in out["predictions"]] == [edgekd_top1(built["export"], image)] * 2
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     proc = run_py(built["bundle"], "predict", str(tmp_path / "x.png"), python=python, env=env)

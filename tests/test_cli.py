@@ -52,67 +52,118 @@ def test_help_lists_the_contract() -> None:
 
 
 def test_missing_teacher_file(tmp_path: Path) -> None:
-    assert_bad_input(["distill", "--teacher", str(tmp_path / "none.pt"), "--student", "cnn-xs",
-                      "--out", str(tmp_path / "s.pt")], "checkpoint not found")
+    assert_bad_input(
+        ["distill", "--teacher", str(tmp_path / "none.pt"), "--student", "cnn-xs", "--out", str(tmp_path / "s.pt")],
+        "checkpoint not found",
+    )
 
 
 def test_unknown_model_name(tmp_path: Path, fmnist: str) -> None:
-    assert_bad_input(["train-teacher", "--arch", "vgg16", "--data", fmnist, "--out", str(tmp_path / "t.pt")],
-                     "unknown model 'vgg16'", "cnn-s")
+    assert_bad_input(
+        ["train-teacher", "--arch", "vgg16", "--data", fmnist, "--out", str(tmp_path / "t.pt")],
+        "unknown model 'vgg16'",
+        "cnn-s",
+    )
 
 
 def test_unknown_method(tmp_path: Path, teacher: Path) -> None:
-    assert_bad_input(["distill", "--teacher", str(teacher), "--student", "cnn-xs", "--method", "nope",
-                      "--out", str(tmp_path / "s.pt")], "unknown distillation method 'nope'", "kd")
+    assert_bad_input(
+        [
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--student",
+            "cnn-xs",
+            "--method",
+            "nope",
+            "--out",
+            str(tmp_path / "s.pt"),
+        ],
+        "unknown distillation method 'nope'",
+        "kd",
+    )
 
 
 def test_unknown_target(tmp_path: Path, teacher: Path) -> None:
-    assert_bad_input(["export", str(teacher), "--target", "cpu-nothing", "--out", str(tmp_path / "b")],
-                     "unknown targets 'cpu-nothing'", "cpu-ort-fp32")
+    assert_bad_input(
+        ["export", str(teacher), "--target", "cpu-nothing", "--out", str(tmp_path / "b")],
+        "unknown targets 'cpu-nothing'",
+        "cpu-ort-fp32",
+    )
 
 
 def test_malformed_yaml_target(tmp_path: Path, teacher: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("runtime: onnxruntime\nprecision: [fp32\n")
-    assert_bad_input(["export", str(teacher), "--target", str(bad), "--out", str(tmp_path / "b")],
-                     "malformed YAML", "line")
+    assert_bad_input(
+        ["export", str(teacher), "--target", str(bad), "--out", str(tmp_path / "b")], "malformed YAML", "line"
+    )
 
 
 def test_invalid_target_field(tmp_path: Path, teacher: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("runtime: onnxruntime\nprecision: fp64\n")
-    assert_bad_input(["export", str(teacher), "--target", str(bad), "--out", str(tmp_path / "b")],
-                     "precision")
+    assert_bad_input(["export", str(teacher), "--target", str(bad), "--out", str(tmp_path / "b")], "precision")
 
 
 def test_data_of_the_wrong_shape(tmp_path: Path, teacher: Path) -> None:
     data = tmp_path / "rgb.npz"
     np.savez(data, x=np.zeros((40, 3, 32, 32), np.uint8), y=np.arange(40) % 10)
-    assert_bad_input(["distill", "--teacher", str(teacher), "--student", "cnn-xs", "--data", str(data),
-                      "--out", str(tmp_path / "s.pt")], "(1, 28, 28)", "(3, 32, 32)")
+    assert_bad_input(
+        [
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--student",
+            "cnn-xs",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "s.pt"),
+        ],
+        "(1, 28, 28)",
+        "(3, 32, 32)",
+    )
 
 
 def test_wrong_number_of_classes(tmp_path: Path, teacher: Path) -> None:
     data = tmp_path / "three.npz"
     np.savez(data, x=np.zeros((30, 28, 28), np.uint8), y=np.arange(30) % 3)
-    assert_bad_input(["distill", "--teacher", str(teacher), "--student", "cnn-xs", "--data", str(data),
-                      "--out", str(tmp_path / "s.pt")], "10 outputs", "3 classes")
+    assert_bad_input(
+        [
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--student",
+            "cnn-xs",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "s.pt"),
+        ],
+        "10 outputs",
+        "3 classes",
+    )
 
 
 def test_missing_data(tmp_path: Path) -> None:
-    assert_bad_input(["train-teacher", "--arch", "cnn-xs", "--data", str(tmp_path / "nope"),
-                      "--out", str(tmp_path / "t.pt")], "data not found")
+    assert_bad_input(
+        ["train-teacher", "--arch", "cnn-xs", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "t.pt")],
+        "data not found",
+    )
 
 
 def test_bad_option_value(tmp_path: Path) -> None:
-    assert_bad_input(["train-teacher", "--arch", "cnn-xs", "--epochs", "0", "--out", str(tmp_path / "t.pt")],
-                     "--epochs")
+    assert_bad_input(
+        ["train-teacher", "--arch", "cnn-xs", "--epochs", "0", "--out", str(tmp_path / "t.pt")], "--epochs"
+    )
 
 
 def test_export_and_bench_json_contract(tmp_path: Path, teacher: Path, fmnist: str) -> None:
     out = tmp_path / "build"
-    code, output = run("export", str(teacher), "--target", "cpu-ort-fp32", "--out", str(out), "--data", fmnist,
-                       "--json")
+    code, output = run(
+        "export", str(teacher), "--target", "cpu-ort-fp32", "--out", str(out), "--data", fmnist, "--json"
+    )
     assert code == 0, output
     info = json.loads((out / "artifact.json").read_text())
     assert (out / "model.onnx").is_file() and (out / info["artifact"]).is_file()
@@ -135,8 +186,23 @@ def test_corrupt_onnx_bench(tmp_path: Path) -> None:
 
 
 def test_real_entry_point_exit_code(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "edgekd.cli", "export", str(tmp_path / "x.pt"), "--target",
-                           "cpu-ort-fp32", "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekd.cli",
+            "export",
+            str(tmp_path / "x.pt"),
+            "--target",
+            "cpu-ort-fp32",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"edgekd: error: model not found: {tmp_path / 'x.pt'};"
-                                                " give an edgekd checkpoint, an .onnx file or module:factory"]
+    assert proc.stderr.strip().splitlines() == [
+        f"edgekd: error: model not found: {tmp_path / 'x.pt'};"
+        " give an edgekd checkpoint, an .onnx file or module:factory"
+    ]

@@ -83,8 +83,7 @@ def test_missing_data_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         fashion_mnist.load.cache_clear()
 
 
-def test_data_without_a_test_split_is_scored_on_what_the_model_did_not_train_on(
-        fmnist: str, tmp_path: Path) -> None:
+def test_data_without_a_test_split_is_scored_on_what_the_model_did_not_train_on(fmnist: str, tmp_path: Path) -> None:
     """A model trained on an .npz with --seed 3 is checked at export and benched on the seed-3 validation
     split (the images it never trained on), not on the default seed-0 one, which overlaps its training."""
     from edgekd import api

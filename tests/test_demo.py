@@ -30,7 +30,8 @@ def test_demo_selects_a_student_per_target(tmp_path: Path) -> None:
     summary = run_demo(tmp_path / "demo", plan=plan, budget_ms=100.0)
     rows = summary["rows"]
     assert [(r["name"], r["target"]) for r in rows] == [
-        (name, t) for t in TARGETS for name in ("teacher", f"chosen-{t}")]
+        (name, t) for t in TARGETS for name in ("teacher", f"chosen-{t}")
+    ]
     assert {r["bench"]["fingerprint"]["runtime"] for r in rows} == {"onnxruntime", "openvino"}
     for row in rows:
         assert row["artifact"]["parity"]["max_abs_diff"] < 1e-3

@@ -30,8 +30,12 @@ def test_two_processes_lose_nothing(tmp_path: Path) -> None:
 
 def test_benchmark_record_round_trips(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
-    result = {"batch": 1, "latency_ms": {"p50": 1.5, "mean": 1.6}, "accuracy": 0.9,
-              "fingerprint": {"runtime": "onnxruntime", "precision": "fp32"}}
+    result = {
+        "batch": 1,
+        "latency_ms": {"p50": 1.5, "mean": 1.6},
+        "accuracy": 0.9,
+        "fingerprint": {"runtime": "onnxruntime", "precision": "fp32"},
+    }
     store.log_benchmark("a/model.onnx", result)
     (row,) = store.benchmarks()
     assert row["p50_ms"] == 1.5 and row["runtime"] == "onnxruntime" and row["result"] == result

@@ -49,8 +49,9 @@ def test_resume_continues_exactly(tmp_path: Path, fmnist: str, interrupted: Any)
 
 def test_distill_with_kd(tmp_path: Path, fmnist: str) -> None:
     teacher = api.train_teacher("cnn-s", fmnist, tmp_path / "t.pt", CFG, progress=False)
-    result = api.distill(teacher.checkpoint, "cnn-xs", fmnist, tmp_path / "s.pt", CFG,
-                         DistillConfig(method="kd"), progress=False)
+    result = api.distill(
+        teacher.checkpoint, "cnn-xs", fmnist, tmp_path / "s.pt", CFG, DistillConfig(method="kd"), progress=False
+    )
     _, _, meta = load_model(result.checkpoint)
     assert meta["method"] == "kd" and meta["teacher_sha256"] and result.history[-1]["val_acc"] > 0.3
 
@@ -61,8 +62,9 @@ def test_nan_loss_stops_with_epoch_and_batch(tmp_path: Path, fmnist: str) -> Non
         api.train_teacher("cnn-xs", fmnist, tmp_path / "t.pt", cfg, progress=False)
 
 
-def test_convolutional_networks_train_channels_last_with_the_same_results(tmp_path: Path, fmnist: str,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_convolutional_networks_train_channels_last_with_the_same_results(
+    tmp_path: Path, fmnist: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from torch import nn
 
     from edgekd.errors import UserError

@@ -57,8 +57,16 @@ def benchmark(
     return call(request, resolved)
 
 
-def bench_artifact(artifact: Path, *, data: str | None = None, batch: int | None = None, threads: int | None = None,
-          limit: int | None = None, quick: bool = False, store: Path | None = None) -> dict[str, Any]:
+def bench_artifact(
+    artifact: Path,
+    *,
+    data: str | None = None,
+    batch: int | None = None,
+    threads: int | None = None,
+    limit: int | None = None,
+    quick: bool = False,
+    store: Path | None = None,
+) -> dict[str, Any]:
     """Measure an artifact with the one timing protocol (in its own process); accuracy when data is given."""
     art = resolve_artifact(Path(artifact))
     timing = QUICK_TIMING if quick else DEFAULT_TIMING

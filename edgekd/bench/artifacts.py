@@ -68,9 +68,7 @@ def _from_onnx(path: Path, runtime: Runtime | None) -> Artifact:
 
     runtime = runtime or Runtime.ONNXRUNTIME
     if runtime is Runtime.TENSORRT:
-        raise UserError(
-            f"{path.name}: TensorRT needs a built engine; run `edgekd export` for a tensorrt target"
-        )
+        raise UserError(f"{path.name}: TensorRT needs a built engine; run `edgekd export` for a tensorrt target")
     shape = onnx_input_shape(path)  # also turns a corrupt file into one clear line
     return Artifact(runtime.value, Precision.FP32.value, path, shape, info={"source": "onnx"})
 

@@ -35,8 +35,9 @@ class DeviceRunner(Protocol):
     def enqueue(self) -> None: ...
 
 
-def measure_gpu(runner: DeviceRunner, inputs: np.ndarray, config: TimingConfig = DEFAULT_TIMING, *,
-                cuda_graph: bool = True) -> LatencyStats:
+def measure_gpu(
+    runner: DeviceRunner, inputs: np.ndarray, config: TimingConfig = DEFAULT_TIMING, *, cuda_graph: bool = True
+) -> LatencyStats:
     """Stage `inputs` once, warm up, then time each enqueue with a pair of CUDA events."""
     runner.stage(inputs, cuda_graph=cuda_graph)
     was_enabled = gc.isenabled()
@@ -60,8 +61,7 @@ def event_samples(runner: DeviceRunner, config: TimingConfig) -> np.ndarray:
         samples = np.empty(config.max_iters, dtype=np.int64)
         min_time_ns = int(config.min_time_s * 1e9)
         count, began = 0, time.perf_counter_ns()
-        while count < config.max_iters and (count < config.min_iters
-                                            or time.perf_counter_ns() - began < min_time_ns):
+        while count < config.max_iters and (count < config.min_iters or time.perf_counter_ns() - began < min_time_ns):
             start.record(stream)
             runner.enqueue()
             end.record(stream)

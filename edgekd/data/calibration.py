@@ -90,8 +90,10 @@ def validation_set(recipe: CalibrationRecipe, input_shape: tuple[int, int, int])
     split = _split(recipe, input_shape)
     val = split.val.head(recipe.validation_samples)
     if len(val) == 0:
-        raise UserError(f"calibration recipe {recipe.name!r}: {recipe.dataset!r} leaves no validation images;"
-                        " raise val_fraction in the recipe")
+        raise UserError(
+            f"calibration recipe {recipe.name!r}: {recipe.dataset!r} leaves no validation images;"
+            " raise val_fraction in the recipe"
+        )
     same = " (this data has no test split: it doubles as the test split)" if split.info.get("test") == "val" else ""
     return _checked(to_float(val.x), recipe), val.y, f"{recipe.dataset} (validation split, {len(val)} images){same}"
 
@@ -124,9 +126,9 @@ def _pick(labels: np.ndarray, n: int, sampling: Sampling, seed: int) -> np.ndarr
 
 def _checked(x: np.ndarray, recipe: CalibrationRecipe) -> np.ndarray:
     if not np.isfinite(x).all():
-        raise UserError(f"calibration recipe {recipe.name!r}: {recipe.dataset!r} holds NaN or infinite values;"
-                        " clean the data")
+        raise UserError(
+            f"calibration recipe {recipe.name!r}: {recipe.dataset!r} holds NaN or infinite values; clean the data"
+        )
     if x.min() < 0.0 or x.max() > 1.0:
         raise UserError(f"calibration recipe {recipe.name!r}: images must lie in [0, 1]; fix the data")
     return np.ascontiguousarray(x, dtype=np.float32)
-

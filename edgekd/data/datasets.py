@@ -21,9 +21,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4:
-            raise UserError(
-                f"data {self.name}: images must be N x C x H x W (or N x H x W), got shape {self.x.shape}"
-            )
+            raise UserError(f"data {self.name}: images must be N x C x H x W (or N x H x W), got shape {self.x.shape}")
         if len(self.x) != len(self.y):
             raise UserError(f"data {self.name}: {len(self.x)} images but {len(self.y)} labels; make them match")
         if len(self.y) and (self.y.min() < 0 or self.y.max() >= len(self.classes)):

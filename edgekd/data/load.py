@@ -27,9 +27,7 @@ def _read_pair(spec: str) -> tuple[Dataset, Dataset | None]:
     raise UserError(f"unsupported data {spec!r}; give 'fashion-mnist', a folder of class sub-folders, or an .npz")
 
 
-def load_data(
-    spec: str, *, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None
-) -> Split:
+def load_data(spec: str, *, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None) -> Split:
     """Load `spec` and split it: a seeded validation split drawn from the training data.
 
     `limit` keeps the first N training samples (before the split), for quick trials. Data without its

@@ -60,7 +60,7 @@ def shard(order: np.ndarray, rank: Rank) -> np.ndarray:
     if not rank.active:
         return order
     usable = len(order) - len(order) % rank.world
-    return order[:usable][rank.rank::rank.world]
+    return order[:usable][rank.rank :: rank.world]
 
 
 def shard_len(n: int, rank: Rank) -> int:

@@ -33,8 +33,10 @@ def auxiliary_spec(student: ArchSpec) -> ArchSpec:
 
     key = WIDTH_PARAM.get(student.family)
     if key is None:
-        raise UserError(f"no auxiliary teacher for model {student.label()}: edgekd widens only the built-in"
-                        f" families ({', '.join(WIDTH_PARAM)}); pass --auxiliary PATH or --auxiliary none")
+        raise UserError(
+            f"no auxiliary teacher for model {student.label()}: edgekd widens only the built-in"
+            f" families ({', '.join(WIDTH_PARAM)}); pass --auxiliary PATH or --auxiliary none"
+        )
     width = student.params.get(key, inspect.signature(FAMILIES.get(student.family)).parameters[key].default)
     return student.model_copy(update={"params": {**student.params, key: width * 2}})
 
@@ -47,13 +49,18 @@ def uses_auxiliary(choice: str, teacher: ArchSpec, student: ArchSpec) -> bool:
 
 
 def cached_path(teacher_sha256: str, spec: ArchSpec, data_fingerprint: str, cfg: TrainConfig) -> Path:
-    key = hashlib.sha256(json.dumps([teacher_sha256, spec.model_dump(), data_fingerprint, cfg.model_dump(),
-                                     TRANSFER.model_dump()], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [teacher_sha256, spec.model_dump(), data_fingerprint, cfg.model_dump(), TRANSFER.model_dump()],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
     return cache_dir() / "auxiliary" / f"{spec.family}-{key}.pt"
 
 
-def train_auxiliary(teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: TrainConfig, store: Store,
-                    *, progress: bool = True) -> Path:
+def train_auxiliary(
+    teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: TrainConfig, store: Store, *, progress: bool = True
+) -> Path:
     """The auxiliary checkpoint for this teacher and student: from the cache, else trained on labels
     and then taught by the teacher on the final representation."""
     import torch
@@ -75,21 +82,29 @@ def train_auxiliary(teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: 
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]auxiliary[/]: {spec.label()}, on labels then from {teacher_ckpt.name}")
-    meta: dict[str, Any] = {"data": data, "classes": list(split.train.classes),
-                            "input_shape": list(split.train.input_shape)}
+    meta: dict[str, Any] = {
+        "data": data,
+        "classes": list(split.train.classes),
+        "input_shape": list(split.train.input_shape),
+    }
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
     labels = out.with_name(out.stem + "-labels.pt")
     Trainer(model, spec, Supervised(), split, cfg, labels, store, "auxiliary-labels", meta).fit(
-        resume=True, show_progress=progress)
+        resume=True, show_progress=progress
+    )
     t_model, _, _ = load_model(teacher_ckpt)
     model, _, _ = load_model(labels)
     pairs = method_pairs(TRANSFER, model, t_model, split.train.input_shape)
     # the teacher's outputs are cached like any distillation's: it runs live in the first epoch only
-    objective = Distillation(t_model, build_loss(TRANSFER, pairs), TRANSFER.ce_weight, TRANSFER.kd_weight,
-                             teacher_cache(split.train) if TRANSFER.cache else None)
+    objective = Distillation(
+        t_model,
+        build_loss(TRANSFER, pairs),
+        TRANSFER.ce_weight,
+        TRANSFER.kd_weight,
+        teacher_cache(split.train) if TRANSFER.cache else None,
+    )
     meta = {**meta, "teacher": str(teacher_ckpt), "distill": TRANSFER.model_dump(), "role": "auxiliary"}
-    Trainer(model, spec, objective, split, cfg, out, store, "auxiliary", meta).fit(
-        resume=True, show_progress=progress)
+    Trainer(model, spec, objective, split, cfg, out, store, "auxiliary", meta).fit(resume=True, show_progress=progress)
     labels.unlink(missing_ok=True)
     return out

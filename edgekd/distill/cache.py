@@ -127,8 +127,10 @@ def read_rows(arrays: dict[str, np.ndarray], index: np.ndarray, device: torch.de
     scalar code, torch's is vectorised (the same values, bit for bit; 15 ms -> 3 ms a batch of 128 for a
     ResNet's four taps on this project's CPU).
     """
-    return {tap: torch.from_numpy(np.ascontiguousarray(arr[index])).to(device=device, dtype=torch.float32)
-            for tap, arr in arrays.items()}
+    return {
+        tap: torch.from_numpy(np.ascontiguousarray(arr[index])).to(device=device, dtype=torch.float32)
+        for tap, arr in arrays.items()
+    }
 
 
 class CacheBuilder:
@@ -162,8 +164,10 @@ class CacheBuilder:
         self.filled[index] = True
 
     def _allocate(self, values: dict[str, np.ndarray]) -> None:
-        dtypes = {tap: np.float32 if is_logits(tap) or np.abs(x).max(initial=0.0) > HALF_LIMIT else np.float16
-                  for tap, x in values.items()}
+        dtypes = {
+            tap: np.float32 if is_logits(tap) or np.abs(x).max(initial=0.0) > HALF_LIMIT else np.float16
+            for tap, x in values.items()
+        }
         need = sum(self.n * x[0].size * np.dtype(dtypes[tap]).itemsize for tap, x in values.items())
         try:
             self.tmp.mkdir(parents=True)
@@ -196,8 +200,12 @@ class CacheBuilder:
         taps: dict[str, Any] = {}
         for tap, arr in self.arrays.items():
             arr.flush()  # type: ignore[attr-defined]
-            taps[tap] = {"file": Path(arr.filename).name, "shape": list(arr.shape[1:]),  # type: ignore[attr-defined]
-                         "dtype": str(arr.dtype), **self.stats[tap]}
+            taps[tap] = {
+                "file": Path(arr.filename).name,
+                "shape": list(arr.shape[1:]),  # type: ignore[attr-defined]
+                "dtype": str(arr.dtype),
+                **self.stats[tap],
+            }
         meta = {"format": CACHE_FORMAT, "key": self.key.to_json(), "n": self.n, "taps": taps}
         (self.tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         self.arrays = {}
@@ -283,8 +291,9 @@ class CacheSpec:
     data: str  # fingerprint of the training split, in the order the trainer indexes it
     n_samples: int
 
-    def open(self, teacher: nn.Module, taps: tuple[str, ...], live: Callable[[Tensor], dict[str, Tensor]],
-             stack: ExitStack) -> CachedTeacher:
+    def open(
+        self, teacher: nn.Module, taps: tuple[str, ...], live: Callable[[Tensor], dict[str, Tensor]], stack: ExitStack
+    ) -> CachedTeacher:
         """The cache of `teacher`'s `taps` on this data (keyed by its weights), opened for the run `stack`
         spans; `live` runs the teacher on a batch when the cache cannot answer."""
         key = CacheKey(weights_hash(teacher), self.data, taps)
@@ -345,8 +354,10 @@ class CachedTeacher:
         ref = cached[LOGITS][:SPOT_CHECK]
         if float((live - ref).abs().max()) <= SPOT_TOLERANCE * max(1.0, float(ref.abs().max())):
             return True
-        console.print("teacher outputs no longer match the cache (do the inputs change between epochs?):"
-                      " the teacher runs live for the rest of this run")
+        console.print(
+            "teacher outputs no longer match the cache (do the inputs change between epochs?):"
+            " the teacher runs live for the rest of this run"
+        )
         self.arrays, self.enabled = None, False
         return False
 
@@ -367,8 +378,10 @@ class CachedTeacher:
         console.print(f"teacher outputs cached in {self.folder} ({size / 2**20:.0f} MiB)")
         evicted = evict(self.folder.parent, self.folder, self.limit)
         if evicted:
-            console.print(f"removed {len(evicted)} least recently used teacher cache(s) to stay within"
-                          f" {MAX_GB_ENV}={self.limit / 2**30:g}: {', '.join(f.name for f in evicted)}")
+            console.print(
+                f"removed {len(evicted)} least recently used teacher cache(s) to stay within"
+                f" {MAX_GB_ENV}={self.limit / 2**30:g}: {', '.join(f.name for f in evicted)}"
+            )
 
     def _discard(self) -> None:
         if self.builder is not None:

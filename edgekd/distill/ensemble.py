@@ -76,8 +76,9 @@ def parse_fractions(value: str | Sequence[float], at_least: int = 2) -> tuple[fl
     if outside:
         raise UserError(f"width fraction {outside[0]:g} is outside (0, 1]; {_HINT}")
     if any(b >= a for a, b in zip(fractions, fractions[1:], strict=False)):
-        raise UserError(f"width fractions {', '.join(f'{f:g}' for f in fractions)} are not strictly decreasing;"
-                        f" {_HINT}")
+        raise UserError(
+            f"width fractions {', '.join(f'{f:g}' for f in fractions)} are not strictly decreasing; {_HINT}"
+        )
     return fractions
 
 
@@ -93,14 +94,18 @@ def plan(base: ArchSpec, fractions: Sequence[float]) -> list[Member]:
     """The students of `base` at `fractions` of its width; they share `base`'s stem."""
     param = None if base.is_user else SCALED.get(base.family)
     if param is None:
-        raise UserError(f"model {base.label()} does not support width scaling (ensemble students are"
-                        f" {', '.join(SCALED)}); use e.g. --student cnn-s or 'cnn(width=16,depth=1)'")
+        raise UserError(
+            f"model {base.label()} does not support width scaling (ensemble students are"
+            f" {', '.join(SCALED)}); use e.g. --student cnn-s or 'cnn(width=16,depth=1)'"
+        )
     full = int(base.params.get(param, _default(base.family, param)))
     stem = int(base.params.get("stem") or full)
     widths = [max(1, int(full * f + 0.5)) for f in fractions]
     if len(set(widths)) < len(widths):
-        raise UserError(f"width fractions {', '.join(f'{f:g}' for f in fractions)} of {base.label()} give"
-                        f" {param}s {widths}, not all distinct; use fewer or more distant fractions, or a wider base")
+        raise UserError(
+            f"width fractions {', '.join(f'{f:g}' for f in fractions)} of {base.label()} give"
+            f" {param}s {widths}, not all distinct; use fewer or more distant fractions, or a wider base"
+        )
     members = []
     for fraction, width in zip(fractions, widths, strict=True):
         params = {k: v for k, v in base.params.items() if k != "stem"}
@@ -153,8 +158,9 @@ class EnsembleFamily(nn.Module):
         return [name for name, _ in self.students[0].named_children() if _STAGE.match(name)]
 
 
-def ensemble_family(in_channels: int = 1, num_classes: int = 10, family: str = "cnn",
-                    students: Sequence[dict[str, Any]] = ()) -> EnsembleFamily:
+def ensemble_family(
+    in_channels: int = 1, num_classes: int = 10, family: str = "cnn", students: Sequence[dict[str, Any]] = ()
+) -> EnsembleFamily:
     """The family a checkpoint's spec describes (`FACTORY`): `family` built with each of `students`' params."""
     from edgekd.models.zoo import FAMILIES
 
@@ -163,8 +169,13 @@ def ensemble_family(in_channels: int = 1, num_classes: int = 10, family: str = "
 
 
 def family_spec(base: ArchSpec, members: Sequence[Member]) -> ArchSpec:
-    return ArchSpec(family=FACTORY, params={"family": base.family, "students": [dict(m.spec.params) for m in members]},
-                    in_channels=base.in_channels, num_classes=base.num_classes, image_size=base.image_size)
+    return ArchSpec(
+        family=FACTORY,
+        params={"family": base.family, "students": [dict(m.spec.params) for m in members]},
+        in_channels=base.in_channels,
+        num_classes=base.num_classes,
+        image_size=base.image_size,
+    )
 
 
 def _channels(stage: nn.Module) -> int:
@@ -178,8 +189,9 @@ def make_adapters(family: EnsembleFamily) -> nn.ModuleList:
     """adapters[j - 1][k]: 1x1 convolution from student j's stage k features to student 0's (training only)."""
     stages = family.stage_names()
     widths = [[_channels(getattr(s, name)) for name in stages] for s in family.students]
-    return nn.ModuleList(nn.ModuleList(nn.Conv2d(c, c0, 1) for c, c0 in zip(row, widths[0], strict=True))
-                         for row in widths[1:])
+    return nn.ModuleList(
+        nn.ModuleList(nn.Conv2d(c, c0, 1) for c, c0 in zip(row, widths[0], strict=True)) for row in widths[1:]
+    )
 
 
 class EnsembleTraining(nn.Module):
@@ -194,17 +206,26 @@ class EnsembleTraining(nn.Module):
         return self.family(x)
 
 
-def online_ensemble_loss(logits: Sequence[Tensor], features: Sequence[Sequence[Tensor]],
-                         adapters: Sequence[Sequence[nn.Module]], target: Tensor,
-                         temperature: float = TEMPERATURE, weights: tuple[float, float, float] = WEIGHTS) -> Tensor:
+def online_ensemble_loss(
+    logits: Sequence[Tensor],
+    features: Sequence[Sequence[Tensor]],
+    adapters: Sequence[Sequence[nn.Module]],
+    target: Tensor,
+    temperature: float = TEMPERATURE,
+    weights: tuple[float, float, float] = WEIGHTS,
+) -> Tensor:
     """The paper's loss. `logits[j]` and `features[j][k]` are student j's logits and stage-k features
     (student 0 the widest); `adapters[j - 1][k]` maps student j's stage k to student 0's channels."""
     teacher = torch.stack(list(logits)).mean(0).detach()
     ce = torch.stack([F.cross_entropy(s, target) for s in logits]).sum()
     kl = torch.stack([soft_kl(s, teacher, temperature) for s in logits]).sum()
-    mse = torch.stack([F.mse_loss(adapter(f), f0.detach())
-                       for row, row_adapters in zip(features[1:], adapters, strict=True)
-                       for f, f0, adapter in zip(row, features[0], row_adapters, strict=True)]).sum()
+    mse = torch.stack(
+        [
+            F.mse_loss(adapter(f), f0.detach())
+            for row, row_adapters in zip(features[1:], adapters, strict=True)
+            for f, f0, adapter in zip(row, features[0], row_adapters, strict=True)
+        ]
+    ).sum()
     w_ce, w_feature, w_kl = weights
     return w_ce * ce + w_feature * mse + w_kl * kl
 
@@ -236,8 +257,9 @@ class OnlineEnsemble:
     def on_epoch(self, progress: float) -> dict[str, float]:
         return self.guide.on_epoch(progress) if self.guide is not None else {}
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor]:
         ensemble = student(x)
         logits = [self._taps[name] for name in self._logits]
         features = [[self._taps[name] for name in row] for row in self._features]
@@ -254,8 +276,11 @@ def extract_student(family: EnsembleFamily, index: int, spec: ArchSpec) -> nn.Mo
     """Student `index` alone, as the plain model `spec` builds: the shared stem copied in, no adapters.
     The state dict loads strictly, so every weight of the student is accounted for."""
     prefix = f"students.{index}."
-    state = {k.removeprefix(prefix): v for k, v in family.state_dict().items()
-             if k.startswith(prefix) or not k.startswith("students.")}
+    state = {
+        k.removeprefix(prefix): v
+        for k, v in family.state_dict().items()
+        if k.startswith(prefix) or not k.startswith("students.")
+    }
     model = build_model(spec)
     model.load_state_dict(state)
     return model.eval()

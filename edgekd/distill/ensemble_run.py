@@ -56,10 +56,20 @@ def student_file(fraction: float) -> str:
     return f"student-w{float(fraction)}.pt"
 
 
-def train_ensemble(student: str, data: str, out_dir: Path, cfg: TrainConfig,
-                   widths: str | Sequence[float] = DEFAULT_FRACTIONS, *, teacher: Path | None = None,
-                   guide: str | None = None, guide_weight: float | None = None, resume: bool = False,
-                   store: Path | None = None, progress: bool = True) -> dict[str, Any]:
+def train_ensemble(
+    student: str,
+    data: str,
+    out_dir: Path,
+    cfg: TrainConfig,
+    widths: str | Sequence[float] = DEFAULT_FRACTIONS,
+    *,
+    teacher: Path | None = None,
+    guide: str | None = None,
+    guide_weight: float | None = None,
+    resume: bool = False,
+    store: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train the family of `student` at `widths`, write every student alone and the manifest; returns it."""
     from edgekd.data import load_data
     from edgekd.distill.trainer import Trainer
@@ -79,15 +89,37 @@ def train_ensemble(student: str, data: str, out_dir: Path, cfg: TrainConfig,
     family = build_model(spec)
     assert isinstance(family, EnsembleFamily)
     adapters = make_adapters(family)
-    task = {"method": "ensemble", "fractions": list(fractions), "temperature": TEMPERATURE,
-            "weights": list(WEIGHTS), "guide": guide_meta}
-    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(shape), "method": "ensemble",
-            "distill": task, "base": base.label(), "teacher": str(teacher) if teacher else None,
-            "train": cfg.model_dump()}
+    task = {
+        "method": "ensemble",
+        "fractions": list(fractions),
+        "temperature": TEMPERATURE,
+        "weights": list(WEIGHTS),
+        "guide": guide_meta,
+    }
+    meta = {
+        "data": data,
+        "classes": list(split.train.classes),
+        "input_shape": list(shape),
+        "method": "ensemble",
+        "distill": task,
+        "base": base.label(),
+        "teacher": str(teacher) if teacher else None,
+        "train": cfg.model_dump(),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     results = Store(store or default_store(out_dir))
-    trainer = Trainer(family, spec, OnlineEnsemble(adapters, guidance), split, cfg, out_dir / FAMILY, results,
-                      "ensemble", meta, train_module=EnsembleTraining(family, adapters))
+    trainer = Trainer(
+        family,
+        spec,
+        OnlineEnsemble(adapters, guidance),
+        split,
+        cfg,
+        out_dir / FAMILY,
+        results,
+        "ensemble",
+        meta,
+        train_module=EnsembleTraining(family, adapters),
+    )
     result = trainer.fit(resume=resume, show_progress=progress)
     rank = ddp.from_env()
     if rank.main:  # under torchrun, rank 0 alone writes (the other ranks hold the same weights)
@@ -96,21 +128,44 @@ def train_ensemble(student: str, data: str, out_dir: Path, cfg: TrainConfig,
     return load_manifest(out_dir)
 
 
-def _write_students(result: TrainResult, family: EnsembleFamily, members: Sequence[Member], split: Split,
-                    out_dir: Path, store: Store, meta: dict[str, Any]) -> dict[str, Any]:
+def _write_students(
+    result: TrainResult,
+    family: EnsembleFamily,
+    members: Sequence[Member],
+    split: Split,
+    out_dir: Path,
+    store: Store,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     """Every student alone (`student-w<fraction>.pt`), and the manifest that lists them."""
-    run = {"run_id": result.run_id, "family_checkpoint": str(out_dir / FAMILY), "manifest": str(out_dir / MANIFEST),
-           "base": meta["base"], "fractions": [m.fraction for m in members],
-           "train_seconds": sum(float(h["epoch_s"]) for h in result.history), "wall_seconds": result.seconds}
+    run = {
+        "run_id": result.run_id,
+        "family_checkpoint": str(out_dir / FAMILY),
+        "manifest": str(out_dir / MANIFEST),
+        "base": meta["base"],
+        "fractions": [m.fraction for m in members],
+        "train_seconds": sum(float(h["epoch_s"]) for h in result.history),
+        "wall_seconds": result.seconds,
+    }
     train = TrainConfig.model_validate(meta["train"])
-    students = [_write_student(family, j, m, split, out_dir, store, {**meta, "ensemble": run})
-                for j, m in enumerate(members)]
+    students = [
+        _write_student(family, j, m, split, out_dir, store, {**meta, "ensemble": run}) for j, m in enumerate(members)
+    ]
     data = meta["data"]
-    return {**run, "format": FORMAT, "family_checkpoint": FAMILY, "manifest": MANIFEST,
-            "data": str(Path(data).resolve()) if Path(data).exists() else data,  # read from elsewhere later
-            "train": train.model_dump(mode="json"), "epochs": train.epochs, "teacher": meta["teacher"],
-            "guide": meta["distill"]["guide"], "store": str(store.path),
-            "ensemble": {"val_acc": result.val_accuracy, "test_acc": result.test_accuracy}, "students": students}
+    return {
+        **run,
+        "format": FORMAT,
+        "family_checkpoint": FAMILY,
+        "manifest": MANIFEST,
+        "data": str(Path(data).resolve()) if Path(data).exists() else data,  # read from elsewhere later
+        "train": train.model_dump(mode="json"),
+        "epochs": train.epochs,
+        "teacher": meta["teacher"],
+        "guide": meta["distill"]["guide"],
+        "store": str(store.path),
+        "ensemble": {"val_acc": result.val_accuracy, "test_acc": result.test_accuracy},
+        "students": students,
+    }
 
 
 def _guide(teacher: Path, method: str, weight: float | None, split: Split) -> tuple[Distillation, dict[str, Any]]:
@@ -127,22 +182,33 @@ def _guide(teacher: Path, method: str, weight: float | None, split: Split) -> tu
     t_model, t_spec, _ = load_model(teacher)
     shape = split.train.input_shape
     if (t_spec.in_channels, t_spec.image_size, t_spec.image_size) != shape:
-        raise UserError(f"the teacher takes {t_spec.in_channels}x{t_spec.image_size}x{t_spec.image_size} inputs"
-                        f" but the data has {'x'.join(map(str, shape))}; use the teacher's data")
+        raise UserError(
+            f"the teacher takes {t_spec.in_channels}x{t_spec.image_size}x{t_spec.image_size} inputs"
+            f" but the data has {'x'.join(map(str, shape))}; use the teacher's data"
+        )
     check_classes(output_count(t_model, shape), split.train, "teacher")
     task = parse(DistillConfig, {"method": method, "kd_weight": weight}, "guide options")
     pairs = [(LOGITS, LOGITS)] if "pairs" in loss_parameters(method) else None  # logits only, for any method
     loss = build_loss(task, pairs)
     # as in `edgekd distill`: cached by sample index, except under torchrun (no rank sees a whole epoch)
-    cache = None if _ddp.from_env().active else CacheSpec(cache_dir() / "teacher-outputs",
-                                                          split.train.fingerprint(), len(split.train))
-    meta = {"method": method, "weight": task.kd_weight, "loss_params": dict(task.loss_params),
-            "teacher": str(teacher), "teacher_sha256": file_sha256(teacher)}
+    cache = (
+        None
+        if _ddp.from_env().active
+        else CacheSpec(cache_dir() / "teacher-outputs", split.train.fingerprint(), len(split.train))
+    )
+    meta = {
+        "method": method,
+        "weight": task.kd_weight,
+        "loss_params": dict(task.loss_params),
+        "teacher": str(teacher),
+        "teacher_sha256": file_sha256(teacher),
+    }
     return Distillation(t_model, loss, 0.0, task.kd_weight, cache), meta
 
 
-def _write_student(family: EnsembleFamily, index: int, member: Member, split: Split, out_dir: Path,
-                   store: Store, meta: dict[str, Any]) -> dict[str, Any]:
+def _write_student(
+    family: EnsembleFamily, index: int, member: Member, split: Split, out_dir: Path, store: Store, meta: dict[str, Any]
+) -> dict[str, Any]:
     """Student `index` alone: evaluated, saved as a plain checkpoint, logged as a run of its own."""
     from edgekd.distill.trainer import evaluate
     from edgekd.models import save_checkpoint
@@ -153,13 +219,33 @@ def _write_student(family: EnsembleFamily, index: int, member: Member, split: Sp
     _, val_acc = evaluate(model, split.val, cpu)
     _, test_acc = evaluate(model, split.test, cpu)
     path = out_dir / student_file(member.fraction)
-    row = {"fraction": member.fraction, "arch": member.spec.label(), "checkpoint": path.name,
-           "params": count_params(model), "val_acc": val_acc, "test_acc": test_acc}
-    save_checkpoint(path, model, member.spec, {**meta, "kind": "ensemble-student", "arch": member.spec.label(),
-                                               "width_fraction": member.fraction, "val_acc": val_acc,
-                                               "test_acc": test_acc, "split": split.info})
-    run = store.start_run("ensemble-student", path.name, {"arch": member.spec.label(), "fraction": member.fraction,
-                                                          "ensemble_run": meta["ensemble"]["run_id"]})
+    row = {
+        "fraction": member.fraction,
+        "arch": member.spec.label(),
+        "checkpoint": path.name,
+        "params": count_params(model),
+        "val_acc": val_acc,
+        "test_acc": test_acc,
+    }
+    save_checkpoint(
+        path,
+        model,
+        member.spec,
+        {
+            **meta,
+            "kind": "ensemble-student",
+            "arch": member.spec.label(),
+            "width_fraction": member.fraction,
+            "val_acc": val_acc,
+            "test_acc": test_acc,
+            "split": split.info,
+        },
+    )
+    run = store.start_run(
+        "ensemble-student",
+        path.name,
+        {"arch": member.spec.label(), "fraction": member.fraction, "ensemble_run": meta["ensemble"]["run_id"]},
+    )
     store.log_metric(run, "val_acc", val_acc)
     store.log_metric(run, "test_acc", test_acc)
     return row

@@ -61,8 +61,10 @@ def check_square(input_shape: tuple[int, int, int]) -> None:
     """Rotating by 90 degrees keeps the shape only for square images."""
     _, h, w = input_shape
     if h != w:
-        raise UserError(f"hssakd rotates images by 90 degrees, which needs square images, but the data is {h} x {w};"
-                        " crop or resize the data to a square, or pick another method")
+        raise UserError(
+            f"hssakd rotates images by 90 degrees, which needs square images, but the data is {h} x {w};"
+            " crop or resize the data to a square, or pick another method"
+        )
 
 
 def rotate(x: Tensor) -> Tensor:
@@ -79,10 +81,12 @@ def joint_labels(y: Tensor) -> Tensor:
 def stage_names(model: nn.Module, role: str) -> list[str]:
     """The model's `stage1..stageN` children in order; a branch needs them and a global `pool`."""
     children = dict(model.named_children())
-    stages = sorted((n for n in children if _STAGE.match(n)), key=lambda n: int(n[len("stage"):]))
+    stages = sorted((n for n in children if _STAGE.match(n)), key=lambda n: int(n[len("stage") :]))
     if not stages or "pool" not in children:
-        raise UserError(f"hssakd needs a {role} with stage1..stageN and pool children (every built-in family);"
-                        f" {type(model).__name__} has {', '.join(children) or 'none'}")
+        raise UserError(
+            f"hssakd needs a {role} with stage1..stageN and pool children (every built-in family);"
+            f" {type(model).__name__} has {', '.join(children) or 'none'}"
+        )
     return stages
 
 
@@ -98,8 +102,9 @@ def resolve_branches(model: nn.Module, names: Sequence[str] | None, role: str) -
     return sorted(chosen, key=stages.index)
 
 
-def matching_stages(teacher_after: Sequence[str], teacher_stages: Sequence[str],
-                    student_stages: Sequence[str]) -> list[str]:
+def matching_stages(
+    teacher_after: Sequence[str], teacher_stages: Sequence[str], student_stages: Sequence[str]
+) -> list[str]:
     """For each teacher branch, the student stage at the same relative depth."""
     t, s = len(teacher_stages), len(student_stages)
     depth = [(teacher_stages.index(name) + 1) / t for name in teacher_after]
@@ -117,7 +122,7 @@ def reinitialise(module: nn.Module) -> None:
 def make_branch(model: nn.Module, after: str, features: int, num_joint: int) -> nn.Sequential:
     """A fresh copy of the stages after `after` and of the pooling, then a `num_joint`-way linear layer."""
     stages = stage_names(model, "model")
-    rest = [copy.deepcopy(model.get_submodule(name)) for name in stages[stages.index(after) + 1:]]
+    rest = [copy.deepcopy(model.get_submodule(name)) for name in stages[stages.index(after) + 1 :]]
     branch = nn.Sequential(*rest, copy.deepcopy(model.get_submodule("pool")))
     reinitialise(branch)
     return branch.append(nn.Linear(features, num_joint))
@@ -126,8 +131,7 @@ def make_branch(model: nn.Module, after: str, features: int, num_joint: int) -> 
 class Branched(nn.Module):
     """`model` plus training-only branches after some of its stages: forward -> (logits, [branch logits])."""
 
-    def __init__(self, model: nn.Module, after: Sequence[str], branches: Sequence[nn.Module], num_classes: int
-                 ) -> None:
+    def __init__(self, model: nn.Module, after: Sequence[str], branches: Sequence[nn.Module], num_classes: int) -> None:
         super().__init__()
         self.model = model
         self.after = list(after)
@@ -140,8 +144,9 @@ class Branched(nn.Module):
         return logits, [branch(taps[name]) for name, branch in zip(self.after, self.branches, strict=True)]
 
 
-def with_branches(model: nn.Module, after: Sequence[str], input_shape: tuple[int, int, int],
-                  num_classes: int) -> Branched:
+def with_branches(
+    model: nn.Module, after: Sequence[str], input_shape: tuple[int, int, int], num_classes: int
+) -> Branched:
     """`model` wrapped with new branches after the stages `after` (4 * num_classes outputs each)."""
     was_training = model.training
     with tapped(model, ["pool"]) as taps, torch.no_grad():
@@ -161,8 +166,11 @@ def save_branches(checkpoint: Path, net: Branched) -> None:
     if not ddp.from_env().main:
         return
     payload = load_checkpoint(checkpoint)
-    payload[BRANCHES_KEY] = {"after": net.after, "num_classes": net.num_classes,
-                             "state_dict": {k: v.detach().cpu() for k, v in net.branches.state_dict().items()}}
+    payload[BRANCHES_KEY] = {
+        "after": net.after,
+        "num_classes": net.num_classes,
+        "state_dict": {k: v.detach().cpu() for k, v in net.branches.state_dict().items()},
+    }
     write_with(checkpoint, lambda tmp: torch.save(payload, tmp))
 
 
@@ -170,8 +178,10 @@ def load_teacher(checkpoint: Path, model: nn.Module, input_shape: tuple[int, int
     """The teacher `model` (loaded from `checkpoint`) with the branches stored beside its weights."""
     saved = load_checkpoint(checkpoint).get(BRANCHES_KEY)
     if saved is None:
-        raise UserError(f"teacher {checkpoint} has no HSSAKD branches; train it with"
-                        " 'edgekd train-teacher --hssakd' or pick another --method")
+        raise UserError(
+            f"teacher {checkpoint} has no HSSAKD branches; train it with"
+            " 'edgekd train-teacher --hssakd' or pick another --method"
+        )
     net = with_branches(model, saved["after"], input_shape, saved["num_classes"])
     net.branches.load_state_dict(saved["state_dict"])
     return net.eval()
@@ -183,11 +193,12 @@ def load_teacher(checkpoint: Path, model: nn.Module, input_shape: tuple[int, int
 class BranchedSupervised(Supervised):
     """Teacher training: CE of the main head on the unrotated images + CE of each branch on joint labels."""
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor]:
         logits, branch_logits = student(rotate(x))
         joint = joint_labels(y)
-        main = logits[:len(y)]
+        main = logits[: len(y)]
         loss = F.cross_entropy(main, y)
         for z in branch_logits:
             loss = loss + F.cross_entropy(z, joint)
@@ -240,8 +251,7 @@ class BranchedDistillation:
         """Run the teacher on the four rotations of the unrotated batch `x`: each tap N x 4 x outputs."""
         with torch.no_grad():
             logits, branch_logits = self.teacher(rotate(x))
-        return {tap: per_sample(z, len(x)) for tap, z in zip(self.cache_taps(), [logits, *branch_logits],
-                                                              strict=True)}
+        return {tap: per_sample(z, len(x)) for tap, z in zip(self.cache_taps(), [logits, *branch_logits], strict=True)}
 
     def teacher_taps(self, x: Tensor, index: np.ndarray | None = None) -> Taps:
         """The teacher's taps for `rotate(x)` (rotation-major): from the cache when there is one and `index`
@@ -251,26 +261,38 @@ class BranchedDistillation:
         outputs = [rotation_major(rows[tap]) for tap in self.cache_taps()]
         return _taps(outputs[0], outputs[1:])
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor]:
         t_taps = self.teacher_taps(x, index)
         logits, branch_logits = student(rotate(x))
-        main = logits[:len(y)]
+        main = logits[: len(y)]
         loss = self.kd_weight * self.loss(_taps(logits, branch_logits), t_taps, y)
         if self.ce_weight:
             loss = loss + self.ce_weight * F.cross_entropy(main, y)
         return loss, main
 
 
-def distillation(teacher_ckpt: Path, teacher: nn.Module, student: nn.Module, loss: nn.Module, ce_weight: float,
-                 kd_weight: float, input_shape: tuple[int, int, int], num_classes: int,
-                 cache: CacheSpec | None = None) -> tuple[BranchedDistillation, Branched, dict[str, Any]]:
+def distillation(
+    teacher_ckpt: Path,
+    teacher: nn.Module,
+    student: nn.Module,
+    loss: nn.Module,
+    ce_weight: float,
+    kd_weight: float,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    cache: CacheSpec | None = None,
+) -> tuple[BranchedDistillation, Branched, dict[str, Any]]:
     """The student's objective, its trainable wrapper (student + branches) and what to record in its meta."""
     t_net = load_teacher(teacher_ckpt, teacher, input_shape)
     after = matching_stages(t_net.after, stage_names(teacher, "teacher"), stage_names(student, "student"))
     s_net = with_branches(student, after, input_shape, num_classes)
-    return (BranchedDistillation(t_net, loss, ce_weight, kd_weight, cache), s_net,
-            {"teacher_branches": t_net.after, "student_branches": after})
+    return (
+        BranchedDistillation(t_net, loss, ce_weight, kd_weight, cache),
+        s_net,
+        {"teacher_branches": t_net.after, "student_branches": after},
+    )
 
 
 def check_task(auxiliary: str, input_shape: tuple[int, int, int]) -> None:
@@ -280,9 +302,11 @@ def check_task(auxiliary: str, input_shape: tuple[int, int, int]) -> None:
         raise UserError("hssakd distils from the teacher's own branches, not an auxiliary teacher; drop --auxiliary")
 
 
-def teacher_task(model: nn.Module, branches: Sequence[str] | None, input_shape: tuple[int, int, int],
-                 num_classes: int) -> tuple[BranchedSupervised, Branched]:
+def teacher_task(
+    model: nn.Module, branches: Sequence[str] | None, input_shape: tuple[int, int, int], num_classes: int
+) -> tuple[BranchedSupervised, Branched]:
     """The objective of an HSSAKD teacher and its trainable wrapper (model + new branches)."""
     check_square(input_shape)
-    return BranchedSupervised(), with_branches(model, resolve_branches(model, branches, "model"), input_shape,
-                                               num_classes)
+    return BranchedSupervised(), with_branches(
+        model, resolve_branches(model, branches, "model"), input_shape, num_classes
+    )

@@ -41,22 +41,43 @@ class MethodDefaults:
 
 
 DEFAULTS: dict[str, MethodDefaults] = {
-    "kd": MethodDefaults(0.5, 0.5, "Hinton KD's usual even split (T = 4). Students of a few thousand"
-                                   " parameters trained briefly lose to training alone at T = 4 (826 and"
-                                   " 3,202 parameters, 10 epochs, 3 seeds: -12.8 and -6.0 points); T = 1"
-                                   " ties training alone (kd_temperature suite): try --temperature 1"),
-    "pkt": MethodDefaults(1.0, 1000.0, "PKT's gradient is 1e-4..5e-4 of CE's: x1000 makes it 0.1-0.5x"
-                                       " CE's (the authors train on PKT alone; edgekd adds CE)"),
-    "infoflow": MethodDefaults(1.0, 1.0, "critical-period weights (x100 early) already put each intermediate"
-                                         " pair at ~0.3x CE's gradient; x10 and more cost 10+ points. No other"
-                                         " weighting beat it by more than the seed std (resnet 91% -> cnn-s,"
-                                         " 18k samples, 8 epochs, 3 seeds, minus student alone: critical"
-                                         " period -0.06 +- 0.16, last-only -0.07 +- 0.05, per-pair"
-                                         " normalise=first -0.03 +- 0.10; pkt +0.26 +- 0.30)"),
-    "sp": MethodDefaults(1.0, 100.0, "gamma 3000 (public benchmarks) makes SP's gradient 6-19x CE's here"
-                                     " and costs 5 points; 100 keeps it below CE's", pooled=False),
-    "hssakd": MethodDefaults(1.0, 1.0, "the authors' plain sum: CE + KL_T (T = 3) of each branch and the"
-                                       " logits over 4 rotations; teacher from train-teacher --hssakd"),
+    "kd": MethodDefaults(
+        0.5,
+        0.5,
+        "Hinton KD's usual even split (T = 4). Students of a few thousand"
+        " parameters trained briefly lose to training alone at T = 4 (826 and"
+        " 3,202 parameters, 10 epochs, 3 seeds: -12.8 and -6.0 points); T = 1"
+        " ties training alone (kd_temperature suite): try --temperature 1",
+    ),
+    "pkt": MethodDefaults(
+        1.0,
+        1000.0,
+        "PKT's gradient is 1e-4..5e-4 of CE's: x1000 makes it 0.1-0.5x"
+        " CE's (the authors train on PKT alone; edgekd adds CE)",
+    ),
+    "infoflow": MethodDefaults(
+        1.0,
+        1.0,
+        "critical-period weights (x100 early) already put each intermediate"
+        " pair at ~0.3x CE's gradient; x10 and more cost 10+ points. No other"
+        " weighting beat it by more than the seed std (resnet 91% -> cnn-s,"
+        " 18k samples, 8 epochs, 3 seeds, minus student alone: critical"
+        " period -0.06 +- 0.16, last-only -0.07 +- 0.05, per-pair"
+        " normalise=first -0.03 +- 0.10; pkt +0.26 +- 0.30)",
+    ),
+    "sp": MethodDefaults(
+        1.0,
+        100.0,
+        "gamma 3000 (public benchmarks) makes SP's gradient 6-19x CE's here"
+        " and costs 5 points; 100 keeps it below CE's",
+        pooled=False,
+    ),
+    "hssakd": MethodDefaults(
+        1.0,
+        1.0,
+        "the authors' plain sum: CE + KL_T (T = 3) of each branch and the"
+        " logits over 4 rotations; teacher from train-teacher --hssakd",
+    ),
 }
 FALLBACK = MethodDefaults(0.5, 0.5)
 
@@ -82,11 +103,16 @@ def complete_task(data: dict[str, Any]) -> dict[str, Any]:
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = sorted(set(out.get("loss_params") or {}) - set(params))
     if unknown and not accepts_any:
-        takes = [n for n, p in params.items() if n not in ("pairs", "schedule", "self")
-                 and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        takes = [
+            n
+            for n, p in params.items()
+            if n not in ("pairs", "schedule", "self") and p.kind is not inspect.Parameter.VAR_POSITIONAL
+        ]
         fix = "drop --temperature" if unknown[0] == "temperature" else f"drop {unknown[0]!r} from loss_params"
-        raise UserError(f"method {method!r} has no loss parameter {unknown[0]!r} (its parameters:"
-                        f" {', '.join(takes) or 'none'}); {fix}, or pick a method that has it")
+        raise UserError(
+            f"method {method!r} has no loss parameter {unknown[0]!r} (its parameters:"
+            f" {', '.join(takes) or 'none'}); {fix}, or pick a method that has it"
+        )
     if "pairs" in out and "n_pairs" in out:
         raise UserError("give either explicit pairs or n_pairs (how many to choose automatically), not both")
     if "pairs" not in params and ({"pairs", "n_pairs"} & set(out)):
@@ -96,8 +122,10 @@ def complete_task(data: dict[str, Any]) -> dict[str, Any]:
         out.setdefault("schedule", default if isinstance(default, str) else None)
         _check_schedule(out["schedule"])
     elif "schedule" in out:
-        raise UserError(f"method {method!r} does not weight layers over training: --schedule applies to"
-                        f" {', '.join(m for m in _methods() if 'schedule' in loss_parameters(m))}")
+        raise UserError(
+            f"method {method!r} does not weight layers over training: --schedule applies to"
+            f" {', '.join(m for m in _methods() if 'schedule' in loss_parameters(m))}"
+        )
     return out
 
 
@@ -136,7 +164,7 @@ def candidate_layers(model: nn.Module, input_shape: tuple[int, int, int], pooled
     except the child whose output is the logits (they are always compared as `logits`).
     """
     children = [name for name, _ in model.named_children()]
-    stages = sorted((n for n in children if _STAGE.match(n)), key=lambda n: int(n[len("stage"):]))
+    stages = sorted((n for n in children if _STAGE.match(n)), key=lambda n: int(n[len("stage") :]))
     if stages:
         return stages + (["pool"] if pooled and "pool" in children else [])
     return _called_children(model, input_shape)
@@ -145,9 +173,12 @@ def candidate_layers(model: nn.Module, input_shape: tuple[int, int, int], pooled
 def _called_children(model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
     """Top-level children with a tensor output, in call order, without the one returning the logits."""
     order: list[tuple[str, Tensor]] = []
-    handles = [child.register_forward_hook(
-        lambda _m, _i, out, name=name: order.append((name, out)) if isinstance(out, Tensor) else None)
-        for name, child in model.named_children()]
+    handles = [
+        child.register_forward_hook(
+            lambda _m, _i, out, name=name: order.append((name, out)) if isinstance(out, Tensor) else None
+        )
+        for name, child in model.named_children()
+    ]
     was_training = model.training
     try:
         with torch.no_grad():

@@ -26,8 +26,9 @@ class Objective(Protocol):
     def on_epoch(self, progress: float) -> dict[str, float]:
         """Called at the start of each epoch with progress in [0, 1); returns values to log."""
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(loss, student logits) for one batch; `index` holds the batch's sample indices in the data."""
 
 
@@ -40,8 +41,9 @@ class Supervised:
     def on_epoch(self, progress: float) -> dict[str, float]:
         return {}
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor]:
         logits = student(x)
         return F.cross_entropy(logits, y), logits
 
@@ -97,8 +99,9 @@ class Distillation:
         cached = self._cached
         return cached(x, index) if cached is not None and index is not None else self.live_taps(x)
 
-    def __call__(self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
+    ) -> tuple[Tensor, Tensor]:
         logits = student(x)
         t_taps = self.teacher_taps(x, index)
         s_taps = {**self._student_taps, LOGITS: logits}

@@ -27,8 +27,9 @@ from edgekd.errors import UserError
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, data: Dataset, *, batch_size: int = 512,
-                         device: str | torch.device = "cpu") -> np.ndarray:
+def penultimate_features(
+    model: nn.Module, data: Dataset, *, batch_size: int = 512, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """The input of `model.head` for every sample of `data`, as float32 N x D (flattened).
 
     Taps the head with a forward pre-hook, so any model with a `head` child works (every built-in one).
@@ -36,8 +37,10 @@ def penultimate_features(model: nn.Module, data: Dataset, *, batch_size: int = 5
     """
     head = getattr(model, "head", None)
     if not isinstance(head, nn.Module):
-        raise UserError(f"{type(model).__name__} has no `head` child: retrieval mAP taps the input of the"
-                        " head (the penultimate representation); use a built-in model")
+        raise UserError(
+            f"{type(model).__name__} has no `head` child: retrieval mAP taps the input of the"
+            " head (the penultimate representation); use a built-in model"
+        )
     captured: list[Tensor] = []
     handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().float()))
     was_training = model.training
@@ -45,12 +48,13 @@ def penultimate_features(model: nn.Module, data: Dataset, *, batch_size: int = 5
     parts: list[np.ndarray] = []
     try:
         for start in range(0, len(data), batch_size):
-            x = torch.from_numpy(to_float(data.x[start:start + batch_size])).to(device)
+            x = torch.from_numpy(to_float(data.x[start : start + batch_size])).to(device)
             captured.clear()
             model(x)
             if len(captured) != 1:
-                raise UserError(f"the head of {type(model).__name__} ran {len(captured)} times in one forward"
-                                " pass; expected once")
+                raise UserError(
+                    f"the head of {type(model).__name__} ran {len(captured)} times in one forward pass; expected once"
+                )
             parts.append(captured[0].flatten(1).cpu().numpy())
     finally:
         handle.remove()
@@ -66,8 +70,7 @@ def retrieval_map(features: np.ndarray | Tensor, labels: np.ndarray | Tensor, *,
     x = torch.as_tensor(np.asarray(features) if not isinstance(features, Tensor) else features).double()
     y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels).long().reshape(-1)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise UserError(f"retrieval_map needs N x D features and N labels, got {tuple(x.shape)} and"
-                        f" {tuple(y.shape)}")
+        raise UserError(f"retrieval_map needs N x D features and N labels, got {tuple(x.shape)} and {tuple(y.shape)}")
     n = x.shape[0]
     if n < 2:
         raise UserError("retrieval_map needs at least 2 samples")

@@ -29,9 +29,18 @@ def _check_input(spec_shape: tuple[int, int, int], data_shape: tuple[int, int, i
         )
 
 
-def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: bool = False,
-                  store: Path | None = None, progress: bool = True, hssakd: bool = False,
-                  branches: Sequence[str] | None = None) -> Any:
+def train_teacher(
+    arch: str,
+    data: str,
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    store: Path | None = None,
+    progress: bool = True,
+    hssakd: bool = False,
+    branches: Sequence[str] | None = None,
+) -> Any:
     """Train a model on labels alone (a teacher, or a student baseline). Returns a TrainResult.
 
     With `hssakd`, auxiliary branches after the stages `branches` (default: every stage but the last) train
@@ -52,24 +61,36 @@ def train_teacher(arch: str, data: str, out: Path, cfg: TrainConfig, *, resume: 
         raise UserError("--branches places HSSAKD branches; add --hssakd (or drop --branches)")
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
-    meta: dict[str, Any] = {"data": data, "classes": list(split.train.classes),
-                            "input_shape": list(split.train.input_shape)}
+    meta: dict[str, Any] = {
+        "data": data,
+        "classes": list(split.train.classes),
+        "input_shape": list(split.train.input_shape),
+    }
     objective: Objective = Supervised()
     net = None
     if hssakd:
         objective, net = hs.teacher_task(model, branches, split.train.input_shape, split.train.num_classes)
         meta["hssakd_branches"] = net.after
-    trainer = Trainer(model, spec, objective, split, cfg, out, store_for(out, store), "train", meta,
-                      train_module=net)
+    trainer = Trainer(model, spec, objective, split, cfg, out, store_for(out, store), "train", meta, train_module=net)
     result = trainer.fit(resume=resume, show_progress=progress)
     if net is not None:
         hs.save_branches(out, net)
     return result
 
 
-def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig, task: DistillConfig, *,
-            resume: bool = False, store: Path | None = None, progress: bool = True,
-            on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> Any:
+def distill(
+    teacher: Path,
+    student: str,
+    data: str,
+    out: Path,
+    cfg: TrainConfig,
+    task: DistillConfig,
+    *,
+    resume: bool = False,
+    store: Path | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+) -> Any:
     """Distil a student from a teacher checkpoint with a registered method. Returns a TrainResult.
 
     Layer pairs are resolved and checked on both models before any training; with `task.cache`, the
@@ -105,23 +126,43 @@ def distill(teacher: Path, student: str, data: str, out: Path, cfg: TrainConfig,
     train_module, extra = None, dict[str, Any]()
     cache = teacher_cache(split.train) if task.cache else None
     if branched:
-        objective, train_module, extra = hssakd.distillation(teacher, t_model, model, loss, task.ce_weight,
-                                                             task.kd_weight, shape, split.train.num_classes, cache)
+        objective, train_module, extra = hssakd.distillation(
+            teacher, t_model, model, loss, task.ce_weight, task.kd_weight, shape, split.train.num_classes, cache
+        )
     else:
         objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
-    meta = {"data": data, "classes": list(split.train.classes), "input_shape": list(shape),
-            "method": task.method, "distill": task.model_dump(), "teacher": str(teacher),
-            "pairs": [list(p) for p in pairs] if pairs is not None else None, "schedule": task.schedule,
-            "teacher_sha256": file_sha256(teacher), "teacher_test_acc": t_meta.get("test_acc"),
-            "auxiliary": str(auxiliary) if auxiliary else None,
-            "auxiliary_sha256": file_sha256(auxiliary) if auxiliary else None, **extra}
-    trainer = Trainer(model, spec, objective, split, cfg, out, store_for(out, store), "distill", meta,
-                      train_module=train_module)
+    meta = {
+        "data": data,
+        "classes": list(split.train.classes),
+        "input_shape": list(shape),
+        "method": task.method,
+        "distill": task.model_dump(),
+        "teacher": str(teacher),
+        "pairs": [list(p) for p in pairs] if pairs is not None else None,
+        "schedule": task.schedule,
+        "teacher_sha256": file_sha256(teacher),
+        "teacher_test_acc": t_meta.get("test_acc"),
+        "auxiliary": str(auxiliary) if auxiliary else None,
+        "auxiliary_sha256": file_sha256(auxiliary) if auxiliary else None,
+        **extra,
+    }
+    trainer = Trainer(
+        model, spec, objective, split, cfg, out, store_for(out, store), "distill", meta, train_module=train_module
+    )
     return trainer.fit(resume=resume, show_progress=progress, on_epoch_end=on_epoch_end)
 
 
-def _auxiliary(choice: str, teacher: Path, t_spec: Any, spec: Any, data: str, cfg: TrainConfig, out: Path,
-               store: Path | None, progress: bool) -> Path | None:
+def _auxiliary(
+    choice: str,
+    teacher: Path,
+    t_spec: Any,
+    spec: Any,
+    data: str,
+    cfg: TrainConfig,
+    out: Path,
+    store: Path | None,
+    progress: bool,
+) -> Path | None:
     """The auxiliary teacher the student distils from, or None to distil from the teacher itself."""
     from edgekd.distill.auxiliary import train_auxiliary, uses_auxiliary
 

@@ -34,8 +34,10 @@ def tapped(model: nn.Module, names: Sequence[str]) -> Iterator[Taps]:
     out: Taps = {}
     handles = []
     for name in names:
+
         def hook(_m: nn.Module, _i: object, output: Tensor, name: str = name) -> None:
             out[name] = output
+
         handles.append(modules[name].register_forward_hook(hook))
     try:
         yield out

@@ -41,12 +41,16 @@ class DistillConfig(Frozen):
     kd_weight: float = Field(default=0.5, ge=0)
     loss_params: dict[str, Any] = Field(default_factory=dict)
     pairs: tuple[tuple[str, str], ...] | None = Field(
-        default=None, description="(student layer, teacher layer) pairs, or 's:t,...'; None = automatic")
+        default=None, description="(student layer, teacher layer) pairs, or 's:t,...'; None = automatic"
+    )
     n_pairs: int | None = Field(default=None, ge=1)
     schedule: str | None = None
     cache: bool = Field(default=True, description="cache teacher outputs by sample index (no augmentation)")
-    auxiliary: str = Field(default="none", description="auxiliary teacher: auto (when the teacher's family"
-                           " differs from the student's), none, or a checkpoint path")
+    auxiliary: str = Field(
+        default="none",
+        description="auxiliary teacher: auto (when the teacher's family"
+        " differs from the student's), none, or a checkpoint path",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -58,8 +62,9 @@ class DistillConfig(Frozen):
         return complete_task(data)
 
 
-def method_pairs(task: DistillConfig, student: nn.Module, teacher: nn.Module,
-                 input_shape: tuple[int, int, int]) -> list[LayerPair] | None:
+def method_pairs(
+    task: DistillConfig, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, int, int]
+) -> list[LayerPair] | None:
     """The task's layer pairs, checked on both models (None for methods without pairs)."""
     params = loss_parameters(task.method)
     if "pairs" not in params:

@@ -65,7 +65,7 @@ def index_batches(n: int, batch_size: int, order: np.ndarray | None = None) -> I
     """Yield the sample indices of each batch, in `order` (default: as stored)."""
     idx = np.arange(n) if order is None else order
     for start in range(0, len(idx), batch_size):
-        yield idx[start:start + batch_size]
+        yield idx[start : start + batch_size]
 
 
 def load_batch(data: Dataset, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +73,9 @@ def load_batch(data: Dataset, index: np.ndarray) -> tuple[torch.Tensor, torch.Te
     return torch.from_numpy(to_float(data.x[index])), torch.from_numpy(data.y[index])
 
 
-def batches(data: Dataset, batch_size: int, order: np.ndarray | None = None
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data: Dataset, batch_size: int, order: np.ndarray | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield float (x, y) tensor batches in `order` (default: as stored)."""
     for part in index_batches(len(data), batch_size, order):
         yield load_batch(data, part)
@@ -115,9 +116,19 @@ class Trainer:
     too; `model` alone is evaluated and saved to `out`.
     """
 
-    def __init__(self, model: nn.Module, spec: ArchSpec, objective: Objective, split: Split,
-                 cfg: TrainConfig, out: Path, store: Store, run_kind: str, meta: dict[str, Any],
-                 train_module: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ArchSpec,
+        objective: Objective,
+        split: Split,
+        cfg: TrainConfig,
+        out: Path,
+        store: Store,
+        run_kind: str,
+        meta: dict[str, Any],
+        train_module: nn.Module | None = None,
+    ) -> None:
         self.model, self.spec, self.objective, self.split = model, spec, objective, split
         self.train_module = train_module if train_module is not None else model
         self.cfg, self.out, self.store, self.kind, self.meta = cfg, Path(out), store, run_kind, meta
@@ -182,8 +193,12 @@ class Trainer:
         return True
 
     # -- the loop -------------------------------------------------------------------------------
-    def fit(self, resume: bool = False, show_progress: bool = True,
-            on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    def fit(
+        self,
+        resume: bool = False,
+        show_progress: bool = True,
+        on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    ) -> TrainResult:
         """Train to `cfg.epochs`. `on_epoch_end(row)` sees each epoch's metrics after its checkpoint is
         written; raising from it stops training there (e.g. a pruned search trial), checkpoint kept."""
         start = time.perf_counter()
@@ -192,15 +207,29 @@ class Trainer:
             console.print(f"resuming {self.out.name} after epoch {self.epoch}/{self.cfg.epochs}")
         else:
             torch.manual_seed(self.cfg.seed)
-            run_id = self.store.start_run(self.kind, self.out.name, {
-                **self.meta, "train": self.cfg.model_dump(), "split": self.split.info, "arch": self.spec.model_dump()}
-            ) if self.rank.main else 0
+            run_id = (
+                self.store.start_run(
+                    self.kind,
+                    self.out.name,
+                    {
+                        **self.meta,
+                        "train": self.cfg.model_dump(),
+                        "split": self.split.info,
+                        "arch": self.spec.model_dump(),
+                    },
+                )
+                if self.rank.main
+                else 0
+            )
             self.run_id = ddp.broadcast_from_main(run_id, self.rank)
         with ExitStack() as stack:
             self.objective.attach(self.model, stack)
             with progress_bar(show_progress and self.rank.main) as bar:
-                task = bar.add_task(self.out.stem, total=self.cfg.epochs * self.steps_per_epoch,
-                                    completed=self.epoch * self.steps_per_epoch)
+                task = bar.add_task(
+                    self.out.stem,
+                    total=self.cfg.epochs * self.steps_per_epoch,
+                    completed=self.epoch * self.steps_per_epoch,
+                )
                 while self.epoch < self.cfg.epochs:
                     self._epoch(lambda: bar.advance(task))
                     if on_epoch_end is not None:
@@ -239,8 +268,15 @@ class Trainer:
         loss_sum, n_correct, n_seen = ddp.summed([loss_sum, correct, seen], self.device, self.rank)
         ddp.sync_buffers(self.train_module, self.rank)
         val_loss, val_acc = evaluate(self.model, self.split.val, self.device)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / n_seen, "train_acc": n_correct / n_seen,
-               "val_loss": val_loss, "val_acc": val_acc, "epoch_s": seconds, **logged}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / n_seen,
+            "train_acc": n_correct / n_seen,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "epoch_s": seconds,
+            **logged,
+        }
         self.history.append(row)
         if self.rank.main:
             for name, value in row.items():
@@ -249,15 +285,25 @@ class Trainer:
         self.epoch = epoch + 1
         self._save_state()
         if self.rank.main:
-            console.print(f"  epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}"
-                          f"  val acc {val_acc:.4f}  {seconds:.1f}s")
+            console.print(
+                f"  epoch {epoch + 1}/{self.cfg.epochs}  loss {row['train_loss']:.4f}"
+                f"  val acc {val_acc:.4f}  {seconds:.1f}s"
+            )
 
     def _finish(self, seconds: float) -> TrainResult:
         _, test_acc = evaluate(self.model, self.split.test, self.device)
         val_acc = self.history[-1]["val_acc"] if self.history else float("nan")
-        meta = {**self.meta, "kind": self.kind, "history": self.history, "test_acc": test_acc,
-                "val_acc": val_acc, "split": self.split.info, "train": self.cfg.model_dump(),
-                "run_id": self.run_id, "store": str(self.store.path)}
+        meta = {
+            **self.meta,
+            "kind": self.kind,
+            "history": self.history,
+            "test_acc": test_acc,
+            "val_acc": val_acc,
+            "split": self.split.info,
+            "train": self.cfg.model_dump(),
+            "run_id": self.run_id,
+            "store": str(self.store.path),
+        }
         if self.rank.main:
             self.store.log_metric(self.run_id, "test_acc", test_acc, self.epoch)
             save_checkpoint(self.out, self.model.cpu(), self.spec, meta)

@@ -41,8 +41,11 @@ def _load_source(model: str, profile: TargetProfile) -> tuple[Any, tuple[int, in
         if profile.input_shape is None:
             raise UserError(f"model {model!r} has no recorded input shape; set input_shape: [C, H, W] in the target")
         c, h, _ = profile.input_shape
-        return build_model(parse_arch(model, in_channels=c, image_size=h)).eval(), profile.input_shape, {
-            "source": model}
+        return (
+            build_model(parse_arch(model, in_channels=c, image_size=h)).eval(),
+            profile.input_shape,
+            {"source": model},
+        )
     if not path.exists():
         raise UserError(f"model not found: {model}; give an edgekd checkpoint, an .onnx file or module:factory")
     from edgekd.models import load_model
@@ -50,12 +53,23 @@ def _load_source(model: str, profile: TargetProfile) -> tuple[Any, tuple[int, in
     module, spec, meta = load_model(path)
     shape = tuple(meta.get("input_shape") or (spec.in_channels, spec.image_size, spec.image_size))
     split = {k: v for k, v in (meta.get("split") or {}).items() if k in ("data", "split_seed", "val_fraction", "test")}
-    return module, shape, {"source": str(path), "arch": spec.label(), "data": meta.get("data"),  # type: ignore[return-value]
-                           "classes": meta.get("classes"), "test_acc_torch": meta.get("test_acc"), "split": split}
+    return (
+        module,
+        shape,
+        {
+            "source": str(path),
+            "arch": spec.label(),
+            "data": meta.get("data"),  # type: ignore[return-value]
+            "classes": meta.get("classes"),
+            "test_acc_torch": meta.get("test_acc"),
+            "split": split,
+        },
+    )
 
 
-def _inputs(data: str | None, shape: tuple[int, int, int], trained: dict[str, Any] | None = None
-            ) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _inputs(
+    data: str | None, shape: tuple[int, int, int], trained: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Real inputs (and labels) for the checks: images of `data` the model did not train on
     (`edgekd.data.evaluation_split`, from the split its checkpoint records), else seeded uniform noise."""
     if data is None:
@@ -66,29 +80,37 @@ def _inputs(data: str | None, shape: tuple[int, int, int], trained: dict[str, An
     held_out, described = evaluation_split(data, trained)
     test = held_out.head(PARITY_SAMPLES)
     if test.input_shape != shape:
-        raise UserError(f"data {data!r} has images of shape {test.input_shape} but the model takes {shape};"
-                        " use data of the model's shape")
+        raise UserError(
+            f"data {data!r} has images of shape {test.input_shape} but the model takes {shape};"
+            " use data of the model's shape"
+        )
     return to_float(test.x), test.y, f"{described}, first {len(test)}"
 
 
 def _agreement(reference: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    return {"max_abs_diff": float(np.abs(reference - got).max()),
-            "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean())}
+    return {
+        "max_abs_diff": float(np.abs(reference - got).max()),
+        "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean()),
+    }
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     return None if labels is None else float((logits.argmax(1) == labels).mean())
 
 
-def _float_onnx(model: str, profile: TargetProfile, out_dir: Path, data: str | None) -> tuple[
-        Any, tuple[int, int, int], dict[str, Any], Path, dict[str, Any] | None,
-        tuple[np.ndarray, np.ndarray | None, str]]:
+def _float_onnx(
+    model: str, profile: TargetProfile, out_dir: Path, data: str | None
+) -> tuple[
+    Any, tuple[int, int, int], dict[str, Any], Path, dict[str, Any] | None, tuple[np.ndarray, np.ndarray | None, str]
+]:
     """`out_dir/model.onnx` from any MODEL, parity-checked against torch on real inputs when torch is the
     source: (module or None, C x H x W, metadata, ONNX path, parity, (inputs, labels, their description))."""
     module, shape, meta = _load_source(model, profile)
     if profile.input_shape is not None and tuple(profile.input_shape) != shape:
-        raise UserError(f"target {profile.name} expects input {profile.input_shape} but the model takes {shape};"
-                        " fix input_shape in the target or use a matching model")
+        raise UserError(
+            f"target {profile.name} expects input {profile.input_shape} but the model takes {shape};"
+            " fix input_shape in the target or use a matching model"
+        )
     inputs = _inputs(data or meta.get("data"), shape, meta.get("split"))
     onnx_path = out_dir / "model.onnx"
     parity = None
@@ -101,8 +123,9 @@ def _float_onnx(model: str, profile: TargetProfile, out_dir: Path, data: str | N
     return module, shape, meta, onnx_path, parity, inputs
 
 
-def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None,
-                   calibration: str | None = None) -> dict[str, Any]:
+def build_artifact(
+    model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None, calibration: str | None = None
+) -> dict[str, Any]:
     """Export, build, verify; write `artifact.json` last (atomically), so its presence means success."""
     adapter = get_runtime(profile.runtime)  # a missing runtime fails before any work
     module, shape, meta, onnx_path, parity, (x, y, inputs_desc) = _float_onnx(model, profile, out_dir, data)
@@ -112,23 +135,29 @@ def build_artifact(model: str, profile: TargetProfile, out_dir: Path, *, data: s
     artifact = adapter.build(onnx_path, profile.model_copy(update=update), out_dir)
     artifact_out = _run_batched(adapter.load(artifact), x)
     artifact_parity = _agreement(reference, artifact_out)
-    if profile.precision is Precision.FP32 and (artifact_parity["max_abs_diff"] > 1e-3
-                                                or artifact_parity["top1_agreement"] < 0.999):
-        raise ParityError(f"{profile.runtime.value} FP32 artifact disagrees with the model: max abs diff"
-                          f" {artifact_parity['max_abs_diff']:.3g}, top-1 agreement"
-                          f" {artifact_parity['top1_agreement']:.4f}; report this with the model attached")
-    accuracy = {"torch": _accuracy(reference, y) if module is not None else None,
-                "onnx": _accuracy(_run_onnx(onnx_path, x), y), "artifact": _accuracy(artifact_out, y)}
-    info = _describe(artifact, profile, out_dir, meta, parity, artifact_parity, inputs_desc, accuracy,
-                     adapter.version(), calibration)
+    if profile.precision is Precision.FP32 and (
+        artifact_parity["max_abs_diff"] > 1e-3 or artifact_parity["top1_agreement"] < 0.999
+    ):
+        raise ParityError(
+            f"{profile.runtime.value} FP32 artifact disagrees with the model: max abs diff"
+            f" {artifact_parity['max_abs_diff']:.3g}, top-1 agreement"
+            f" {artifact_parity['top1_agreement']:.4f}; report this with the model attached"
+        )
+    accuracy = {
+        "torch": _accuracy(reference, y) if module is not None else None,
+        "onnx": _accuracy(_run_onnx(onnx_path, x), y),
+        "artifact": _accuracy(artifact_out, y),
+    }
+    info = _describe(
+        artifact, profile, out_dir, meta, parity, artifact_parity, inputs_desc, accuracy, adapter.version(), calibration
+    )
     if profile.precision is not Precision.FP32:
         info["quantization"] = _accuracy_gate(artifact.info.get("quantization") or {}, profile, accuracy)
     write_json(out_dir / "artifact.json", info)
     return info
 
 
-def _calibration_for(profile: TargetProfile, calibration: str | None, data: str | None,
-                     out_dir: Path) -> str | None:
+def _calibration_for(profile: TargetProfile, calibration: str | None, data: str | None, out_dir: Path) -> str | None:
     """The recipe an INT8 build calibrates with: --calibration, else the profile's, else the default
     recipe's settings on the model's own data (written to out_dir/calibration.yaml, so it is on record)."""
     if profile.precision is not Precision.INT8:
@@ -161,40 +190,55 @@ def _accuracy_gate(block: dict[str, Any], profile: TargetProfile, accuracy: dict
         block.setdefault("goal_met", None)
     elif drop > float(max_drop) + 1e-9 and block.get("goal_met") is not False:
         block["goal_met"] = False
-        block["reason"] = (f"{profile.precision.value} accuracy on the test split is {drop * 100:.2f} points below"
-                           f" the float model's (allowed {float(max_drop) * 100:.2f}); the artifact is written"
-                           " anyway. Raise max_accuracy_drop, calibrate on more samples, or use fp32")
+        block["reason"] = (
+            f"{profile.precision.value} accuracy on the test split is {drop * 100:.2f} points below"
+            f" the float model's (allowed {float(max_drop) * 100:.2f}); the artifact is written"
+            " anyway. Raise max_accuracy_drop, calibrate on more samples, or use fp32"
+        )
     else:
         block.setdefault("goal_met", True)
     return block
 
 
-def _describe(artifact: Artifact, profile: TargetProfile, out_dir: Path, meta: dict[str, Any],
-              parity: dict[str, Any] | None, artifact_parity: dict[str, float], inputs_desc: str,
-              accuracy: dict[str, float | None], version: str, calibration: str | None) -> dict[str, Any]:
+def _describe(
+    artifact: Artifact,
+    profile: TargetProfile,
+    out_dir: Path,
+    meta: dict[str, Any],
+    parity: dict[str, Any] | None,
+    artifact_parity: dict[str, float],
+    inputs_desc: str,
+    accuracy: dict[str, float | None],
+    version: str,
+    calibration: str | None,
+) -> dict[str, Any]:
     # The quantization report gets its own top-level block (with the test check added), not a copy in info.
     info = {key: value for key, value in artifact.info.items() if key != "quantization"}
     return {
         **dataclasses.replace(artifact, info=info).to_json(),
         "artifact": artifact.path.relative_to(out_dir.resolve()).as_posix()
-        if artifact.path.is_absolute() else artifact.path.as_posix(),
+        if artifact.path.is_absolute()
+        else artifact.path.as_posix(),
         "path": artifact.path.name,
         "onnx": "model.onnx",
         "target": profile.name,
         "runtime_version": version,
-        "parity": {"onnx": parity, "artifact": artifact_parity, "inputs": inputs_desc,
-                   "max_abs_diff": (parity or artifact_parity)["max_abs_diff"],
-                   "top1_agreement": (parity or artifact_parity)["top1_agreement"]},
+        "parity": {
+            "onnx": parity,
+            "artifact": artifact_parity,
+            "inputs": inputs_desc,
+            "max_abs_diff": (parity or artifact_parity)["max_abs_diff"],
+            "top1_agreement": (parity or artifact_parity)["top1_agreement"],
+        },
         "accuracy": accuracy,
         "calibration": calibration,
         "model": meta,
-        "input": {"dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0],
-                  "normalisation": "inside the model"},
+        "input": {"dtype": "float32", "layout": "NCHW", "range": [0.0, 1.0], "normalisation": "inside the model"},
     }
 
 
 def _run_batched(session: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    return np.concatenate([session.run(np.ascontiguousarray(x[i:i + batch])) for i in range(0, len(x), batch)])
+    return np.concatenate([session.run(np.ascontiguousarray(x[i : i + batch])) for i in range(0, len(x), batch)])
 
 
 def _run_torch(module: Any, x: np.ndarray) -> np.ndarray:
@@ -211,7 +255,7 @@ def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + 256]})[0] for i in range(0, len(x), 256)])
+    return np.concatenate([session.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 
 
 def export_offline(model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None) -> dict[str, Any]:
@@ -222,12 +266,22 @@ def export_offline(model: str, profile: TargetProfile, out_dir: Path, *, data: s
     from edgekd.runtimes.tensorrt import prepare_offline
 
     if profile.runtime is not Runtime.TENSORRT:
-        raise UserError(f"--offline prepares TensorRT targets only; {profile.name} uses {profile.runtime.value},"
-                        " which builds here: drop --offline")
+        raise UserError(
+            f"--offline prepares TensorRT targets only; {profile.name} uses {profile.runtime.value},"
+            " which builds here: drop --offline"
+        )
     _, shape, meta, onnx_path, parity, (_, _, inputs_desc) = _float_onnx(model, profile, out_dir, data)
     info = prepare_offline(onnx_path, profile.model_copy(update={"input_shape": shape}), out_dir)
-    info.update({"target": profile.name, "runtime": profile.runtime.value, "precision": profile.precision.value,
-                 "input_shape": list(shape), "built": False, "model": meta,
-                 "parity": {"onnx": parity, "inputs": inputs_desc}})
+    info.update(
+        {
+            "target": profile.name,
+            "runtime": profile.runtime.value,
+            "precision": profile.precision.value,
+            "input_shape": list(shape),
+            "built": False,
+            "model": meta,
+            "parity": {"onnx": parity, "inputs": inputs_desc},
+        }
+    )
     write_json(out_dir / "offline.json", info)
     return info

@@ -10,8 +10,16 @@ from edgekd.export.artifact import build_artifact, export_offline
 from edgekd.store import Store, default_store
 
 
-def export(model: str, target: str, out_dir: Path, *, data: str | None = None,
-           calibration: str | None = None, store: Path | None = None, offline: bool = False) -> dict[str, Any]:
+def export(
+    model: str,
+    target: str,
+    out_dir: Path,
+    *,
+    data: str | None = None,
+    calibration: str | None = None,
+    store: Path | None = None,
+    offline: bool = False,
+) -> dict[str, Any]:
     """Export a model to ONNX (parity-checked), build it for `target`, write `out_dir/artifact.json`.
 
     With `offline` (TensorRT targets on a host without TensorRT): the ONNX, `trtexec.sh` and the

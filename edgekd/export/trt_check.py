@@ -94,12 +94,22 @@ def _check_opsets(proto: onnx.ModelProto) -> Iterator[Finding]:
         if opset.domain not in _DEFAULT_DOMAINS:
             continue
         if opset.version < trt_ops.OPSET_MIN:
-            yield Finding(Severity.ERROR, "", "model", f"opset {opset.version} is older than TensorRT parses"
-                          f" ({trt_ops.OPSET_MIN}+); fix: re-export with opset 17 or 18")
+            yield Finding(
+                Severity.ERROR,
+                "",
+                "model",
+                f"opset {opset.version} is older than TensorRT parses"
+                f" ({trt_ops.OPSET_MIN}+); fix: re-export with opset 17 or 18",
+            )
         elif opset.version > trt_ops.OPSET_MAX:
-            yield Finding(Severity.WARNING, "", "model", f"opset {opset.version}: TensorRT {trt_ops.BASELINE}"
-                          f" (JetPack 6) parses opsets up to {trt_ops.OPSET_MAX}, TensorRT 10.15 up to 24;"
-                          " fix: export with opset 18 (edgekd's default)")
+            yield Finding(
+                Severity.WARNING,
+                "",
+                "model",
+                f"opset {opset.version}: TensorRT {trt_ops.BASELINE}"
+                f" (JetPack 6) parses opsets up to {trt_ops.OPSET_MAX}, TensorRT 10.15 up to 24;"
+                " fix: export with opset 18 (edgekd's default)",
+            )
 
 
 def _check_io(graph: onnx.GraphProto) -> Iterator[Finding]:
@@ -109,9 +119,14 @@ def _check_io(graph: onnx.GraphProto) -> Iterator[Finding]:
     for value in graph.input[:1]:
         dims = value.type.tensor_type.shape.dim
         if any(not d.dim_value for d in dims[1:]):
-            yield Finding(Severity.WARNING, value.name, "input", "dimensions other than the batch are dynamic;"
-                          " edgekd's optimisation profile varies only the batch, so C, H, W are taken from"
-                          " the target's input_shape; fix: export with fixed C, H, W")
+            yield Finding(
+                Severity.WARNING,
+                value.name,
+                "input",
+                "dimensions other than the batch are dynamic;"
+                " edgekd's optimisation profile varies only the batch, so C, H, W are taken from"
+                " the target's input_shape; fix: export with fixed C, H, W",
+            )
 
 
 def _type_findings(elem: int, name: str, kind: str) -> Iterator[Finding]:
@@ -121,27 +136,52 @@ def _type_findings(elem: int, name: str, kind: str) -> Iterator[Finding]:
     io = kind in ("input", "output")
     type_name = _TypeOf(elem)
     if elem in trt_ops.NO_TRT_TYPE:
-        yield Finding(Severity.ERROR, name, kind, f"type {type_name} has no TensorRT equivalent; fix: cast to"
-                      " float32 or int32 inside the model, or keep this tensor outside it")
+        yield Finding(
+            Severity.ERROR,
+            name,
+            kind,
+            f"type {type_name} has no TensorRT equivalent; fix: cast to"
+            " float32 or int32 inside the model, or keep this tensor outside it",
+        )
     elif elem == TensorProto.DOUBLE:
         severity = Severity.ERROR if io else Severity.WARNING
-        yield Finding(severity, name, kind, "type DOUBLE: TensorRT has no FP64 tensors and casts to FP32"
-                      " (clamping to +-FLT_MAX); fix: export the model in float32 (model.float())")
+        yield Finding(
+            severity,
+            name,
+            kind,
+            "type DOUBLE: TensorRT has no FP64 tensors and casts to FP32"
+            " (clamping to +-FLT_MAX); fix: export the model in float32 (model.float())",
+        )
     elif io and elem == TensorProto.INT64:
-        yield Finding(Severity.WARNING, name, kind, f"INT64 network {kind}: TensorRT >= 9 binds INT64 but 8.x"
-                      " (JetPack 5) casts it to INT32, and edgekd feeds float32 images and reads float"
-                      " logits; fix: keep integer tensors inside the model")
+        yield Finding(
+            Severity.WARNING,
+            name,
+            kind,
+            f"INT64 network {kind}: TensorRT >= 9 binds INT64 but 8.x"
+            " (JetPack 5) casts it to INT32, and edgekd feeds float32 images and reads float"
+            " logits; fix: keep integer tensors inside the model",
+        )
     elif io and elem in trt_ops.QUANTIZED_TYPES:
-        yield Finding(Severity.WARNING, name, kind, f"{type_name} network {kind}: TensorRT takes quantized"
-                      " types only through QuantizeLinear/DequantizeLinear; fix: keep float32 I/O and let"
-                      " TensorRT quantize (precision: int8)")
+        yield Finding(
+            Severity.WARNING,
+            name,
+            kind,
+            f"{type_name} network {kind}: TensorRT takes quantized"
+            " types only through QuantizeLinear/DequantizeLinear; fix: keep float32 I/O and let"
+            " TensorRT quantize (precision: int8)",
+        )
     elif not io and kind != "Cast" and elem == TensorProto.UINT8:
-        yield Finding(Severity.WARNING, name, kind, "UINT8 is supported only as a network input or output;"
-                      " fix: cast to int32 or float inside the model")
+        yield Finding(
+            Severity.WARNING,
+            name,
+            kind,
+            "UINT8 is supported only as a network input or output; fix: cast to int32 or float inside the model",
+        )
 
 
-def _walk(graph: onnx.GraphProto, outer: set[str],
-          functions: dict[tuple[str, str], onnx.FunctionProto]) -> Iterator[Finding]:
+def _walk(
+    graph: onnx.GraphProto, outer: set[str], functions: dict[tuple[str, str], onnx.FunctionProto]
+) -> Iterator[Finding]:
     """Findings for every node of `graph` and its subgraphs; `outer` names constants of enclosing scopes."""
     values = {t.name: t for t in graph.initializer}
     for node in graph.node:
@@ -151,21 +191,31 @@ def _walk(graph: onnx.GraphProto, outer: set[str],
     for tensor in graph.initializer:
         yield from _type_findings(tensor.data_type, tensor.name, "initializer")
         if tensor.data_location == TensorProto.EXTERNAL:
-            yield Finding(Severity.WARNING, tensor.name, "initializer", "weights are stored in an external file;"
-                          " fix: copy it with model.onnx to the device (or export with external_data=False)")
+            yield Finding(
+                Severity.WARNING,
+                tensor.name,
+                "initializer",
+                "weights are stored in an external file;"
+                " fix: copy it with model.onnx to the device (or export with external_data=False)",
+            )
     for value in graph.value_info:
         yield from _type_findings(value.type.tensor_type.elem_type, value.name, "value")
     yield from _walk_nodes(graph.node, constants, values, functions)
 
 
-def _walk_nodes(nodes: Any, constants: set[str], values: dict[str, TensorProto],
-                functions: dict[tuple[str, str], onnx.FunctionProto]) -> Iterator[Finding]:
+def _walk_nodes(
+    nodes: Any,
+    constants: set[str],
+    values: dict[str, TensorProto],
+    functions: dict[tuple[str, str], onnx.FunctionProto],
+) -> Iterator[Finding]:
     for index, node in enumerate(nodes):
         name = node.name or f"{node.op_type}#{index}"
         local = functions.get((node.domain, node.op_type))
         if local is not None:  # the parser inlines model-local functions: judge their bodies
-            yield from _walk_nodes(local.node, {n.output[0] for n in local.node if n.op_type == "Constant"},
-                                   {}, functions)
+            yield from _walk_nodes(
+                local.node, {n.output[0] for n in local.node if n.op_type == "Constant"}, {}, functions
+            )
             continue
         yield from (Finding(s, name, node.op_type, m) for s, m in _node_problems(node, constants, values))
         if node.op_type in ("Cast", "CastLike", "Constant"):
@@ -175,35 +225,60 @@ def _walk_nodes(nodes: Any, constants: set[str], values: dict[str, TensorProto],
                 yield from _walk(sub, constants, functions)
 
 
-def _node_problems(node: onnx.NodeProto, constants: set[str],
-                   values: dict[str, TensorProto]) -> Iterator[tuple[Severity, str]]:
+def _node_problems(
+    node: onnx.NodeProto, constants: set[str], values: dict[str, TensorProto]
+) -> Iterator[tuple[Severity, str]]:
     op = node.op_type
     if node.domain not in _DEFAULT_DOMAINS:
-        yield Severity.ERROR, (f"{node.domain}::{op} is not a standard ONNX operator and TensorRT has no importer"
-                               " for it; fix: export with standard ONNX operators only, or register a TensorRT"
-                               " plugin of that name")
+        yield (
+            Severity.ERROR,
+            (
+                f"{node.domain}::{op} is not a standard ONNX operator and TensorRT has no importer"
+                " for it; fix: export with standard ONNX operators only, or register a TensorRT"
+                " plugin of that name"
+            ),
+        )
         return
     if op in trt_ops.UNSUPPORTED:
         yield Severity.ERROR, f"{op} is not supported by TensorRT's ONNX parser; fix: {trt_ops.UNSUPPORTED[op]}"
         return
     if op not in trt_ops.SUPPORTED:
-        yield Severity.WARNING, (f"{op} is not in TensorRT's ONNX operator table; the parser will probably"
-                                 " reject it; fix: replace it with supported operators")
+        yield (
+            Severity.WARNING,
+            (
+                f"{op} is not in TensorRT's ONNX operator table; the parser will probably"
+                " reject it; fix: replace it with supported operators"
+            ),
+        )
         return
     if op in trt_ops.NEWER:
-        yield Severity.WARNING, (f"{op} needs TensorRT >= {trt_ops.NEWER[op]} (JetPack 6 ships"
-                                 f" {trt_ops.BASELINE}); fix: replace it, or use a newer TensorRT")
+        yield (
+            Severity.WARNING,
+            (
+                f"{op} needs TensorRT >= {trt_ops.NEWER[op]} (JetPack 6 ships"
+                f" {trt_ops.BASELINE}); fix: replace it, or use a newer TensorRT"
+            ),
+        )
     if op in trt_ops.CAVEATS:
         yield Severity.WARNING, trt_ops.CAVEATS[op]
     if op in trt_ops.CONSTANT_INPUTS:
         index, what, required = trt_ops.CONSTANT_INPUTS[op]
         if len(node.input) > index and node.input[index] and node.input[index] not in constants:
-            yield Severity.ERROR if required else Severity.WARNING, (
-                f"{op}: input '{what}' must be a build-time constant; fix: pass it as a Python constant,"
-                " or fold constants (polygraphy surgeon sanitize --fold-constants)")
+            yield (
+                Severity.ERROR if required else Severity.WARNING,
+                (
+                    f"{op}: input '{what}' must be a build-time constant; fix: pass it as a Python constant,"
+                    " or fold constants (polygraphy surgeon sanitize --fold-constants)"
+                ),
+            )
     if op == "Einsum" and "..." in _attr(node, "equation", ""):
-        yield Severity.WARNING, ("Einsum: ellipsis equations need TensorRT >= 10.12; fix: spell out the"
-                                 " dimensions, or use MatMul/Transpose")
+        yield (
+            Severity.WARNING,
+            (
+                "Einsum: ellipsis equations need TensorRT >= 10.12; fix: spell out the"
+                " dimensions, or use MatMul/Transpose"
+            ),
+        )
     check = _RESTRICTIONS.get(op)
     if check is not None:
         yield from ((Severity.ERROR, message) for message in check(node, constants, values))
@@ -249,8 +324,10 @@ def _resize(node: onnx.NodeProto, constants: set[str], values: dict[str, TensorP
     if mode not in trt_ops.RESIZE_MODES:
         yield f"Resize: mode {mode!r} is not supported (nearest, linear); fix: use bilinear or nearest"
     if coordinates not in trt_ops.RESIZE_COORDINATES:
-        yield (f"Resize: coordinate_transformation_mode {coordinates!r} is not supported; fix: use"
-               f" {', '.join(sorted(trt_ops.RESIZE_COORDINATES))}")
+        yield (
+            f"Resize: coordinate_transformation_mode {coordinates!r} is not supported; fix: use"
+            f" {', '.join(sorted(trt_ops.RESIZE_COORDINATES))}"
+        )
     nearest = _attr(node, "nearest_mode", "round_prefer_floor")
     if mode == "nearest" and nearest not in trt_ops.RESIZE_NEAREST:
         yield f"Resize: nearest_mode {nearest!r} is not supported; fix: use floor or round_prefer_floor"
@@ -285,20 +362,33 @@ def _simple(message: str, predicate: Any) -> Any:
     def check(node: onnx.NodeProto, constants: set[str], values: dict[str, TensorProto]) -> Iterator[str]:
         if predicate(node):
             yield message
+
     return check
 
 
 _RESTRICTIONS = {
-    "MaxPool": _pool, "AveragePool": _pool, "LpPool": _pool,
-    "Resize": _resize, "TopK": _topk, "Dropout": _dropout,
-    "QuantizeLinear": _zero_point, "DequantizeLinear": _zero_point,
-    "ScatterND": _simple("ScatterND: only reduction 'none' is supported; fix: scatter without reduction",
-                         lambda n: _attr(n, "reduction", "none") != "none"),
-    "LSTM": _simple("LSTM: input_forget and layout must be 0; fix: use batch_first=False, no coupled gates",
-                    lambda n: _attr(n, "input_forget", 0) or _attr(n, "layout", 0)),
-    "LayerNormalization": _simple("LayerNormalization: only the first output (Y) is supported; fix: do not"
-                                  " use Mean/InvStdDev outputs", lambda n: any(n.output[1:])),
-    "Constant": _simple("Constant: sparse_value and string values are not supported; fix: use a dense"
-                        " numeric constant", lambda n: any(a.name in ("sparse_value", "value_string",
-                                                                     "value_strings") for a in n.attribute)),
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "LpPool": _pool,
+    "Resize": _resize,
+    "TopK": _topk,
+    "Dropout": _dropout,
+    "QuantizeLinear": _zero_point,
+    "DequantizeLinear": _zero_point,
+    "ScatterND": _simple(
+        "ScatterND: only reduction 'none' is supported; fix: scatter without reduction",
+        lambda n: _attr(n, "reduction", "none") != "none",
+    ),
+    "LSTM": _simple(
+        "LSTM: input_forget and layout must be 0; fix: use batch_first=False, no coupled gates",
+        lambda n: _attr(n, "input_forget", 0) or _attr(n, "layout", 0),
+    ),
+    "LayerNormalization": _simple(
+        "LayerNormalization: only the first output (Y) is supported; fix: do not use Mean/InvStdDev outputs",
+        lambda n: any(n.output[1:]),
+    ),
+    "Constant": _simple(
+        "Constant: sparse_value and string values are not supported; fix: use a dense numeric constant",
+        lambda n: any(a.name in ("sparse_value", "value_string", "value_strings") for a in n.attribute),
+    ),
 }

@@ -15,7 +15,8 @@ BASELINE = "10.3"
 OPSET_MIN, OPSET_MAX = 9, 20
 
 #: "Y" in the support matrix (restrictions are checked separately, in trt_check)
-SUPPORTED = frozenset("""
+SUPPORTED = frozenset(
+    """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh Attention AveragePool BatchNormalization
 BlackmanWindow Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
 CumSum DeformConv DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike
@@ -30,7 +31,8 @@ ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequen
 RoiAlign RotaryEmbedding Round STFT ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink
 Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan
 Tanh TensorScatter ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 
 #: "N" in the support matrix, with the fix to suggest
 UNSUPPORTED: dict[str, str] = {
@@ -107,9 +109,13 @@ RESIZE_NEAREST = frozenset({"floor", "ceil", "round_prefer_floor", "round_prefer
 #: operator -> (input index, input name, required): inputs that must be build-time constants;
 #: not required = documented as "resolvable to a constant", dynamic since TensorRT 10.7
 CONSTANT_INPUTS: dict[str, tuple[int, str, bool]] = {
-    **{op: (1, "axes", True) for op in (
-        "ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum"
-        " ReduceSumSquare").split()},
+    **{
+        op: (1, "axes", True)
+        for op in (
+            "ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum"
+            " ReduceSumSquare"
+        ).split()
+    },
     "CumSum": (1, "axis", True),
     "OneHot": (1, "depth", True),
     "Squeeze": (1, "axes", False),
@@ -117,14 +123,28 @@ CONSTANT_INPUTS: dict[str, tuple[int, str, bool]] = {
 }
 
 #: tensor element types TensorRT has no type for at all
-NO_TRT_TYPE = frozenset({
-    TensorProto.STRING, TensorProto.COMPLEX64, TensorProto.COMPLEX128, TensorProto.INT16,
-    TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64, TensorProto.UINT4,
-    TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2, TensorProto.FLOAT8E5M2FNUZ,
-    *([TensorProto.FLOAT8E8M0] if hasattr(TensorProto, "FLOAT8E8M0") else []),
-})
+NO_TRT_TYPE = frozenset(
+    {
+        TensorProto.STRING,
+        TensorProto.COMPLEX64,
+        TensorProto.COMPLEX128,
+        TensorProto.INT16,
+        TensorProto.UINT16,
+        TensorProto.UINT32,
+        TensorProto.UINT64,
+        TensorProto.UINT4,
+        TensorProto.FLOAT8E4M3FNUZ,
+        TensorProto.FLOAT8E5M2,
+        TensorProto.FLOAT8E5M2FNUZ,
+        *([TensorProto.FLOAT8E8M0] if hasattr(TensorProto, "FLOAT8E8M0") else []),
+    }
+)
 #: "quantized types": only through QuantizeLinear/DequantizeLinear from a wider float type
-QUANTIZED_TYPES = frozenset({
-    TensorProto.INT8, TensorProto.INT4, TensorProto.FLOAT8E4M3FN,
-    *([TensorProto.FLOAT4E2M1] if hasattr(TensorProto, "FLOAT4E2M1") else []),
-})
+QUANTIZED_TYPES = frozenset(
+    {
+        TensorProto.INT8,
+        TensorProto.INT4,
+        TensorProto.FLOAT8E4M3FN,
+        *([TensorProto.FLOAT4E2M1] if hasattr(TensorProto, "FLOAT4E2M1") else []),
+    }
+)

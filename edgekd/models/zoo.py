@@ -59,8 +59,15 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, a
 class Staged(nn.Module):
     """normalise -> stem -> stage1..N -> global pool -> linear head."""
 
-    def __init__(self, in_channels: int, stem: nn.Module, stages: Sequence[nn.Module], features: int,
-                 num_classes: int, pool: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        stem: nn.Module,
+        stages: Sequence[nn.Module],
+        features: int,
+        num_classes: int,
+        pool: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.norm = Normalize(in_channels)
         self.stem = stem
@@ -120,8 +127,9 @@ def resnet(in_channels: int = 1, num_classes: int = 10, width: int = 32, depth: 
 
 
 @_register("cnn")
-def cnn(in_channels: int = 1, num_classes: int = 10, width: int = 12, depth: int = 1,
-        stem: int | None = None) -> nn.Module:
+def cnn(
+    in_channels: int = 1, num_classes: int = 10, width: int = 12, depth: int = 1, stem: int | None = None
+) -> nn.Module:
     """Plain student: a conv-BN-ReLU stem of `stem` channels (default: `width`), then three stages of
     `depth` conv-BN-ReLU layers (w, 2w, 4w), 2x2 max-pool between stages. A stem wider than the stages is
     what a student exported from an ensemble family keeps (`edgekd.distill.ensemble`)."""
@@ -138,14 +146,16 @@ def cnn(in_channels: int = 1, num_classes: int = 10, width: int = 12, depth: int
 
 
 @_register("mobilenet")
-def mobilenet(in_channels: int = 1, num_classes: int = 10, width: float = 1.0, depth: int = 1,
-              expand: int = 4) -> nn.Module:
+def mobilenet(
+    in_channels: int = 1, num_classes: int = 10, width: float = 1.0, depth: int = 1, expand: int = 4
+) -> nn.Module:
     """Inverted-residual student: widths 16, 32, 64 scaled by `width`; `depth` blocks per stage."""
     widths = [max(4, int(round(c * width / 4)) * 4) for c in (16, 32, 64)]
     stages, cin = [], widths[0]
     for i, w in enumerate(widths):
-        blocks = [InvertedResidual(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, expand)
-                  for j in range(depth)]
+        blocks = [
+            InvertedResidual(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, expand) for j in range(depth)
+        ]
         stages.append(nn.Sequential(*blocks))
         cin = w
     return Staged(in_channels, conv_bn(in_channels, widths[0]), stages, widths[-1], num_classes)
@@ -154,8 +164,7 @@ def mobilenet(in_channels: int = 1, num_classes: int = 10, width: float = 1.0, d
 def sincos_2d(h: int, w: int, dim: int) -> Tensor:
     """Fixed 2-D sine-cosine position embedding, (h * w) x dim, dim a multiple of 4 (as in "Better plain
     ViT baselines", Beyer et al. 2022): no parameter, so one model takes any image size."""
-    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                          indexing="ij")
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     quarter = dim // 4
     omega = 1.0 / 10000.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter - 1))
     y, x = y.reshape(-1, 1) * omega, x.reshape(-1, 1) * omega
@@ -217,8 +226,15 @@ class TokenPool(nn.Module):
 
 
 @_register("vit")
-def vit(in_channels: int = 1, num_classes: int = 10, dim: int = 64, depth: int = 6, heads: int = 4,
-        patch: int = 4, mlp_ratio: int = 4) -> nn.Module:
+def vit(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    dim: int = 64,
+    depth: int = 6,
+    heads: int = 4,
+    patch: int = 4,
+    mlp_ratio: int = 4,
+) -> nn.Module:
     """Teacher without convolutions past the patch embedding: `depth` encoder blocks (stage1..N, each
     B x T x dim), mean-pooled tokens. Images must divide into `patch` x `patch` tiles (28: 4 or 7)."""
     if dim % 4 or dim % heads:

@@ -13,11 +13,15 @@ def print_ensemble(manifest: dict[str, Any], out_dir: Path) -> None:
     import click
 
     students = manifest["students"]
-    click.echo(f"trained {len(students)} students of {manifest['base']} at once for {manifest['epochs']} epochs in"
-               f" {manifest['train_seconds']:.0f} s; ensemble test acc {fmt_pct(manifest['ensemble']['test_acc'])}")
+    click.echo(
+        f"trained {len(students)} students of {manifest['base']} at once for {manifest['epochs']} epochs in"
+        f" {manifest['train_seconds']:.0f} s; ensemble test acc {fmt_pct(manifest['ensemble']['test_acc'])}"
+    )
     for s in students:
-        click.echo(f"  {s['checkpoint']}: {s['arch']}, {s['params']:,} params, val acc {fmt_pct(s['val_acc'])},"
-                   f" test acc {fmt_pct(s['test_acc'])}")
+        click.echo(
+            f"  {s['checkpoint']}: {s['arch']}, {s['params']:,} params, val acc {fmt_pct(s['val_acc'])},"
+            f" test acc {fmt_pct(s['test_acc'])}"
+        )
     click.echo(f"wrote {out_dir / manifest['manifest']}")
 
 
@@ -25,12 +29,17 @@ def savings_line(sel: dict[str, Any]) -> str:
     """How the ensemble's measured training time compares with distilling each student separately."""
     e = sel["compute"]["ensemble"]
     saved = e["separate_estimate_s"] - e["ensemble_train_s"]
-    outcome = (f"{saved:.0f} s ({100 * saved / e['separate_estimate_s']:.0f}%) saved" if saved >= 0
-               else f"the ensemble took {-saved:.0f} s more")
-    return (f"training time: the ensemble trained {e['students']} students in {e['ensemble_train_s']:.0f} s;"
-            f" each {e['basis']} separately for the same {e['epochs']} epochs would take about"
-            f" {e['separate_estimate_s']:.0f} s (estimated from {e['measured_epochs']} measured epoch(s) per width):"
-            f" {outcome}")
+    outcome = (
+        f"{saved:.0f} s ({100 * saved / e['separate_estimate_s']:.0f}%) saved"
+        if saved >= 0
+        else f"the ensemble took {-saved:.0f} s more"
+    )
+    return (
+        f"training time: the ensemble trained {e['students']} students in {e['ensemble_train_s']:.0f} s;"
+        f" each {e['basis']} separately for the same {e['epochs']} epochs would take about"
+        f" {e['separate_estimate_s']:.0f} s (estimated from {e['measured_epochs']} measured epoch(s) per width):"
+        f" {outcome}"
+    )
 
 
 def trained_in_ensemble(why: str) -> str:

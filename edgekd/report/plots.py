@@ -28,7 +28,7 @@ def _svg(fig: Any) -> str:
     fig.savefig(buf, format="svg")
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog: the SVG is inlined into HTML
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG is inlined into HTML
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -45,16 +45,27 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def pareto_plot(labels: Sequence[str], latency_ms: Sequence[float], accuracy: Sequence[float],
-                budget_ms: float | None = None, ylabel: str = "accuracy (%)") -> str:
+def pareto_plot(
+    labels: Sequence[str],
+    latency_ms: Sequence[float],
+    accuracy: Sequence[float],
+    budget_ms: float | None = None,
+    ylabel: str = "accuracy (%)",
+) -> str:
     fig, ax = _figure()
     if budget_ms is not None:
         ax.axvline(budget_ms, color="#c0392b", linestyle="--", linewidth=1, label=f"budget {budget_ms:.3g} ms")
     points = list(zip(latency_ms, accuracy, strict=True))
     front = pareto_front(points)
     ax.scatter(latency_ms, [100 * a for a in accuracy], color="#888888", zorder=2)
-    ax.plot([points[i][0] for i in front], [100 * points[i][1] for i in front], "-o", color=PALETTE[1], zorder=3,
-            label="Pareto front")
+    ax.plot(
+        [points[i][0] for i in front],
+        [100 * points[i][1] for i in front],
+        "-o",
+        color=PALETTE[1],
+        zorder=3,
+        label="Pareto front",
+    )
     for label, lat, acc in zip(labels, latency_ms, accuracy, strict=True):
         ax.annotate(label, (lat, 100 * acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("p50 latency (ms)")

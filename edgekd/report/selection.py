@@ -10,43 +10,65 @@ from edgekd.report.text import fmt_ms, fmt_pct
 
 def _chosen(r: dict[str, Any]) -> str:
     if r["missed_by_ms"] > 0 and r.get("screen_met"):
-        return (f"chosen, but no finished student re-measures within the {fmt_ms(r['budget_ms'])} ms budget: this,"
-                f" the fastest, measures {fmt_ms(r['p50_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms),"
-                f" over by {fmt_ms(r['missed_by_ms'])} ms; bench it again, or finish more (--finish-top)")
+        return (
+            f"chosen, but no finished student re-measures within the {fmt_ms(r['budget_ms'])} ms budget: this,"
+            f" the fastest, measures {fmt_ms(r['p50_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms),"
+            f" over by {fmt_ms(r['missed_by_ms'])} ms; bench it again, or finish more (--finish-top)"
+        )
     if r["missed_by_ms"] > 0:
-        return (f"chosen: nothing meets the {fmt_ms(r['budget_ms'])} ms budget; this is the fastest,"
-                f" {fmt_ms(r['p50_ms'])} ms, which misses it by {fmt_ms(r['missed_by_ms'])} ms")
-    return (f"chosen: {fmt_ms(r['p50_ms'])} ms within the {fmt_ms(r['budget_ms'])} ms budget,"
-            f" val acc {fmt_pct(r['val_acc'])}")
+        return (
+            f"chosen: nothing meets the {fmt_ms(r['budget_ms'])} ms budget; this is the fastest,"
+            f" {fmt_ms(r['p50_ms'])} ms, which misses it by {fmt_ms(r['missed_by_ms'])} ms"
+        )
+    return (
+        f"chosen: {fmt_ms(r['p50_ms'])} ms within the {fmt_ms(r['budget_ms'])} ms budget,"
+        f" val acc {fmt_pct(r['val_acc'])}"
+    )
 
 
 def _dominated(r: dict[str, Any]) -> str:
     if r["by_chosen"]:
-        return (f"slower than chosen ({fmt_ms(r['p50_ms'])} vs {fmt_ms(r['by_p50_ms'])} ms) with lower accuracy"
-                f" ({fmt_pct(r['val_acc'])} vs {fmt_pct(r['by_val_acc'])})")
-    return (f"dominated by {r['by']}: {fmt_ms(r['by_p50_ms'])} vs {fmt_ms(r['p50_ms'])} ms, val acc"
-            f" {fmt_pct(r['by_val_acc'])} vs {fmt_pct(r['val_acc'])}")
+        return (
+            f"slower than chosen ({fmt_ms(r['p50_ms'])} vs {fmt_ms(r['by_p50_ms'])} ms) with lower accuracy"
+            f" ({fmt_pct(r['val_acc'])} vs {fmt_pct(r['by_val_acc'])})"
+        )
+    return (
+        f"dominated by {r['by']}: {fmt_ms(r['by_p50_ms'])} vs {fmt_ms(r['p50_ms'])} ms, val acc"
+        f" {fmt_pct(r['by_val_acc'])} vs {fmt_pct(r['val_acc'])}"
+    )
 
 
 _REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "chosen": _chosen,
-    "input_mismatch": lambda r: (f"takes {'x'.join(map(str, r['shape']))} inputs, the data is"
-                                 f" {'x'.join(map(str, r['data_shape']))}: cannot be distilled on it"),
-    "over_budget": lambda r: (f"over budget by {fmt_ms(r['by_ms'])} ms ({r['source']} {fmt_ms(r['latency_ms'])} ms"
-                              f" against {fmt_ms(r['budget_ms'])} ms); not trained"),
-    "slower_than_fastest": lambda r: (f"nothing meets the budget, and it is slower ({fmt_ms(r['latency_ms'])} ms"
-                                      f"{'' if r['measured'] else ' predicted'}) than the fastest, {r['fastest']}"
-                                      f" ({fmt_ms(r['fastest_ms'])} ms); not trained"),
+    "input_mismatch": lambda r: (
+        f"takes {'x'.join(map(str, r['shape']))} inputs, the data is"
+        f" {'x'.join(map(str, r['data_shape']))}: cannot be distilled on it"
+    ),
+    "over_budget": lambda r: (
+        f"over budget by {fmt_ms(r['by_ms'])} ms ({r['source']} {fmt_ms(r['latency_ms'])} ms"
+        f" against {fmt_ms(r['budget_ms'])} ms); not trained"
+    ),
+    "slower_than_fastest": lambda r: (
+        f"nothing meets the budget, and it is slower ({fmt_ms(r['latency_ms'])} ms"
+        f"{'' if r['measured'] else ' predicted'}) than the fastest, {r['fastest']}"
+        f" ({fmt_ms(r['fastest_ms'])} ms); not trained"
+    ),
     "not_tried": lambda r: f"in budget but not sampled by the study ({r['n_trials']} trials)",
     "failed": lambda r: f"trial {r['state']} after {r['epochs']} epoch(s): {r.get('error') or 'no error recorded'}",
-    "pruned": lambda r: (f"pruned at epoch {r['epoch']} of {r['epochs']} with val acc {fmt_pct(r['val_acc'])}"
-                         f" (best at that epoch: {r['best_arch']}, {fmt_pct(r['best_val_acc'])})"),
-    "over_budget_final": lambda r: (f"trained, but the built student measures {fmt_ms(r['p50_ms'])} ms, over budget"
-                                    f" by {fmt_ms(r['by_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms)"),
+    "pruned": lambda r: (
+        f"pruned at epoch {r['epoch']} of {r['epochs']} with val acc {fmt_pct(r['val_acc'])}"
+        f" (best at that epoch: {r['best_arch']}, {fmt_pct(r['best_val_acc'])})"
+    ),
+    "over_budget_final": lambda r: (
+        f"trained, but the built student measures {fmt_ms(r['p50_ms'])} ms, over budget"
+        f" by {fmt_ms(r['by_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms)"
+    ),
     "dominated": _dominated,
-    "less_accurate": lambda r: (f"on the front, faster than chosen ({fmt_ms(r['p50_ms'])} vs"
-                                f" {fmt_ms(r['chosen_p50_ms'])} ms) but less accurate ({fmt_pct(r['val_acc'])} vs"
-                                f" {fmt_pct(r['chosen_val_acc'])})"),
+    "less_accurate": lambda r: (
+        f"on the front, faster than chosen ({fmt_ms(r['p50_ms'])} vs"
+        f" {fmt_ms(r['chosen_p50_ms'])} ms) but less accurate ({fmt_pct(r['val_acc'])} vs"
+        f" {fmt_pct(r['chosen_val_acc'])})"
+    ),
 }
 
 
@@ -67,8 +89,10 @@ def explain(fate: str, reason: dict[str, Any]) -> str:
 
 def headline(sel: dict[str, Any]) -> str:
     c = sel["chosen"]
-    head = (f"chose {c['arch']} for {sel['target']['name']}: {fmt_ms(c['p50_ms'])} ms p50"
-            f" ({c['precision']}), val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}")
+    head = (
+        f"chose {c['arch']} for {sel['target']['name']}: {fmt_ms(c['p50_ms'])} ms p50"
+        f" ({c['precision']}), val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}"
+    )
     if sel["met_budget"]:
         return f"{head}; within the {fmt_ms(sel['budget_ms'])} ms budget"
     return f"{head}; BUDGET MISSED: {fmt_ms(sel['budget_ms'])} ms, missed by {fmt_ms(sel['missed_by_ms'])} ms"
@@ -78,8 +102,10 @@ def compute_line(sel: dict[str, Any]) -> str:
     c = sel["compute"]
     ratio = "-" if c["ratio"] is None else f"{100 * c['ratio']:.0f}%"
     reused = f", {c['reused_epochs']} more taken from an earlier selection" if c.get("reused_epochs") else ""
-    return (f"{c['student_epochs']} student-epochs trained{reused}, {ratio} of training every in-budget candidate"
-            f" fully ({c['exhaustive_epochs']}); " + ", ".join(f"{k} {v:.0f} s" for k, v in c["seconds"].items()))
+    return (
+        f"{c['student_epochs']} student-epochs trained{reused}, {ratio} of training every in-budget candidate"
+        f" fully ({c['exhaustive_epochs']}); " + ", ".join(f"{k} {v:.0f} s" for k, v in c["seconds"].items())
+    )
 
 
 def _predictor(pred: dict[str, Any]) -> str:
@@ -87,32 +113,54 @@ def _predictor(pred: dict[str, Any]) -> str:
         return "not needed, the space was measured whole"
     if pred["mape_pct"] is None:
         return "no measured candidate outside its probes to check it on"
-    return (f"MAPE {pred['mape_pct']:.1f}% on the {pred['measured_held_out']} measured candidates it was not fitted"
-            f" on; predictions up to {100 * pred['margin']:.0f}% over the budget were measured")
+    return (
+        f"MAPE {pred['mape_pct']:.1f}% on the {pred['measured_held_out']} measured candidates it was not fitted"
+        f" on; predictions up to {100 * pred['margin']:.0f}% over the budget were measured"
+    )
 
 
 def render_markdown(sel: dict[str, Any]) -> str:
     t, study, pred = sel["target"], sel.get("study", {}), sel["predictor"]
-    lines = [f"# Selection for {t['name']}", "", headline(sel) + ".", "",
-             f"Target: {t['runtime']} {t['precision']} on {t['device']}, {t['threads']} threads, batch {t['batch']}."
-             f" Compute: {compute_line(sel)}.",
-             f"Study {study.get('name', '-')} ({study.get('pruner', '-')}, reduction factor"
-             f" {study.get('reduction_factor', '-')}) in {study.get('storage', '-')}.",
-             f"Latency predictor: {_predictor(pred)}.",
-             "", "## Pareto front (finished students, built for the target)", "",
-             "| student | p50 ms | val acc | test acc | artifact acc |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {f['arch']} | {fmt_ms(f['p50_ms'])} | {fmt_pct(f['val_acc'])} | {fmt_pct(f['test_acc'])} |"
-              f" {fmt_pct(f['artifact_accuracy'])} |" for f in sel["front"]]
+    lines = [
+        f"# Selection for {t['name']}",
+        "",
+        headline(sel) + ".",
+        "",
+        f"Target: {t['runtime']} {t['precision']} on {t['device']}, {t['threads']} threads, batch {t['batch']}."
+        f" Compute: {compute_line(sel)}.",
+        f"Study {study.get('name', '-')} ({study.get('pruner', '-')}, reduction factor"
+        f" {study.get('reduction_factor', '-')}) in {study.get('storage', '-')}.",
+        f"Latency predictor: {_predictor(pred)}.",
+        "",
+        "## Pareto front (finished students, built for the target)",
+        "",
+        "| student | p50 ms | val acc | test acc | artifact acc |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {f['arch']} | {fmt_ms(f['p50_ms'])} | {fmt_pct(f['val_acc'])} | {fmt_pct(f['test_acc'])} |"
+        f" {fmt_pct(f['artifact_accuracy'])} |"
+        for f in sel["front"]
+    ]
     early = sel["front_at_epoch"]
     points = ", ".join(f"{p['arch']} {fmt_ms(p['latency_ms'])} ms {fmt_pct(p['val_acc'])}" for p in early["points"])
-    lines += ["", f"Front after epoch {early['epoch']} (every trial): {points}" if points else
-              f"No front after epoch {early['epoch']}: no student has a per-epoch history (an ensemble run's"
-              " students are trained together and recorded once, at the end).",
-              "", "## Every candidate", "", "| candidate | params | latency ms | epochs | val acc | outcome |",
-              "|---|---:|---:|---:|---:|---|"]
+    lines += [
+        "",
+        f"Front after epoch {early['epoch']} (every trial): {points}"
+        if points
+        else f"No front after epoch {early['epoch']}: no student has a per-epoch history (an ensemble run's"
+        " students are trained together and recorded once, at the end).",
+        "",
+        "## Every candidate",
+        "",
+        "| candidate | params | latency ms | epochs | val acc | outcome |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for row in by_outcome(sel["candidates"]):
-        lines.append(f"| {row['arch']} | {row['params']:,} | {fmt_ms(screened_ms(row))} | {row.get('epochs', 0)} |"
-                     f" {fmt_pct(row.get('val_acc'))} | {row['why']} |")
+        lines.append(
+            f"| {row['arch']} | {row['params']:,} | {fmt_ms(screened_ms(row))} | {row.get('epochs', 0)} |"
+            f" {fmt_pct(row.get('val_acc'))} | {row['why']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

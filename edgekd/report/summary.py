@@ -32,8 +32,11 @@ def _demo_markdown(summary: dict[str, Any]) -> str:
         )
     if summary["rows"]:
         fp = summary["rows"][0]["bench"]["fingerprint"]
-        lines += ["", f"Machine: {fp.get('cpu_model')}, {fp.get('cores')} cores; batch {fp.get('batch')},"
-                  f" {fp.get('threads')} threads."]
+        lines += [
+            "",
+            f"Machine: {fp.get('cpu_model')}, {fp.get('cores')} cores; batch {fp.get('batch')},"
+            f" {fp.get('threads')} threads.",
+        ]
     for sel in summary.get("selections", []):
         lines += _selection_markdown(sel)
     return "\n".join(lines) + "\n"
@@ -43,15 +46,26 @@ def _selection_markdown(sel: dict[str, Any]) -> list[str]:
     from edgekd.report.selection import by_outcome, compute_line
 
     c = sel["chosen"]
-    verdict = ("within the budget" if sel["met_budget"]
-               else f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms (the fastest candidate)")
-    lines = ["", f"## Selection for {sel['target']}", "",
-             f"Budget {fmt_ms(sel['budget_ms'])} ms p50 ({sel['budget_source']}). Chosen: **{c['arch']}**,"
-             f" {fmt_ms(c['p50_ms'])} ms, val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])};"
-             f" {verdict}. Compute: {compute_line(sel)}. Full record: {sel['files']['markdown']}.", "",
-             "| candidate | params | screened ms | val acc | outcome |", "|---|---:|---:|---:|---|"]
-    lines += [f"| {r['arch']} | {r['params']:,} | {fmt_ms(r['measured_ms'])} | {fmt_pct(r['val_acc'])} |"
-              f" {r['why']} |" for r in by_outcome(sel["candidates"])]
+    verdict = (
+        "within the budget"
+        if sel["met_budget"]
+        else f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms (the fastest candidate)"
+    )
+    lines = [
+        "",
+        f"## Selection for {sel['target']}",
+        "",
+        f"Budget {fmt_ms(sel['budget_ms'])} ms p50 ({sel['budget_source']}). Chosen: **{c['arch']}**,"
+        f" {fmt_ms(c['p50_ms'])} ms, val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])};"
+        f" {verdict}. Compute: {compute_line(sel)}. Full record: {sel['files']['markdown']}.",
+        "",
+        "| candidate | params | screened ms | val acc | outcome |",
+        "|---|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['arch']} | {r['params']:,} | {fmt_ms(r['measured_ms'])} | {fmt_pct(r['val_acc'])} | {r['why']} |"
+        for r in by_outcome(sel["candidates"])
+    ]
     return lines
 
 
@@ -67,12 +81,19 @@ def _store_markdown(store: Store) -> str:
     for run in store.runs():
         test = [m["value"] for m in store.metrics(run["id"]) if m["name"] == "test_acc"]
         lines.append(f"| {run['id']} | {run['kind']} | {run['name']} | {fmt_pct(test[-1] if test else None)} |")
-    lines += ["", "## Benchmarks", "", "| artifact | runtime | precision | batch | p50 ms | mean ms | accuracy |",
-              "|---|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Benchmarks",
+        "",
+        "| artifact | runtime | precision | batch | p50 ms | mean ms | accuracy |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for b in store.benchmarks():
-        lines.append(f"| {Path(b['artifact']).parent.name}/{Path(b['artifact']).name} | {b['runtime']} |"
-                     f" {b['precision']} | {b['batch']} | {fmt_ms(b['p50_ms'])} | {fmt_ms(b['mean_ms'])} |"
-                     f" {fmt_pct(b['accuracy'])} |")
+        lines.append(
+            f"| {Path(b['artifact']).parent.name}/{Path(b['artifact']).name} | {b['runtime']} |"
+            f" {b['precision']} | {b['batch']} | {fmt_ms(b['p50_ms'])} | {fmt_ms(b['mean_ms'])} |"
+            f" {fmt_pct(b['accuracy'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 

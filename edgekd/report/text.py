@@ -29,12 +29,21 @@ def print_bench(result: dict[str, Any]) -> None:
     table = Table(title=f"{result.get('artifact', '')}", title_justify="left")
     for col in ("p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms", "throughput/s", "batch", "accuracy"):
         table.add_column(col, justify="right")
-    table.add_row(fmt_ms(lat["p50"]), fmt_ms(lat["p90"]), fmt_ms(lat["p99"]), fmt_ms(lat["mean"]),
-                  fmt_ms(lat["std"]), f"{result['throughput_per_s']:.1f}", str(result["batch"]),
-                  fmt_pct(result.get("accuracy")))
+    table.add_row(
+        fmt_ms(lat["p50"]),
+        fmt_ms(lat["p90"]),
+        fmt_ms(lat["p99"]),
+        fmt_ms(lat["mean"]),
+        fmt_ms(lat["std"]),
+        f"{result['throughput_per_s']:.1f}",
+        str(result["batch"]),
+        fmt_pct(result.get("accuracy")),
+    )
     out.print(table)
-    out.print(f"{fp.get('runtime')} {fp.get('runtime_version')} {fp.get('precision')}, {fp.get('threads')} threads,"
-              f" {fp.get('cpu_model')} ({fp.get('cores')} cores), {result.get('samples')} timed runs")
+    out.print(
+        f"{fp.get('runtime')} {fp.get('runtime_version')} {fp.get('precision')}, {fp.get('threads')} threads,"
+        f" {fp.get('cpu_model')} ({fp.get('cores')} cores), {result.get('samples')} timed runs"
+    )
     if result.get("accuracy_on"):
         out.print(f"accuracy on {result['accuracy_samples']} images of {result['accuracy_on']}")
 
@@ -43,8 +52,12 @@ def print_artifact(info: dict[str, Any], out_dir: Path) -> None:
     parity = info["parity"]
     acc = info.get("accuracy") or {}
     out.print(f"built {out_dir / info['artifact']} ({info['runtime']} {info['precision']}, target {info['target']})")
-    out.print(f"  parity vs torch: max abs diff {parity['max_abs_diff']:.2e}, top-1 agreement"
-              f" {100 * parity['top1_agreement']:.2f}% on {parity['inputs']}")
+    out.print(
+        f"  parity vs torch: max abs diff {parity['max_abs_diff']:.2e}, top-1 agreement"
+        f" {100 * parity['top1_agreement']:.2f}% on {parity['inputs']}"
+    )
     if acc.get("artifact") is not None:
-        out.print(f"  accuracy: torch {fmt_pct(acc.get('torch'))} -> onnx {fmt_pct(acc.get('onnx'))}"
-                  f" -> artifact {fmt_pct(acc.get('artifact'))}")
+        out.print(
+            f"  accuracy: torch {fmt_pct(acc.get('torch'))} -> onnx {fmt_pct(acc.get('onnx'))}"
+            f" -> artifact {fmt_pct(acc.get('artifact'))}"
+        )

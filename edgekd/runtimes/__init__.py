@@ -105,7 +105,5 @@ def get_runtime(name: str | Runtime, *, require: bool = True) -> RuntimeAdapter:
         raise
     adapter: RuntimeAdapter = getattr(module, cls_name)()
     if require and not adapter.is_available():
-        raise UserError(
-            f"runtime {runtime.value} is not installed on this machine; {_INSTALL_HINT[runtime]}"
-        )
+        raise UserError(f"runtime {runtime.value} is not installed on this machine; {_INSTALL_HINT[runtime]}")
     return adapter

@@ -50,12 +50,20 @@ def quantize(onnx_path: Path, out: Path, profile: TargetProfile, input_shape: tu
             shutil.copyfile(best.path, target)
     float_layers, int8_layers = weighted_layers(out)
     return report(
-        inputs, method="onnxruntime.quantization.quantize_static (QDQ)", settings=work.settings(),
-        float_acc=work.float_acc, int8_acc=best.accuracy, float_layers=float_layers,
-        int8_layers=int8_layers, limit_note=limit_note,
-        extra={"excluded_nodes": list(best.excluded),
-               "attempts": [{"float_layers": len(work.float_layers(a.excluded)), "accuracy": a.accuracy}
-                            for a in attempts]},
+        inputs,
+        method="onnxruntime.quantization.quantize_static (QDQ)",
+        settings=work.settings(),
+        float_acc=work.float_acc,
+        int8_acc=best.accuracy,
+        float_layers=float_layers,
+        int8_layers=int8_layers,
+        limit_note=limit_note,
+        extra={
+            "excluded_nodes": list(best.excluded),
+            "attempts": [
+                {"float_layers": len(work.float_layers(a.excluded)), "accuracy": a.accuracy} for a in attempts
+            ],
+        },
     )
 
 
@@ -86,8 +94,14 @@ class _Work:
 
     def settings(self) -> dict[str, Any]:
         o = self.inputs.options
-        return {"format": "QDQ", "per_channel": o.per_channel, "calibrate_method": o.calibrate_method,
-                "activation_type": o.activation_type, "weight_type": o.weight_type, "reduce_range": o.reduce_range}
+        return {
+            "format": "QDQ",
+            "per_channel": o.per_channel,
+            "calibrate_method": o.calibrate_method,
+            "activation_type": o.activation_type,
+            "weight_type": o.weight_type,
+            "reduce_range": o.reduce_range,
+        }
 
     def float_layers(self, excluded: tuple[str, ...]) -> list[str]:
         return [name for name in excluded if name in self.weighted]
@@ -101,10 +115,16 @@ class _Work:
         methods = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
         path = self.folder / f"int8-{next(self._count)}.onnx"
         quantize_static(
-            str(self.float_model), str(path), _Reader(self.input_name, self.inputs.calibration),
-            quant_format=QuantFormat.QDQ, per_channel=o.per_channel, reduce_range=o.reduce_range,
-            activation_type=types[o.activation_type], weight_type=types[o.weight_type],
-            nodes_to_exclude=list(excluded), calibrate_method=CalibrationMethod[methods[o.calibrate_method]],
+            str(self.float_model),
+            str(path),
+            _Reader(self.input_name, self.inputs.calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=o.per_channel,
+            reduce_range=o.reduce_range,
+            activation_type=types[o.activation_type],
+            weight_type=types[o.weight_type],
+            nodes_to_exclude=list(excluded),
+            calibrate_method=CalibrationMethod[methods[o.calibrate_method]],
             calibration_cache_path=str(self.ranges),
         )
         return path
@@ -164,10 +184,16 @@ class _Work:
     def run(self, path: Path, limit: int | None = None) -> np.ndarray:
         """Logits on the validation slice, through the same session settings the artifact loads with."""
         x = self.inputs.val_x[:limit]
-        art = Artifact("onnxruntime", "int8", path, tuple(x.shape[1:]), device=self.profile.device,  # type: ignore[arg-type]
-                       threads=self.profile.threads)
+        art = Artifact(
+            "onnxruntime",
+            "int8",
+            path,
+            tuple(x.shape[1:]),
+            device=self.profile.device,  # type: ignore[arg-type]
+            threads=self.profile.threads,
+        )
         session = get_runtime("onnxruntime").load(art)
-        return np.concatenate([session.run(x[i:i + 256]) for i in range(0, len(x), 256)])
+        return np.concatenate([session.run(x[i : i + 256]) for i in range(0, len(x), 256)])
 
 
 def weighted_layers(path: Path) -> tuple[list[str], int]:
@@ -208,8 +234,9 @@ class _Reader:
     """onnxruntime's CalibrationDataReader protocol over the recipe's images, in batches."""
 
     def __init__(self, input_name: str, samples: np.ndarray) -> None:
-        self._batches = iter([{input_name: samples[i:i + CALIBRATION_BATCH]}
-                              for i in range(0, len(samples), CALIBRATION_BATCH)])
+        self._batches = iter(
+            [{input_name: samples[i : i + CALIBRATION_BATCH]} for i in range(0, len(samples), CALIBRATION_BATCH)]
+        )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

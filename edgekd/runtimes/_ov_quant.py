@@ -17,8 +17,7 @@ from edgekd.config import TargetProfile
 from edgekd.runtimes._openvino_import import import_openvino
 from edgekd.runtimes._quant import QuantInputs, accuracy, quant_inputs, quiet, report
 
-WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
-                "MatMul")
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData", "MatMul")
 # Ops between a weight constant and the layer: NNCF stores INT8 weights as i8 -> Convert -> Multiply.
 _WEIGHT_PATH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze", "FakeQuantize")
 _DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
@@ -34,7 +33,7 @@ def quantize(model: Any, profile: TargetProfile, input_shape: tuple[int, int, in
     inputs = quant_inputs(profile, input_shape)
     o = inputs.options
     # One image per item: NNCF's statistics and its ranking subsets count items.
-    calibration = nncf.Dataset([inputs.calibration[i:i + 1] for i in range(len(inputs.calibration))])
+    calibration = nncf.Dataset([inputs.calibration[i : i + 1] for i in range(len(inputs.calibration))])
     common: dict[str, Any] = {
         "preset": nncf.QuantizationPreset(o.preset),
         "target_device": getattr(nncf.TargetDevice, _DEVICES.get(profile.device.split(":")[0].lower(), "ANY")),
@@ -46,23 +45,39 @@ def quantize(model: Any, profile: TargetProfile, input_shape: tuple[int, int, in
             quantized = nncf.quantize(model, calibration, **common)
             method = "nncf.quantize"
         else:
-            items = [(inputs.val_x[i:i + 1], int(inputs.val_y[i])) for i in range(len(inputs.val_y))]
+            items = [(inputs.val_x[i : i + 1], int(inputs.val_y[i])) for i in range(len(inputs.val_y))]
             restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=o.max_float_layers or sys.maxsize)
             quantized = nncf.quantize_with_accuracy_control(
-                model, calibration, nncf.Dataset(items, lambda item: item[0]), _validate,
-                max_drop=o.max_accuracy_drop, drop_type=nncf.DropType.ABSOLUTE,
-                advanced_accuracy_restorer_parameters=restorer, **common,
+                model,
+                calibration,
+                nncf.Dataset(items, lambda item: item[0]),
+                _validate,
+                max_drop=o.max_accuracy_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=restorer,
+                **common,
             )
             method = "nncf.quantize_with_accuracy_control"
     float_layers, int8_layers = weighted_layers(quantized)
     at_limit = o.max_float_layers is not None and len(float_layers) >= o.max_float_layers
     limit = f" (the limit, max_float_layers={o.max_float_layers})" if at_limit else ""
-    settings = {"preset": o.preset, "target_device": common["target_device"].value, "weights": "i8",
-                "nncf": nncf.__version__}
-    return quantized, report(inputs, method=method, settings=settings, float_acc=float_acc,
-                             int8_acc=_evaluate(quantized, inputs), float_layers=float_layers,
-                             int8_layers=int8_layers, limit_note=limit,
-                             extra={"nncf_messages": messages} if messages else None)
+    settings = {
+        "preset": o.preset,
+        "target_device": common["target_device"].value,
+        "weights": "i8",
+        "nncf": nncf.__version__,
+    }
+    return quantized, report(
+        inputs,
+        method=method,
+        settings=settings,
+        float_acc=float_acc,
+        int8_acc=_evaluate(quantized, inputs),
+        float_layers=float_layers,
+        int8_layers=int8_layers,
+        limit_note=limit,
+        extra={"nncf_messages": messages} if messages else None,
+    )
 
 
 def weighted_layers(model: Any) -> tuple[list[str], int]:
@@ -100,4 +115,4 @@ def _validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
 
 
 def _run(compiled: Any, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([compiled(x[i:i + EVAL_BATCH])[0] for i in range(0, len(x), EVAL_BATCH)])
+    return np.concatenate([compiled(x[i : i + EVAL_BATCH])[0] for i in range(0, len(x), EVAL_BATCH)])

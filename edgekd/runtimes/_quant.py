@@ -51,8 +51,10 @@ def quant_options(profile: TargetProfile) -> QuantOptions:
     options = parse(QuantOptions, dict(profile.options), f"options of target {profile.name}")
     foreign = sorted(options.model_fields_set - _SHARED - _OWN.get(profile.runtime, set()))
     if foreign:
-        raise UserError(f"target {profile.name}: option {foreign[0]!r} does not apply to {profile.runtime.value}"
-                        " INT8 builds; remove it from the profile")
+        raise UserError(
+            f"target {profile.name}: option {foreign[0]!r} does not apply to {profile.runtime.value}"
+            " INT8 builds; remove it from the profile"
+        )
     return options
 
 
@@ -81,8 +83,9 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(1) == labels).mean())
 
 
-def verdict(float_acc: float, int8_acc: float, max_drop: float | None, float_layers: list[str],
-            limit_note: str) -> tuple[bool | None, str | None]:
+def verdict(
+    float_acc: float, int8_acc: float, max_drop: float | None, float_layers: list[str], limit_note: str
+) -> tuple[bool | None, str | None]:
     """(goal met, why not): None, None when no goal was set."""
     if max_drop is None:
         return None, None
@@ -90,14 +93,25 @@ def verdict(float_acc: float, int8_acc: float, max_drop: float | None, float_lay
     if drop <= max_drop + 1e-9:
         return True, None
     kept = f"with {len(float_layers)} layer(s) kept in float" if float_layers else "with every layer in INT8"
-    return False, (f"INT8 accuracy {int8_acc:.4f} is {drop * 100:.2f} points below float {float_acc:.4f} on"
-                   f" validation (allowed {max_drop * 100:.2f}) {kept}{limit_note}; wrote the best attempt."
-                   " Raise max_accuracy_drop, calibrate on more or better-balanced samples, or use fp32")
+    return False, (
+        f"INT8 accuracy {int8_acc:.4f} is {drop * 100:.2f} points below float {float_acc:.4f} on"
+        f" validation (allowed {max_drop * 100:.2f}) {kept}{limit_note}; wrote the best attempt."
+        " Raise max_accuracy_drop, calibrate on more or better-balanced samples, or use fp32"
+    )
 
 
-def report(inputs: QuantInputs, *, method: str, settings: dict[str, Any], float_acc: float, int8_acc: float,
-           float_layers: list[str], int8_layers: int, limit_note: str = "",
-           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def report(
+    inputs: QuantInputs,
+    *,
+    method: str,
+    settings: dict[str, Any],
+    float_acc: float,
+    int8_acc: float,
+    float_layers: list[str],
+    int8_layers: int,
+    limit_note: str = "",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The `quantization` block of artifact.json (numbers stay floats; the report formats them)."""
     goal_met, reason = verdict(float_acc, int8_acc, inputs.options.max_accuracy_drop, float_layers, limit_note)
     return {
@@ -106,8 +120,13 @@ def report(inputs: QuantInputs, *, method: str, settings: dict[str, Any], float_
         "calibration_samples": len(inputs.calibration),
         "settings": settings,
         "max_accuracy_drop": inputs.options.max_accuracy_drop,
-        "validation": {"data": inputs.val_desc, "samples": len(inputs.val_y), "float": float_acc,
-                       "int8": int8_acc, "drop": float_acc - int8_acc},
+        "validation": {
+            "data": inputs.val_desc,
+            "samples": len(inputs.val_y),
+            "float": float_acc,
+            "int8": int8_acc,
+            "drop": float_acc - int8_acc,
+        },
         "float_layers": float_layers,
         "int8_layers": int8_layers,
         "goal_met": goal_met,

@@ -55,8 +55,9 @@ def select_device(index: int) -> str:
     err, count = rt.cudaGetDeviceCount()
     if err != rt.cudaError_t.cudaSuccess or count == 0:
         reason = _error_name(rt, err) if err != rt.cudaError_t.cudaSuccess else "no device"
-        raise UserError(f"no NVIDIA GPU is visible on this machine ({reason}); build and run TensorRT targets on"
-                        " the device itself")
+        raise UserError(
+            f"no NVIDIA GPU is visible on this machine ({reason}); build and run TensorRT targets on the device itself"
+        )
     if index >= count:
         raise UserError(f"device cuda:{index} does not exist; this machine has cuda:0..cuda:{count - 1}")
     call(rt.cudaSetDevice(index))

@@ -129,8 +129,7 @@ def _providers(device: str) -> list[str]:
     available = set(ort.get_available_providers())
     if wanted[0] not in available:
         raise UserError(
-            f"onnxruntime here has no {wanted[0]} for device {device!r};"
-            " install onnxruntime-gpu or use device: cpu"
+            f"onnxruntime here has no {wanted[0]} for device {device!r}; install onnxruntime-gpu or use device: cpu"
         )
     return [p for p in wanted if p in available]
 

@@ -45,8 +45,10 @@ def import_tensorrt() -> ModuleType:
     try:
         import tensorrt
     except ImportError:
-        raise UserError("runtime tensorrt is not installed on this machine; install TensorRT on the NVIDIA"
-                        " device (JetPack ships it; elsewhere pip install 'edgekd[tensorrt]')") from None
+        raise UserError(
+            "runtime tensorrt is not installed on this machine; install TensorRT on the NVIDIA"
+            " device (JetPack ships it; elsewhere pip install 'edgekd[tensorrt]')"
+        ) from None
     return tensorrt
 
 
@@ -92,19 +94,36 @@ class TensorRT:
         if calibrator is not None:
             calibrator.release()
         if serialized is None:
-            raise EdgekdError(f"TensorRT could not build {Path(onnx_path).name} for {gpu}"
-                              f" ({profile.precision.value}); its log above says why")
+            raise EdgekdError(
+                f"TensorRT could not build {Path(onnx_path).name} for {gpu}"
+                f" ({profile.precision.value}); its log above says why"
+            )
         engine = workdir / ENGINE_NAME
         for path, data in ((engine, serialized), (timing_cache, config.get_timing_cache().serialize())):
             with atomic_path(path) as tmp:
                 tmp.write_bytes(memoryview(data))
         return Artifact(
-            runtime=self.name.value, precision=profile.precision.value, path=engine, input_shape=chw,
-            device=profile.device, threads=profile.threads, hint=profile.hint, target=profile.name,
-            info={"tensorrt": trt.__version__, "gpu": gpu, "input": name, "batch": profile.batch,
-                  "min_batch": batches[0], "opt_batch": batches[1], "max_batch": batches[2],
-                  "workspace_mb": settings.workspace_mb, "timing_cache": TIMING_CACHE_NAME, **calibration,
-                  "trt_check": [f.line() for f in findings]},
+            runtime=self.name.value,
+            precision=profile.precision.value,
+            path=engine,
+            input_shape=chw,
+            device=profile.device,
+            threads=profile.threads,
+            hint=profile.hint,
+            target=profile.name,
+            info={
+                "tensorrt": trt.__version__,
+                "gpu": gpu,
+                "input": name,
+                "batch": profile.batch,
+                "min_batch": batches[0],
+                "opt_batch": batches[1],
+                "max_batch": batches[2],
+                "workspace_mb": settings.workspace_mb,
+                "timing_cache": TIMING_CACHE_NAME,
+                **calibration,
+                "trt_check": [f.line() for f in findings],
+            },
         )
 
     def load(self, artifact: Artifact) -> TensorRTSession:
@@ -118,8 +137,10 @@ class TensorRT:
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise UserError(f"{path} is not an engine TensorRT {trt.__version__} can run on this GPU (engines are"
-                            " tied to the TensorRT version and GPU that built them); rebuild it on this device")
+            raise UserError(
+                f"{path} is not an engine TensorRT {trt.__version__} can run on this GPU (engines are"
+                " tied to the TensorRT version and GPU that built them); rebuild it on this device"
+            )
         return TensorRTSession(trt, runtime, engine)
 
 
@@ -129,8 +150,10 @@ def _onnx_input(onnx_path: Path, profile: TargetProfile) -> tuple[str, tuple[int
 
     chw = onnx_input_shape(onnx_path)
     if profile.input_shape is not None and tuple(profile.input_shape) != chw:
-        raise UserError(f"target {profile.name} expects input {list(profile.input_shape)} but {onnx_path} takes"
-                        f" {list(chw)}; fix input_shape in the profile or export the model for it")
+        raise UserError(
+            f"target {profile.name} expects input {list(profile.input_shape)} but {onnx_path} takes"
+            f" {list(chw)}; fix input_shape in the profile or export the model for it"
+        )
     return str(load_onnx(onnx_path).graph.input[0].name), chw  # type: ignore[attr-defined]
 
 
@@ -143,15 +166,18 @@ def _parse(trt: ModuleType, builder: Any, logger: Any, onnx_path: Path) -> tuple
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).splitlines()[0] for i in range(parser.num_errors)]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UserError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors[0] if errors else 'no reason'}"
-                        f"{more}; see trt_check.json from the pre-check for fixes")
+        raise UserError(
+            f"TensorRT's ONNX parser rejected {onnx_path.name}: {errors[0] if errors else 'no reason'}"
+            f"{more}; see trt_check.json from the pre-check for fixes"
+        )
     if network.num_inputs != 1:
         raise UserError(f"{onnx_path.name} has {network.num_inputs} inputs; edgekd builds models with one image input")
     return network, parser
 
 
-def _configure(trt: ModuleType, builder: Any, network: Any, config: Any, settings: TrtSettings,
-               chw: tuple[int, int, int]) -> tuple[int, int, int]:
+def _configure(
+    trt: ModuleType, builder: Any, network: Any, config: Any, settings: TrtSettings, chw: tuple[int, int, int]
+) -> tuple[int, int, int]:
     """Workspace, precision flags and the optimisation profile; returns its (min, opt, max) batch."""
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
     if settings.optimization_level is not None:
@@ -171,8 +197,15 @@ def _configure(trt: ModuleType, builder: Any, network: Any, config: Any, setting
     return batches  # type: ignore[return-value]
 
 
-def _calibrate(trt: ModuleType, builder: Any, network: Any, config: Any, profile: TargetProfile,
-               chw: tuple[int, int, int], workdir: Path) -> tuple[Any, dict[str, Any]]:
+def _calibrate(
+    trt: ModuleType,
+    builder: Any,
+    network: Any,
+    config: Any,
+    profile: TargetProfile,
+    chw: tuple[int, int, int],
+    workdir: Path,
+) -> tuple[Any, dict[str, Any]]:
     """For INT8: set the INT8 flag, the entropy calibrator and its profile; (calibrator, artifact info)."""
     if profile.precision is not Precision.INT8:
         return None, {"calibration_cache": None}
@@ -186,8 +219,11 @@ def _calibrate(trt: ModuleType, builder: Any, network: Any, config: Any, profile
     calibration = builder.create_optimization_profile()  # calibration runs at exactly one shape
     calibration.set_shape(network.get_input(0).name, *[(batches.shape[1], *chw)] * 3)
     config.set_calibration_profile(calibration)
-    return calibrator, {"calibration_cache": CALIBRATION_CACHE_NAME, "calibration_recipe": recipe,
-                        "calibration_samples": int(batches.shape[0] * batches.shape[1])}
+    return calibrator, {
+        "calibration_cache": CALIBRATION_CACHE_NAME,
+        "calibration_recipe": recipe,
+        "calibration_samples": int(batches.shape[0] * batches.shape[1]),
+    }
 
 
 def _use_timing_cache(config: Any, path: Path) -> None:
@@ -219,8 +255,15 @@ def prepare_offline(onnx_path: Path, profile: TargetProfile, workdir: Path) -> d
     write_text(script, _script(profile, command, any(f.severity is Severity.ERROR for f in findings)))
     os.chmod(script, 0o755)
     summary = report(findings)
-    return {"onnx": local.name, "trtexec": script.name, "check": "trt_check.json", "command": command,
-            "errors": summary["errors"], "warnings": summary["warnings"], "findings": summary["findings"]}
+    return {
+        "onnx": local.name,
+        "trtexec": script.name,
+        "check": "trt_check.json",
+        "command": command,
+        "errors": summary["errors"],
+        "warnings": summary["warnings"],
+        "findings": summary["findings"],
+    }
 
 
 def _script(profile: TargetProfile, command: str, has_errors: bool) -> str:
@@ -232,10 +275,17 @@ def _script(profile: TargetProfile, command: str, has_errors: bool) -> str:
         "# trtexec_times.json and per-layer times in trtexec_profile.json.",
     ]
     if profile.precision is Precision.INT8:
-        lines += ["# INT8: trtexec cannot calibrate. Put the calibration.cache of an edgekd TensorRT build here;",
-                  "# without it trtexec uses placeholder scales: latency is representative, accuracy is not."]
+        lines += [
+            "# INT8: trtexec cannot calibrate. Put the calibration.cache of an edgekd TensorRT build here;",
+            "# without it trtexec uses placeholder scales: latency is representative, accuracy is not.",
+        ]
     if has_errors:
         lines.append("# WARNING: the pre-check found errors (trt_check.json); the build will likely fail.")
-    lines += ["set -e", 'cd "$(dirname "$0")"', 'PATH="$PATH:/usr/src/tensorrt/bin"  # where JetPack puts trtexec',
-              command.replace(" --", " \\\n  --"), ""]
+    lines += [
+        "set -e",
+        'cd "$(dirname "$0")"',
+        'PATH="$PATH:/usr/src/tensorrt/bin"  # where JetPack puts trtexec',
+        command.replace(" --", " \\\n  --"),
+        "",
+    ]
     return "\n".join(lines)

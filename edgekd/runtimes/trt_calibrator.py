@@ -31,8 +31,10 @@ def calibration_batches(samples: np.ndarray, batch: int, chw: tuple[int, int, in
     """
     samples = np.asarray(samples)
     if samples.ndim != 4 or tuple(samples.shape[1:]) != tuple(chw):
-        raise UserError(f"calibration samples have shape {tuple(samples.shape)} but the model takes"
-                        f" N x {' x '.join(map(str, chw))}; use a recipe for this model's input")
+        raise UserError(
+            f"calibration samples have shape {tuple(samples.shape)} but the model takes"
+            f" N x {' x '.join(map(str, chw))}; use a recipe for this model's input"
+        )
     if len(samples) == 0:
         raise UserError("the calibration recipe gave no samples; raise its sample count")
     batch = min(batch, len(samples))

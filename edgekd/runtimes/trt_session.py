@@ -36,8 +36,10 @@ class TensorRTSession:
         self._input, self._output = inputs[0], outputs[0]
         for tensor in (self._input, self._output):
             if engine.get_tensor_dtype(tensor) != trt.DataType.FLOAT:
-                raise UserError(f"engine tensor {tensor!r} is {engine.get_tensor_dtype(tensor)}, not float32;"
-                                " export the model with float32 input and logits")
+                raise UserError(
+                    f"engine tensor {tensor!r} is {engine.get_tensor_dtype(tensor)}, not float32;"
+                    " export the model with float32 input and logits"
+                )
         low, _, high = (tuple(s) for s in engine.get_tensor_profile_shape(self._input, 0))
         self.min_batch, self.max_batch, self.chw = low[0], high[0], tuple(high[1:])
         self._stream = cudart.Stream()
@@ -60,7 +62,7 @@ class TensorRTSession:
         """
         if len(inputs) > self.max_batch:
             step = self.max_batch
-            return np.concatenate([self.run(inputs[i:i + step]) for i in range(0, len(inputs), step)])
+            return np.concatenate([self.run(inputs[i : i + step]) for i in range(0, len(inputs), step)])
         x = self._prepare(inputs)
         cudart.to_device(self._buffers[self._input].ptr, x, self._stream)
         self._execute()
@@ -101,8 +103,10 @@ class TensorRTSession:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.chw:
             raise UserError(f"the engine takes N x {' x '.join(map(str, self.chw))} float32, got {x.shape}")
         if not self.min_batch <= len(x) <= self.max_batch:
-            raise UserError(f"batch {len(x)} is outside the engine's range {self.min_batch}..{self.max_batch};"
-                            " rebuild with options min_batch/max_batch in the target profile")
+            raise UserError(
+                f"batch {len(x)} is outside the engine's range {self.min_batch}..{self.max_batch};"
+                " rebuild with options min_batch/max_batch in the target profile"
+            )
         if len(x) != self._batch:
             self._drop_graph()
             self._context.set_input_shape(self._input, x.shape)

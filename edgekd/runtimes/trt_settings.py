@@ -56,8 +56,10 @@ def trt_settings(profile: TargetProfile) -> TrtSettings:
     min_batch = options.get("min_batch") or 1
     max_batch = options.get("max_batch") or max(batch, DEFAULT_MAX_BATCH)
     if not min_batch <= batch <= max_batch:
-        raise UserError(f"{where}: need min_batch ({min_batch}) <= batch ({batch}) <= max_batch ({max_batch});"
-                        " fix batch or options in the profile")
+        raise UserError(
+            f"{where}: need min_batch ({min_batch}) <= batch ({batch}) <= max_batch ({max_batch});"
+            " fix batch or options in the profile"
+        )
     level = options.get("builder_optimization_level")
     if level is not None and level > 5:
         raise UserError(f"{where}: options.builder_optimization_level must be 0-5, got {level}")
@@ -77,8 +79,10 @@ def device_index(device: str, where: str = "TensorRT") -> int:
     """N of a device named cuda, cuda:N or gpu[:N]; UserError for anything else (cpu, npu, ...)."""
     match = _DEVICE.match(device.lower())
     if match is None:
-        raise UserError(f"{where}: TensorRT runs on an NVIDIA GPU, so device must be cuda or cuda:N,"
-                        f" not {device!r}; fix device in the target profile")
+        raise UserError(
+            f"{where}: TensorRT runs on an NVIDIA GPU, so device must be cuda or cuda:N,"
+            f" not {device!r}; fix device in the target profile"
+        )
     return int(match.group("index") or 0)
 
 

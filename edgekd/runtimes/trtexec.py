@@ -42,22 +42,34 @@ PERCENTILES = (50, 90, 99)
 AVG_RUNS = 100
 
 
-def trtexec_command(profile: TargetProfile, onnx_name: str = "model.onnx", *, input_name: str = "input",
-                    input_shape: tuple[int, int, int] | None = None, timing: TimingConfig = DEFAULT_TIMING) -> str:
+def trtexec_command(
+    profile: TargetProfile,
+    onnx_name: str = "model.onnx",
+    *,
+    input_name: str = "input",
+    input_shape: tuple[int, int, int] | None = None,
+    timing: TimingConfig = DEFAULT_TIMING,
+) -> str:
     """The command line, quoted for a POSIX shell; run it in the folder holding `onnx_name`."""
-    return shlex.join(trtexec_args(profile, onnx_name, input_name=input_name, input_shape=input_shape,
-                                   timing=timing))
+    return shlex.join(trtexec_args(profile, onnx_name, input_name=input_name, input_shape=input_shape, timing=timing))
 
 
-def trtexec_args(profile: TargetProfile, onnx_name: str = "model.onnx", *, input_name: str = "input",
-                 input_shape: tuple[int, int, int] | None = None,
-                 timing: TimingConfig = DEFAULT_TIMING) -> list[str]:
+def trtexec_args(
+    profile: TargetProfile,
+    onnx_name: str = "model.onnx",
+    *,
+    input_name: str = "input",
+    input_shape: tuple[int, int, int] | None = None,
+    timing: TimingConfig = DEFAULT_TIMING,
+) -> list[str]:
     """`trtexec_command` as an argument list. C, H, W come from `input_shape` or else the profile."""
     settings = trt_settings(profile)
     chw = input_shape or profile.input_shape
     if chw is None:
-        raise UserError(f"target {profile.name} has no input_shape; set input_shape: [C, H, W] in the profile"
-                        " or take it from the model")
+        raise UserError(
+            f"target {profile.name} has no input_shape; set input_shape: [C, H, W] in the profile"
+            " or take it from the model"
+        )
 
     def shape(batch: int) -> str:
         return f"{input_name}:" + "x".join(str(d) for d in (batch, *chw))

@@ -46,10 +46,18 @@ class EnsembleJob(SearchJob):
         return Path(dict(self.paths)[key])
 
 
-def select_from_ensemble(run_dir: Path, target: str, out: Path, *, budget_ms: float | None = None,
-                         teacher: Path | None = None, task: DistillConfig | None = None,
-                         timing: TimingConfig | None = None, store: Path | None = None,
-                         progress: bool = True) -> dict[str, Any]:
+def select_from_ensemble(
+    run_dir: Path,
+    target: str,
+    out: Path,
+    *,
+    budget_ms: float | None = None,
+    teacher: Path | None = None,
+    task: DistillConfig | None = None,
+    timing: TimingConfig | None = None,
+    store: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Choose the ensemble student for `target` within the latency budget; returns what DIR/selection.json
     holds. The data and training settings are the ensemble's; `teacher` and `task` only serve the estimate
     of distilling each student separately."""
@@ -66,18 +74,40 @@ def select_from_ensemble(run_dir: Path, target: str, out: Path, *, budget_ms: fl
     with one_thread():
         candidates = [make_candidate(ArchSpec.model_validate(_spec(run_dir, s))) for s in manifest["students"]]
     clock: dict[str, float] = {}
-    screening = timed(clock, "screen", lambda: screen(candidates, profile, budget, out / "candidates", results,
-                                                       timing, probes=len(candidates)))
-    records = [TrialRecord(j, c.key, "complete", ((epochs, float(s["val_acc"])),), s["test_acc"],
-                           str(Path(run_dir) / s["checkpoint"]))
-               for j, (c, s) in enumerate(zip(candidates, manifest["students"], strict=True))]
+    screening = timed(
+        clock,
+        "screen",
+        lambda: screen(candidates, profile, budget, out / "candidates", results, timing, probes=len(candidates)),
+    )
+    records = [
+        TrialRecord(
+            j, c.key, "complete", ((epochs, float(s["val_acc"])),), s["test_acc"], str(Path(run_dir) / s["checkpoint"])
+        )
+        for j, (c, s) in enumerate(zip(candidates, manifest["students"], strict=True))
+    ]
     job = _job(manifest, out, results, candidates, screening, records, task)
-    finished = timed(clock, "final", lambda: [
-        Finished(r, float(r.val_acc or 0.0), r.test_acc, 0, final_build(
-            job.checkpoint(r.key), target, data, out / "final" / Path(str(r.checkpoint)).stem, results, timing))
-        for r in records if any(s.candidate.key == r.key for s in screening.survivors)])
-    estimate = timed(clock, "separate timing", lambda: separate_estimate(
-        manifest, out / "timing", teacher, task or DistillConfig(), results, progress))
+    finished = timed(
+        clock,
+        "final",
+        lambda: [
+            Finished(
+                r,
+                float(r.val_acc or 0.0),
+                r.test_acc,
+                0,
+                final_build(
+                    job.checkpoint(r.key), target, data, out / "final" / Path(str(r.checkpoint)).stem, results, timing
+                ),
+            )
+            for r in records
+            if any(s.candidate.key == r.key for s in screening.survivors)
+        ],
+    )
+    estimate = timed(
+        clock,
+        "separate timing",
+        lambda: separate_estimate(manifest, out / "timing", teacher, task or DistillConfig(), results, progress),
+    )
     selection = assemble(profile, screening, [], records, finished, job, clock)
     selection.update(_ensemble_blocks(manifest, run_dir, estimate, clock, results))
     _explain_screened(selection)
@@ -92,19 +122,34 @@ def _spec(run_dir: Path, student: dict[str, Any]) -> dict[str, Any]:
     return load_checkpoint(Path(run_dir) / student["checkpoint"])["arch"]
 
 
-def _job(manifest: dict[str, Any], out: Path, store: Store, candidates: list[Candidate],
-         screening: Screening, records: list[TrialRecord], task: DistillConfig | None) -> EnsembleJob:
+def _job(
+    manifest: dict[str, Any],
+    out: Path,
+    store: Store,
+    candidates: list[Candidate],
+    screening: Screening,
+    records: list[TrialRecord],
+    task: DistillConfig | None,
+) -> EnsembleJob:
     latency = {s.candidate.key: s.latency_ms for s in screening.rows}
     entries = tuple(Entry(c.key, c.arch, latency[c.key], c.params, c.flops) for c in candidates)
     guide = manifest.get("guide") or {}
-    return EnsembleJob(teacher=guide.get("teacher") or "", data=manifest["data"], out=str(out.resolve()),
-                       store=str(store.path.resolve()), train=manifest["train"],
-                       task=(task or DistillConfig()).model_dump(mode="json"), entries=entries,
-                       n_trials=len(entries), paths=tuple((r.key, str(r.checkpoint)) for r in records))
+    return EnsembleJob(
+        teacher=guide.get("teacher") or "",
+        data=manifest["data"],
+        out=str(out.resolve()),
+        store=str(store.path.resolve()),
+        train=manifest["train"],
+        task=(task or DistillConfig()).model_dump(mode="json"),
+        entries=entries,
+        n_trials=len(entries),
+        paths=tuple((r.key, str(r.checkpoint)) for r in records),
+    )
 
 
-def separate_estimate(manifest: dict[str, Any], workdir: Path, teacher: Path | None,
-                      task: DistillConfig, store: Store, progress: bool) -> dict[str, Any]:
+def separate_estimate(
+    manifest: dict[str, Any], workdir: Path, teacher: Path | None, task: DistillConfig, store: Store, progress: bool
+) -> dict[str, Any]:
     """Distil each width alone for up to MEASURED_EPOCHS epochs; its full run is estimated as the first
     epoch plus (epochs - 1) times the last measured one (epoch times only, as the ensemble's)."""
     from edgekd.distill.run import distill, train_teacher
@@ -117,38 +162,65 @@ def separate_estimate(manifest: dict[str, Any], workdir: Path, teacher: Path | N
     for s in manifest["students"]:
         out = workdir / f"{Path(s['checkpoint']).stem}-separate.pt"  # its run's name in the store
         if source is not None:
-            result = distill(source, s["arch"], manifest["data"], out, short, task, store=store.path,
-                                 progress=progress)
+            result = distill(source, s["arch"], manifest["data"], out, short, task, store=store.path, progress=progress)
         else:
             result = train_teacher(s["arch"], manifest["data"], out, short, store=store.path, progress=progress)
         epoch_s = [float(h["epoch_s"]) for h in result.history]
-        widths.append({"fraction": s["fraction"], "arch": s["arch"], "epoch_s": epoch_s,
-                       "estimate_s": epoch_s[0] + (cfg.epochs - 1) * epoch_s[-1]})
-    return {"basis": f"distilled ({task.method}) from {source}" if source is not None else "trained on labels alone",
-            "teacher": str(source) if source is not None else None, "measured_epochs": short.epochs,
-            "widths": widths, "separate_estimate_s": sum(w["estimate_s"] for w in widths)}
+        widths.append(
+            {
+                "fraction": s["fraction"],
+                "arch": s["arch"],
+                "epoch_s": epoch_s,
+                "estimate_s": epoch_s[0] + (cfg.epochs - 1) * epoch_s[-1],
+            }
+        )
+    return {
+        "basis": f"distilled ({task.method}) from {source}" if source is not None else "trained on labels alone",
+        "teacher": str(source) if source is not None else None,
+        "measured_epochs": short.epochs,
+        "widths": widths,
+        "separate_estimate_s": sum(w["estimate_s"] for w in widths),
+    }
 
 
-def _ensemble_blocks(manifest: dict[str, Any], run_dir: Path, estimate: dict[str, Any], clock: dict[str, float],
-                     store: Store) -> dict[str, Any]:
+def _ensemble_blocks(
+    manifest: dict[str, Any], run_dir: Path, estimate: dict[str, Any], clock: dict[str, float], store: Store
+) -> dict[str, Any]:
     """selection.json's compute block for an ensemble (every student trained every epoch, so the epochs are
     the exhaustive ones; its time against separate training is in `ensemble`), its study block (there was
     none) and the ensemble run it came from."""
     n, epochs = len(manifest["students"]), int(manifest["epochs"])
     ensemble_s, separate_s = float(manifest["train_seconds"]), float(estimate["separate_estimate_s"])
     return {
-        "compute": {"student_epochs": n * epochs, "exhaustive_epochs": n * epochs, "epochs_per_student": epochs,
-                    "ratio": 1.0,
-                    "seconds": {"ensemble training": ensemble_s, "separate training (estimated)": separate_s,
-                                **clock},
-                    "ensemble": {**estimate, "ensemble_train_s": ensemble_s, "students": n, "epochs": epochs,
-                                 "time_ratio": ensemble_s / separate_s if separate_s > 0 else None,
-                                 "estimated": True}},
-        "study": {"name": f"none: the students of ensemble run {run_dir}", "pruner": "none",
-                  "reduction_factor": "-", "storage": str(store.path)},
-        "ensemble": {"dir": str(run_dir), "run_id": manifest["run_id"], "base": manifest["base"],
-                     "fractions": manifest["fractions"], "val_acc": manifest["ensemble"]["val_acc"],
-                     "test_acc": manifest["ensemble"]["test_acc"]},
+        "compute": {
+            "student_epochs": n * epochs,
+            "exhaustive_epochs": n * epochs,
+            "epochs_per_student": epochs,
+            "ratio": 1.0,
+            "seconds": {"ensemble training": ensemble_s, "separate training (estimated)": separate_s, **clock},
+            "ensemble": {
+                **estimate,
+                "ensemble_train_s": ensemble_s,
+                "students": n,
+                "epochs": epochs,
+                "time_ratio": ensemble_s / separate_s if separate_s > 0 else None,
+                "estimated": True,
+            },
+        },
+        "study": {
+            "name": f"none: the students of ensemble run {run_dir}",
+            "pruner": "none",
+            "reduction_factor": "-",
+            "storage": str(store.path),
+        },
+        "ensemble": {
+            "dir": str(run_dir),
+            "run_id": manifest["run_id"],
+            "base": manifest["base"],
+            "fractions": manifest["fractions"],
+            "val_acc": manifest["ensemble"]["val_acc"],
+            "test_acc": manifest["ensemble"]["test_acc"],
+        },
     }
 
 

@@ -95,9 +95,16 @@ class LatencyCache:
             conn.execute(
                 "INSERT OR IGNORE INTO candidate_latency(key, candidate, arch, spec, target, p50_ms, result, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, candidate.key, candidate.arch, candidate.spec.model_dump_json(),
-                 json.dumps(fields, sort_keys=True), float(result["latency_ms"]["p50"]),
-                 json.dumps(result, sort_keys=True, default=str), time.time()),
+                (
+                    key,
+                    candidate.key,
+                    candidate.arch,
+                    candidate.spec.model_dump_json(),
+                    json.dumps(fields, sort_keys=True),
+                    float(result["latency_ms"]["p50"]),
+                    json.dumps(result, sort_keys=True, default=str),
+                    time.time(),
+                ),
             )
 
     def count(self) -> int:
@@ -113,8 +120,15 @@ def lookup(candidate: Candidate, profile: TargetProfile, store: Store | Path) ->
     return LatencyCache(store).get(cache_key(candidate, fields))
 
 
-def measure_candidate(candidate: Candidate, profile: TargetProfile, workdir: Path, store: Store | Path,
-                      timing: TimingConfig | None = None, *, repeats: int = 1) -> LatencyResult:
+def measure_candidate(
+    candidate: Candidate,
+    profile: TargetProfile,
+    workdir: Path,
+    store: Store | Path,
+    timing: TimingConfig | None = None,
+    *,
+    repeats: int = 1,
+) -> LatencyResult:
     """p50 latency of the untrained `candidate` built for `profile`; cached in the store."""
     from edgekd.runtimes import get_runtime
 
@@ -137,8 +151,9 @@ def candidate_folder(candidate: Candidate, profile: TargetProfile, workdir: Path
     return Path(workdir) / cache_key(candidate, target_fields(profile, get_runtime(profile.runtime).version()))
 
 
-def benchmark_candidate(candidate: Candidate, profile: TargetProfile, folder: Path,
-                        timing: TimingConfig | None = None, *, repeats: int = 1) -> dict[str, Any]:
+def benchmark_candidate(
+    candidate: Candidate, profile: TargetProfile, folder: Path, timing: TimingConfig | None = None, *, repeats: int = 1
+) -> dict[str, Any]:
     """Benchmark one untrained candidate built in `folder` (no cache), exporting and building it first
     unless the folder already holds its build. With `repeats` > 1 the artifact is measured that many
     times, each in its own process, and the run with the lowest p50 is returned (load from other
@@ -148,9 +163,17 @@ def benchmark_candidate(candidate: Candidate, profile: TargetProfile, folder: Pa
     artifact = _built(folder) or _build(candidate, profile, folder)
     runs = [benchmark(artifact, batch=profile.batch, timing=timing or DEFAULT_TIMING) for _ in range(repeats)]
     best = min(runs, key=lambda r: float(r["latency_ms"]["p50"]))
-    return {**best, "p50_runs": [float(r["latency_ms"]["p50"]) for r in runs],
-            "candidate": {"arch": candidate.arch, "key": candidate.key, "image_size": candidate.spec.image_size,
-                          "params": candidate.params, "flops": candidate.flops}}
+    return {
+        **best,
+        "p50_runs": [float(r["latency_ms"]["p50"]) for r in runs],
+        "candidate": {
+            "arch": candidate.arch,
+            "key": candidate.key,
+            "image_size": candidate.spec.image_size,
+            "params": candidate.params,
+            "flops": candidate.flops,
+        },
+    }
 
 
 def _build(candidate: Candidate, profile: TargetProfile, folder: Path) -> Artifact:
@@ -161,9 +184,11 @@ def _build(candidate: Candidate, profile: TargetProfile, folder: Path) -> Artifa
 
     shape = candidate.input_shape
     if profile.input_shape is not None and tuple(profile.input_shape) != shape:
-        raise UserError(f"target {profile.name} takes input {list(profile.input_shape)} but candidate"
-                        f" {candidate.arch} takes {list(shape)}; set the space's image_size and in_channels"
-                        " to match the target")
+        raise UserError(
+            f"target {profile.name} takes input {list(profile.input_shape)} but candidate"
+            f" {candidate.arch} takes {list(shape)}; set the space's image_size and in_channels"
+            " to match the target"
+        )
     adapter = get_runtime(profile.runtime)
     folder.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(build_model(candidate.spec), shape, folder / "model.onnx")

@@ -17,12 +17,39 @@ from typing import Any
 
 _BATCH_NORM = {"native_batch_norm", "_native_batch_norm_legit_no_training", "batch_norm"}
 _FUSED_ACT = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "clamp_", "silu", "silu_"}
-_POOL = {"max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d",
-         "mean", "amax"}
+_POOL = {
+    "max_pool2d",
+    "max_pool2d_with_indices",
+    "avg_pool2d",
+    "_adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "mean",
+    "amax",
+}
 _MATMUL = {"addmm", "mm", "bmm", "matmul", "linear", "baddbmm"}
-_FREE = {"view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze",
-         "flatten", "detach", "alias", "unbind", "select", "slice", "split", "clone", "contiguous", "_to_copy",
-         "empty", "lift_fresh"}
+_FREE = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "t",
+    "transpose",
+    "permute",
+    "expand",
+    "unsqueeze",
+    "squeeze",
+    "flatten",
+    "detach",
+    "alias",
+    "unbind",
+    "select",
+    "slice",
+    "split",
+    "clone",
+    "contiguous",
+    "_to_copy",
+    "empty",
+    "lift_fresh",
+}
 
 
 class LayerKind(str, enum.Enum):
@@ -108,8 +135,15 @@ def _classify(name: str, args: Any, out: Any) -> Layer:
         a = args[1] if name in ("addmm", "baddbmm") else args[0]
         k = int(a.shape[-1])
         n = int(out.shape[-1])
-        return Layer(LayerKind.LINEAR, f"{name} {_shape(a.shape)} -> {_shape(out.shape)}", out.numel() * k,
-                     a.numel() + out.numel(), k, n, out.numel() // n)
+        return Layer(
+            LayerKind.LINEAR,
+            f"{name} {_shape(a.shape)} -> {_shape(out.shape)}",
+            out.numel() * k,
+            a.numel() + out.numel(),
+            k,
+            n,
+            out.numel() // n,
+        )
     x = args[0]
     kind = LayerKind.POOL if name in _POOL else LayerKind.ELTWISE
     return Layer(kind, f"{name} {_shape(x.shape)} -> {_shape(out.shape)}", 0, x.numel() + out.numel())
@@ -128,8 +162,9 @@ def _conv(x: Any, weight: Any, stride: Any, groups: int, out: Any) -> Layer:
     s = "x".join(map(str, stride)) if len(set(stride)) > 1 else str(stride[0])
     config = f"conv{k} s{s} g{groups} {cin}->{cout} @{_shape(x.shape[2:])}"
     positions = out.numel() // cout * prod(kernel)
-    return Layer(kind, config, positions * cin_per_group * cout, x.numel() + out.numel(), cin_per_group, cout,
-                 positions)
+    return Layer(
+        kind, config, positions * cin_per_group * cout, x.numel() + out.numel(), cin_per_group, cout, positions
+    )
 
 
 def _shape(shape: Any) -> str:

@@ -57,8 +57,11 @@ class SelectConfig(Frozen):
     probes: int = Field(default=8, ge=2, description="candidates measured to fit the latency predictor")
     storage: str | None = Field(default=None, description="study database URL; None = the workspace store")
     study_name: str | None = None
-    students: Path | None = Field(default=None, description="where candidates are distilled; None = OUT/students."
-                                  " Selections for several targets that share it train each student once")
+    students: Path | None = Field(
+        default=None,
+        description="where candidates are distilled; None = OUT/students."
+        " Selections for several targets that share it train each student once",
+    )
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,20 @@ class Finished:
         return float(self.final["p50_ms"])
 
 
-def select(teacher: Path, space: str | Path | SearchSpace, target: str, data: str, out: Path, cfg: TrainConfig,
-           task: DistillConfig, options: SelectConfig | None = None, *, timing: TimingConfig | None = None,
-           store: Path | None = None, progress: bool = True) -> dict[str, Any]:
+def select(
+    teacher: Path,
+    space: str | Path | SearchSpace,
+    target: str,
+    data: str,
+    out: Path,
+    cfg: TrainConfig,
+    task: DistillConfig,
+    options: SelectConfig | None = None,
+    *,
+    timing: TimingConfig | None = None,
+    store: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Choose the student for `target` within the latency budget; returns what DIR/selection.json holds."""
     from edgekd.runtimes import get_runtime
 
@@ -93,23 +107,39 @@ def select(teacher: Path, space: str | Path | SearchSpace, target: str, data: st
     out.mkdir(parents=True, exist_ok=True)
     results = Store(store or default_store(out))
     clock: dict[str, float] = {}
-    screening = timed(clock, "screen", lambda: screen(candidates, profile, budget, out / "candidates", results,
-                                                       timing, probes=options.probes))
+    screening = timed(
+        clock,
+        "screen",
+        lambda: screen(candidates, profile, budget, out / "candidates", results, timing, probes=options.probes),
+    )
     job = make_job(teacher, data, out, results, cfg, task, screening, options)
     url = options.storage or f"sqlite:///{results.path.resolve()}"
     name = options.study_name or f"select-{profile.name}-{job.digest()}"
     study = open_study(job, url, name)
-    timed(clock, "search", lambda: spawn_workers(url, name, options.workers, out / "workers")
-          if options.workers > 1 else run_trials(study, job))
+    timed(
+        clock,
+        "search",
+        lambda: (
+            spawn_workers(url, name, options.workers, out / "workers")
+            if options.workers > 1
+            else run_trials(study, job)
+        ),
+    )
     records = trial_records(study)
     resumed = timed(clock, "finish", lambda: finish(records, job, options.finish_top, progress))
     finished = timed(clock, "final", lambda: build_finals(records, resumed, job, target, out, results, timing))
     from edgekd.select.verdicts import assemble
 
     selection = assemble(profile, screening, mismatched, records, finished, job, clock)
-    selection["study"] = {"storage": hide_password(url), "name": name, "pruner": job.pruner.value,
-                          "reduction_factor": job.reduction_factor, "n_trials": job.n_trials,
-                          "workers": options.workers, "finish_top": options.finish_top}
+    selection["study"] = {
+        "storage": hide_password(url),
+        "name": name,
+        "pruner": job.pruner.value,
+        "reduction_factor": job.reduction_factor,
+        "n_trials": job.n_trials,
+        "workers": options.workers,
+        "finish_top": options.finish_top,
+    }
     write_selection(out, selection, results)
     return selection
 
@@ -123,8 +153,9 @@ def check_budget(budget_ms: float | None, profile: TargetProfile) -> float:
     return float(budget)
 
 
-def match_data(candidates: list[Candidate], teacher: Path, data: str, cfg: TrainConfig
-               ) -> tuple[list[Candidate], list[tuple[Candidate, tuple[int, ...]]]]:
+def match_data(
+    candidates: list[Candidate], teacher: Path, data: str, cfg: TrainConfig
+) -> tuple[list[Candidate], list[tuple[Candidate, tuple[int, ...]]]]:
     """The candidates whose input and classes match the data (the teacher must too); the others with
     the data's shape. Students are distilled at the data's resolution, so other resolutions cannot be."""
     from edgekd.data import load_data
@@ -134,31 +165,54 @@ def match_data(candidates: list[Candidate], teacher: Path, data: str, cfg: Train
     shape, classes = split.train.input_shape, split.train.num_classes
     _, t_spec, _ = load_model(teacher)
     if (t_spec.in_channels, t_spec.image_size, t_spec.image_size) != shape:
-        raise UserError(f"the teacher takes {t_spec.in_channels}x{t_spec.image_size}x{t_spec.image_size} inputs but"
-                        f" the data has {'x'.join(map(str, shape))}; use the teacher's data")
+        raise UserError(
+            f"the teacher takes {t_spec.in_channels}x{t_spec.image_size}x{t_spec.image_size} inputs but"
+            f" the data has {'x'.join(map(str, shape))}; use the teacher's data"
+        )
     fits = [c for c in candidates if c.input_shape == shape and c.spec.num_classes == classes]
     if not fits:
-        raise UserError(f"no candidate of the space takes the data's {'x'.join(map(str, shape))} inputs with"
-                        f" {classes} classes; set the space's image_size, in_channels and num_classes to match")
+        raise UserError(
+            f"no candidate of the space takes the data's {'x'.join(map(str, shape))} inputs with"
+            f" {classes} classes; set the space's image_size, in_channels and num_classes to match"
+        )
     return fits, [(c, shape) for c in candidates if c not in fits]
 
 
-def make_job(teacher: Path, data: str, out: Path, store: Store, cfg: TrainConfig, task: DistillConfig,
-             screening: Screening, options: SelectConfig) -> SearchJob:
+def make_job(
+    teacher: Path,
+    data: str,
+    out: Path,
+    store: Store,
+    cfg: TrainConfig,
+    task: DistillConfig,
+    screening: Screening,
+    options: SelectConfig,
+) -> SearchJob:
     from edgekd.select.search import Entry
 
-    entries = tuple(Entry(s.candidate.key, s.candidate.arch, s.latency_ms, s.candidate.params, s.candidate.flops)
-                    for s in screening.survivors)
+    entries = tuple(
+        Entry(s.candidate.key, s.candidate.arch, s.latency_ms, s.candidate.params, s.candidate.flops)
+        for s in screening.survivors
+    )
     from edgekd._io import file_sha256
 
     spec = data if not Path(data).exists() else str(Path(data).resolve())  # workers may run elsewhere
     students = str(Path(options.students).resolve()) if options.students else None
-    return SearchJob(teacher=str(Path(teacher).resolve()), teacher_sha256=file_sha256(Path(teacher)),
-                     students=students, data=spec, out=str(out.resolve()),
-                     store=str(store.path.resolve()), train=cfg.model_dump(mode="json"),
-                     task=task.model_dump(mode="json"), entries=entries,
-                     n_trials=min(options.n_trials or len(entries), len(entries)), pruner=options.pruner,
-                     reduction_factor=options.reduction_factor, seed=cfg.seed)
+    return SearchJob(
+        teacher=str(Path(teacher).resolve()),
+        teacher_sha256=file_sha256(Path(teacher)),
+        students=students,
+        data=spec,
+        out=str(out.resolve()),
+        store=str(store.path.resolve()),
+        train=cfg.model_dump(mode="json"),
+        task=task.model_dump(mode="json"),
+        entries=entries,
+        n_trials=min(options.n_trials or len(entries), len(entries)),
+        pruner=options.pruner,
+        reduction_factor=options.reduction_factor,
+        seed=cfg.seed,
+    )
 
 
 def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool) -> dict[int, tuple[Any, int]]:
@@ -169,8 +223,11 @@ def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool)
     from edgekd.select.search import trained_before
 
     cfg, task = TrainConfig.model_validate(job.train), DistillConfig.model_validate(job.task)
-    ranked = sorted((r for r in records if r.history and r.state in ("complete", "pruned")),
-                    key=lambda r: (r.epochs, r.val_acc or 0.0), reverse=True)
+    ranked = sorted(
+        (r for r in records if r.history and r.state in ("complete", "pruned")),
+        key=lambda r: (r.epochs, r.val_acc or 0.0),
+        reverse=True,
+    )
     resumed = {}
     for r in ranked[:top]:
         if r.state == "complete":
@@ -182,14 +239,30 @@ def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool)
             resumed[r.number] = (TrainResult(out, history, before.test_acc, history[-1]["val_acc"], 0, 0.0), 0)
             continue
         added = job.epochs - r.epochs if state_path(out).is_file() else job.epochs
-        result = distill(Path(job.teacher), job.entry(r.key).arch, job.data, out, cfg, task,
-                             resume=True, store=Path(job.store), progress=progress)
+        result = distill(
+            Path(job.teacher),
+            job.entry(r.key).arch,
+            job.data,
+            out,
+            cfg,
+            task,
+            resume=True,
+            store=Path(job.store),
+            progress=progress,
+        )
         resumed[r.number] = (result, added)
     return resumed
 
 
-def build_finals(records: list[TrialRecord], resumed: dict[int, tuple[Any, int]], job: SearchJob, target: str,
-                 out: Path, store: Store, timing: TimingConfig | None) -> list[Finished]:
+def build_finals(
+    records: list[TrialRecord],
+    resumed: dict[int, tuple[Any, int]],
+    job: SearchJob,
+    target: str,
+    out: Path,
+    store: Store,
+    timing: TimingConfig | None,
+) -> list[Finished]:
     """Export, build and re-measure every student trained for the full budget."""
     finished = []
     for r in records:
@@ -198,22 +271,37 @@ def build_finals(records: list[TrialRecord], resumed: dict[int, tuple[Any, int]]
         elif r.number in resumed:
             result, added = resumed[r.number]
             val, test = float(result.val_accuracy), float(result.test_accuracy)
-            r = TrialRecord(r.number, r.key, "finished", tuple((int(h["epoch"]), float(h["val_acc"]))
-                                                               for h in result.history), test, r.checkpoint)
+            r = TrialRecord(
+                r.number,
+                r.key,
+                "finished",
+                tuple((int(h["epoch"]), float(h["val_acc"])) for h in result.history),
+                test,
+                r.checkpoint,
+            )
         else:
             continue
         folder = out / "final" / job.checkpoint(r.key).parent.name
-        finished.append(Finished(r, val, test, added, final_build(job.checkpoint(r.key), target, job.data,
-                                                                   folder, store, timing)))
+        finished.append(
+            Finished(r, val, test, added, final_build(job.checkpoint(r.key), target, job.data, folder, store, timing))
+        )
     if not finished:
         errors = [r.error for r in records if r.error]
-        raise EdgekdError("no candidate finished training" + (f"; first error: {errors[0]}" if errors else
-                                                              "; see the workers' logs"))
+        raise EdgekdError(
+            "no candidate finished training" + (f"; first error: {errors[0]}" if errors else "; see the workers' logs")
+        )
     return finished
 
 
-def final_build(checkpoint: Path, target: str, data: str, folder: Path, store: Store,
-                timing: TimingConfig | None, repeats: int = FINAL_REPEATS) -> dict[str, Any]:
+def final_build(
+    checkpoint: Path,
+    target: str,
+    data: str,
+    folder: Path,
+    store: Store,
+    timing: TimingConfig | None,
+    repeats: int = FINAL_REPEATS,
+) -> dict[str, Any]:
     """The student built for the target (as `edgekd export` builds it) and measured with its accuracy,
     by the same timing loop and settings as the screening, so the two latencies compare. It is timed
     `repeats` times, each in its own process, and the lowest p50 counts: on a shared machine other
@@ -224,14 +312,19 @@ def final_build(checkpoint: Path, target: str, data: str, folder: Path, store: S
 
     info = export(str(checkpoint), target, folder, data=data, store=store.path)
     artifact = resolve_artifact(folder)
-    runs = [benchmark(artifact, data=data if i == 0 else None, timing=timing or DEFAULT_TIMING)
-            for i in range(repeats)]
+    runs = [benchmark(artifact, data=data if i == 0 else None, timing=timing or DEFAULT_TIMING) for i in range(repeats)]
     for result in runs:
         store.log_benchmark(str(artifact.path), result)
     p50s = [float(r["latency_ms"]["p50"]) for r in runs]
-    return {"dir": str(folder), "artifact": info["artifact"], "precision": info["precision"],
-            "p50_ms": min(p50s), "p50_runs": p50s, "accuracy": runs[0].get("accuracy"),
-            "quantization": info.get("quantization")}
+    return {
+        "dir": str(folder),
+        "artifact": info["artifact"],
+        "precision": info["precision"],
+        "p50_ms": min(p50s),
+        "p50_runs": p50s,
+        "accuracy": runs[0].get("accuracy"),
+        "quantization": info.get("quantization"),
+    }
 
 
 def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
@@ -243,11 +336,23 @@ def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
     write_json(out / "selection.json", selection)
     write_text(out / "selection.md", render_markdown(selection))
     chosen = selection["chosen"]
-    run = store.start_run("select", f"select-{selection['target']['name']}", {
-        "budget_ms": selection["budget_ms"], "chosen": chosen["arch"], "met_budget": selection["met_budget"],
-        "study": selection.get("study"), "selection": str(out / "selection.json")})
-    metrics = {"p50_ms": chosen["p50_ms"], "val_acc": chosen["val_acc"], "test_acc": chosen.get("test_acc"),
-               "student_epochs": selection["compute"]["student_epochs"]}
+    run = store.start_run(
+        "select",
+        f"select-{selection['target']['name']}",
+        {
+            "budget_ms": selection["budget_ms"],
+            "chosen": chosen["arch"],
+            "met_budget": selection["met_budget"],
+            "study": selection.get("study"),
+            "selection": str(out / "selection.json"),
+        },
+    )
+    metrics = {
+        "p50_ms": chosen["p50_ms"],
+        "val_acc": chosen["val_acc"],
+        "test_acc": chosen.get("test_acc"),
+        "student_epochs": selection["compute"]["student_epochs"],
+    }
     for name, value in metrics.items():
         if value is not None:
             store.log_metric(run, name, float(value))

@@ -94,8 +94,13 @@ def choose_probes(candidates: Sequence[Candidate], n: int) -> list[Candidate]:
 class LatencyPredictor:
     """Fitted per-layer costs for one target; `predict` sums them over a candidate's layers."""
 
-    def __init__(self, coef: Mapping[str, float], vector: int = 1, target: Mapping[str, Any] | None = None,
-                 fit_info: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        coef: Mapping[str, float],
+        vector: int = 1,
+        target: Mapping[str, Any] | None = None,
+        fit_info: Mapping[str, Any] | None = None,
+    ) -> None:
         unknown = set(coef) - set(FEATURES)
         if unknown:
             raise UserError(f"latency predictor: unknown coefficient(s) {sorted(unknown)}; fit it again")
@@ -108,20 +113,31 @@ class LatencyPredictor:
     # ---- fitting ---------------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, candidates_or_probes: Sequence[Candidate], profile: TargetProfile, workdir: Path,
-            store: Store | Path, timing: TimingConfig | None = None, *, repeats: int = 1) -> LatencyPredictor:
+    def fit(
+        cls,
+        candidates_or_probes: Sequence[Candidate],
+        profile: TargetProfile,
+        workdir: Path,
+        store: Store | Path,
+        timing: TimingConfig | None = None,
+        *,
+        repeats: int = 1,
+    ) -> LatencyPredictor:
         """Measure the probes (cached in the store, like any candidate) and fit the per-layer costs."""
         from edgekd.runtimes import get_runtime
         from edgekd.select.latency import measure_candidate, target_fields
 
-        measured = {c.key: measure_candidate(c, profile, workdir, store, timing, repeats=repeats).p50_ms
-                    for c in candidates_or_probes}
+        measured = {
+            c.key: measure_candidate(c, profile, workdir, store, timing, repeats=repeats).p50_ms
+            for c in candidates_or_probes
+        }
         target = {"name": profile.name, **target_fields(profile, get_runtime(profile.runtime).version())}
         return cls.fit_measured(candidates_or_probes, measured, target)
 
     @classmethod
-    def fit_measured(cls, candidates: Sequence[Candidate], measured: Mapping[str, float],
-                     target: Mapping[str, Any] | None = None) -> LatencyPredictor:
+    def fit_measured(
+        cls, candidates: Sequence[Candidate], measured: Mapping[str, float], target: Mapping[str, Any] | None = None
+    ) -> LatencyPredictor:
         """Fit to latencies already measured (ms, by candidate key); picks the vector width too."""
         probes = [c for c in candidates if c.key in measured]
         if len(probes) < 2:
@@ -136,9 +152,11 @@ class LatencyPredictor:
         predictor.vector = min(VECTOR_WIDTHS, key=lambda v: (loo[v], v))
         x = features[predictor.vector]
         predictor.coef = _relative_nnls(x, y)
-        predictor.fit_info = {"probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
-                              "fit_mape": _mape(x @ predictor.coef, y),
-                              "loo_mape_by_vector": {str(v): e for v, e in loo.items()}}
+        predictor.fit_info = {
+            "probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
+            "fit_mape": _mape(x @ predictor.coef, y),
+            "loo_mape_by_vector": {str(v): e for v, e in loo.items()},
+        }
         return predictor
 
     # ---- predicting ------------------------------------------------------------------------------
@@ -161,8 +179,16 @@ class LatencyPredictor:
     def _table(self, layers: Iterable[Layer]) -> list[dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         for layer in layers:
-            rows.setdefault(layer.config, {"kind": layer.kind.value, "config": layer.config, "macs": layer.macs,
-                                           "elements": layer.elements, "ms": self.layer_ms(layer)})
+            rows.setdefault(
+                layer.config,
+                {
+                    "kind": layer.kind.value,
+                    "config": layer.config,
+                    "macs": layer.macs,
+                    "elements": layer.elements,
+                    "ms": self.layer_ms(layer),
+                },
+            )
         return sorted(rows.values(), key=lambda r: (r["kind"], -r["ms"]))
 
     def mape(self, measured: Mapping[str, float], candidates: Iterable[Candidate] = ()) -> float:
@@ -183,8 +209,17 @@ class LatencyPredictor:
         the per-layer table of every layer it has fitted on or predicted."""
         coef = {name: float(v) for name, v in zip(FEATURES, self.coef, strict=True)}
         table = self._table(layer for layers in self._layers.values() for layer in layers)
-        write_json(Path(path), {"format": FORMAT, "target": self.target, "vector": self.vector, "coef": coef,
-                                "fit": self.fit_info, "table": table})
+        write_json(
+            Path(path),
+            {
+                "format": FORMAT,
+                "target": self.target,
+                "vector": self.vector,
+                "coef": coef,
+                "fit": self.fit_info,
+                "table": table,
+            },
+        )
         return Path(path)
 
     @classmethod

@@ -61,8 +61,16 @@ class Screening:
         return None if self.met else self.survivors[0].latency_ms - self.budget_ms
 
 
-def screen(candidates: list[Candidate], profile: TargetProfile, budget_ms: float, workdir: Path, store: Store,
-           timing: TimingConfig | None = None, *, probes: int = 8) -> Screening:
+def screen(
+    candidates: list[Candidate],
+    profile: TargetProfile,
+    budget_ms: float,
+    workdir: Path,
+    store: Store,
+    timing: TimingConfig | None = None,
+    *,
+    probes: int = 8,
+) -> Screening:
     """Predict, then measure near or below the budget, and keep what measures within it."""
     if len(candidates) <= probes:
         measured = {c.key: measure_candidate(c, profile, workdir, store, timing).p50_ms for c in candidates}
@@ -84,8 +92,9 @@ def screen(candidates: list[Candidate], profile: TargetProfile, budget_ms: float
     return _decide(rows, budget_ms, margin, mape, len(held_out))
 
 
-def _decide(rows: tuple[Screened, ...], budget_ms: float, margin: float | None, mape: float | None,
-            count: int) -> Screening:
+def _decide(
+    rows: tuple[Screened, ...], budget_ms: float, margin: float | None, mape: float | None, count: int
+) -> Screening:
     measured = [r for r in rows if r.measured_ms is not None]
     within = tuple(r for r in measured if r.measured_ms is not None and r.measured_ms <= budget_ms)
     survivors = within or (min(measured, key=lambda r: r.latency_ms),)

@@ -108,8 +108,9 @@ class SearchJob:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SearchJob:
-        return cls(**{**data, "pruner": PrunerKind(data["pruner"]),
-                      "entries": tuple(Entry(**e) for e in data["entries"])})
+        return cls(
+            **{**data, "pruner": PrunerKind(data["pruner"]), "entries": tuple(Entry(**e) for e in data["entries"])}
+        )
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
@@ -128,8 +129,10 @@ def storage(url: str) -> optuna.storages.RDBStorage:
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except (ImportError, ValueError) as err:
-        raise UserError(f"cannot use study storage {hide_password(url)} ({err}); give a database URL"
-                        " such as sqlite:///run/optuna.sqlite or postgresql://user@host/db") from None
+        raise UserError(
+            f"cannot use study storage {hide_password(url)} ({err}); give a database URL"
+            " such as sqlite:///run/optuna.sqlite or postgresql://user@host/db"
+        ) from None
     if url.startswith("sqlite:"):
         _serialise(rdb.engine)
     return rdb
@@ -164,8 +167,9 @@ def _pruner(job: SearchJob) -> optuna.pruners.BasePruner:
     import optuna
 
     if job.pruner is PrunerKind.HYPERBAND:
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=job.epochs,
-                                              reduction_factor=job.reduction_factor)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=job.epochs, reduction_factor=job.reduction_factor
+        )
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=job.reduction_factor)
 
 
@@ -173,9 +177,14 @@ def _load(job: SearchJob, url: str, name: str, worker: int = 0) -> optuna.Study:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(storage=storage(url), study_name=name, direction="maximize",
-                               sampler=optuna.samplers.TPESampler(seed=job.seed + worker),
-                               pruner=_pruner(job), load_if_exists=True)
+    return optuna.create_study(
+        storage=storage(url),
+        study_name=name,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=job.seed + worker),
+        pruner=_pruner(job),
+        load_if_exists=True,
+    )
 
 
 def open_study(job: SearchJob, url: str, name: str) -> optuna.Study:
@@ -184,8 +193,10 @@ def open_study(job: SearchJob, url: str, name: str) -> optuna.Study:
     study = _load(job, url, name)
     held = study.user_attrs.get(JOB_ATTR)
     if held is not None and SearchJob.from_json(held).digest() != job.digest():
-        raise UserError(f"study {name!r} in {hide_password(url)} belongs to another selection (other candidates,"
-                        " data or settings); give another --study-name or --out")
+        raise UserError(
+            f"study {name!r} in {hide_password(url)} belongs to another selection (other candidates,"
+            " data or settings); give another --study-name or --out"
+        )
     if held is None:
         study.set_user_attr(JOB_ATTR, job.to_json())
         if job.n_trials >= len(job.entries):
@@ -220,15 +231,15 @@ def run_trials(study: optuna.Study, job: SearchJob) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        study.optimize(_objective(job), callbacks=[stop_when_taken], catch=(EdgekdError,),
-                       gc_after_trial=True)
+        study.optimize(_objective(job), callbacks=[stop_when_taken], catch=(EdgekdError,), gc_after_trial=True)
 
 
 def _taken(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False) if t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs
+    )
 
 
 def _objective(job: SearchJob) -> Any:
@@ -265,8 +276,18 @@ def _objective(job: SearchJob) -> Any:
             trial.set_user_attr("test_acc", before.test_acc)
             return float(before.history[-1]["val_acc"])
         try:
-            result = distill(Path(job.teacher), entry.arch, job.data, out, cfg, task, store=Path(job.store),
-                                 resume=bool(before.history), progress=False, on_epoch_end=report)
+            result = distill(
+                Path(job.teacher),
+                entry.arch,
+                job.data,
+                out,
+                cfg,
+                task,
+                store=Path(job.store),
+                resume=bool(before.history),
+                progress=False,
+                on_epoch_end=report,
+            )
         except EdgekdError as err:  # the trial fails (recorded why); the study goes on
             trial.set_user_attr("error", str(err))
             raise
@@ -316,8 +337,11 @@ def _skip_reason(trial: optuna.Trial, key: str, n_trials: int) -> str | None:
     """Why this trial must not train: its candidate is another trial's, or the study has its trials."""
     from optuna.trial import TrialState
 
-    earlier = [t for t in trial.study.get_trials(deepcopy=False)
-               if t.number < trial.number and t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs]
+    earlier = [
+        t
+        for t in trial.study.get_trials(deepcopy=False)
+        if t.number < trial.number and t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs
+    ]
     same = [t.number for t in earlier if t.params.get("candidate") == key]
     if same:
         return f"duplicate of trial {same[0]}"
@@ -360,11 +384,18 @@ def trial_records(study: optuna.Study) -> list[TrialRecord]:
     for t in study.get_trials(deepcopy=False):
         if t.state is TrialState.WAITING or SKIPPED in t.user_attrs or "candidate" not in t.params:
             continue
-        records.append(TrialRecord(
-            number=t.number, key=str(t.params["candidate"]), state=t.state.name.lower(),
-            history=tuple(sorted((int(k), float(v)) for k, v in t.intermediate_values.items())),
-            test_acc=t.user_attrs.get("test_acc"), checkpoint=t.user_attrs.get("checkpoint"),
-            error=t.user_attrs.get("error"), reused=int(t.user_attrs.get(REUSED, 0))))
+        records.append(
+            TrialRecord(
+                number=t.number,
+                key=str(t.params["candidate"]),
+                state=t.state.name.lower(),
+                history=tuple(sorted((int(k), float(v)) for k, v in t.intermediate_values.items())),
+                test_acc=t.user_attrs.get("test_acc"),
+                checkpoint=t.user_attrs.get("checkpoint"),
+                error=t.user_attrs.get("error"),
+                reused=int(t.user_attrs.get(REUSED, 0)),
+            )
+        )
     return records
 
 
@@ -375,9 +406,24 @@ def spawn_workers(url: str, name: str, n: int, logs: Path) -> None:
     procs = []
     for i in range(n):
         with open(logs / f"worker-{i}.log", "w") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "edgekd.select.search", "--storage", url, "--study", name, "--worker", str(i)],
-                stdout=log, stderr=subprocess.STDOUT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "edgekd.select.search",
+                        "--storage",
+                        url,
+                        "--study",
+                        name,
+                        "--worker",
+                        str(i),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
     failed = [(i, rc) for i, rc in enumerate(p.wait() for p in procs) if rc != 0]
     if failed:
         i, rc = failed[0]

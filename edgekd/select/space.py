@@ -138,8 +138,12 @@ class SearchSpace(Frozen):
     def specs(self) -> list[ArchSpec]:
         """Every grid point, in order, without duplicates (nothing built yet)."""
         dims = {"in_channels": self.in_channels, "num_classes": self.num_classes}
-        specs = [ArchSpec(family=grid.family, params=point, image_size=size, **dims)
-                 for grid in self.families for point in grid.points() for size in self.image_size]
+        specs = [
+            ArchSpec(family=grid.family, params=point, image_size=size, **dims)
+            for grid in self.families
+            for point in grid.points()
+            for size in self.image_size
+        ]
         return list({spec_key(s): s for s in specs}.values())
 
     def candidates(self) -> list[Candidate]:
@@ -148,14 +152,18 @@ class SearchSpace(Frozen):
         with one_thread():
             kept = [c for c in map(make_candidate, specs) if self._within(c)]
         if not kept:
-            raise UserError(f"search space {self.name!r} has no candidate within its limits ({len(specs)} grid"
-                            f" points, {self._limits()}); widen the grid or relax the limits")
+            raise UserError(
+                f"search space {self.name!r} has no candidate within its limits ({len(specs)} grid"
+                f" points, {self._limits()}); widen the grid or relax the limits"
+            )
         return kept
 
     def _within(self, c: Candidate) -> bool:
-        return ((self.max_params is None or c.params <= self.max_params)
-                and (self.min_params is None or c.params >= self.min_params)
-                and (self.max_flops is None or c.flops <= self.max_flops))
+        return (
+            (self.max_params is None or c.params <= self.max_params)
+            and (self.min_params is None or c.params >= self.min_params)
+            and (self.max_flops is None or c.flops <= self.max_flops)
+        )
 
     def _limits(self) -> str:
         limits = {k: getattr(self, k) for k in ("min_params", "max_params", "max_flops")}
@@ -194,10 +202,17 @@ def make_candidate(spec: ArchSpec) -> Candidate:
             model(torch.rand(1, spec.in_channels, spec.image_size, spec.image_size))
     except (RuntimeError, ValueError, TypeError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"search space candidate {spec.label()} at {spec.image_size}px cannot be built"
-                        f" ({reason}); fix its parameter values") from None
-    return Candidate(arch=spec.label(), spec=spec, params=count_params(model),
-                     flops=int(counter.get_total_flops()), key=spec_key(spec))
+        raise UserError(
+            f"search space candidate {spec.label()} at {spec.image_size}px cannot be built"
+            f" ({reason}); fix its parameter values"
+        ) from None
+    return Candidate(
+        arch=spec.label(),
+        spec=spec,
+        params=count_params(model),
+        flops=int(counter.get_total_flops()),
+        key=spec_key(spec),
+    )
 
 
 def load_space(path: str | Path) -> SearchSpace:

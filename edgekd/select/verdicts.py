@@ -29,9 +29,15 @@ class Fate(str, enum.Enum):
     LESS_ACCURATE = "less_accurate"  # on the front, faster than the chosen one but less accurate
 
 
-def assemble(profile: TargetProfile, screening: Screening, mismatched: list[tuple[Any, tuple[int, ...]]],
-             records: list[TrialRecord], finished: list[Any], job: SearchJob,
-             clock: dict[str, float]) -> dict[str, Any]:
+def assemble(
+    profile: TargetProfile,
+    screening: Screening,
+    mismatched: list[tuple[Any, tuple[int, ...]]],
+    records: list[TrialRecord],
+    finished: list[Any],
+    job: SearchJob,
+    clock: dict[str, float],
+) -> dict[str, Any]:
     """selection.json's content (less the study block, which the pipeline adds)."""
     from edgekd.report.selection import explain
 
@@ -40,72 +46,136 @@ def assemble(profile: TargetProfile, screening: Screening, mismatched: list[tupl
     chosen = max(within, key=lambda f: (f.val_acc, -f.p50_ms)) if within else min(finished, key=lambda f: f.p50_ms)
     front = [finished[i] for i in pareto_front([(f.p50_ms, f.val_acc) for f in finished])]
     rows = [_row(s, screening, records, finished, chosen, job) for s in screening.rows]
-    rows += [{**_describe(c), "fate": Fate.INPUT_MISMATCH.value,
-              "reason": {"shape": list(c.input_shape), "data_shape": list(shape)}} for c, shape in mismatched]
+    rows += [
+        {
+            **_describe(c),
+            "fate": Fate.INPUT_MISMATCH.value,
+            "reason": {"shape": list(c.input_shape), "data_shape": list(shape)},
+        }
+        for c, shape in mismatched
+    ]
     for row in rows:
         row["why"] = explain(row["fate"], row["reason"])
     epochs = sum(r.epochs - r.reused for r in records) + sum(f.added_epochs for f in finished)
     reused = sum(r.reused for r in records)
     exhaustive = len(screening.survivors) * job.epochs
     return {
-        "target": {"name": profile.name, "runtime": profile.runtime.value, "precision": profile.precision.value,
-                   "device": profile.device, "threads": profile.resolved_threads(), "batch": profile.batch},
-        "budget_ms": budget, "met_budget": chosen.p50_ms <= budget,
+        "target": {
+            "name": profile.name,
+            "runtime": profile.runtime.value,
+            "precision": profile.precision.value,
+            "device": profile.device,
+            "threads": profile.resolved_threads(),
+            "batch": profile.batch,
+        },
+        "budget_ms": budget,
+        "met_budget": chosen.p50_ms <= budget,
         "missed_by_ms": None if chosen.p50_ms <= budget else chosen.p50_ms - budget,
         "chosen": _finished_json(chosen, job),
         "front": [_finished_json(f, job) for f in front],
         "front_at_epoch": _early_front(records, screening),
         "candidates": rows,
-        "predictor": {"mape_pct": screening.mape_pct, "measured_held_out": screening.mape_count,
-                      "margin": screening.margin},
-        "compute": {"student_epochs": epochs, "reused_epochs": reused, "exhaustive_epochs": exhaustive,
-                    "ratio": epochs / exhaustive if exhaustive else None, "epochs_per_student": job.epochs,
-                    "seconds": clock},
+        "predictor": {
+            "mape_pct": screening.mape_pct,
+            "measured_held_out": screening.mape_count,
+            "margin": screening.margin,
+        },
+        "compute": {
+            "student_epochs": epochs,
+            "reused_epochs": reused,
+            "exhaustive_epochs": exhaustive,
+            "ratio": epochs / exhaustive if exhaustive else None,
+            "epochs_per_student": job.epochs,
+            "seconds": clock,
+        },
     }
 
 
 def _describe(c: Any) -> dict[str, Any]:
-    return {"arch": c.arch, "key": c.key, "family": c.spec.family, "image_size": c.spec.image_size,
-            "params": c.params, "flops": c.flops}
+    return {
+        "arch": c.arch,
+        "key": c.key,
+        "family": c.spec.family,
+        "image_size": c.spec.image_size,
+        "params": c.params,
+        "flops": c.flops,
+    }
 
 
 def _finished_json(f: Any, job: SearchJob) -> dict[str, Any]:
     entry = job.entry(f.record.key)
-    return {"arch": entry.arch, "key": entry.key, "p50_ms": f.p50_ms, "screen_p50_ms": entry.latency_ms,
-            "val_acc": f.val_acc, "test_acc": f.test_acc, "artifact_accuracy": f.final.get("accuracy"),
-            "precision": f.final["precision"], "checkpoint": str(job.checkpoint(entry.key)),
-            "artifact_dir": f.final["dir"], "trial": f.record.number}
+    return {
+        "arch": entry.arch,
+        "key": entry.key,
+        "p50_ms": f.p50_ms,
+        "screen_p50_ms": entry.latency_ms,
+        "val_acc": f.val_acc,
+        "test_acc": f.test_acc,
+        "artifact_accuracy": f.final.get("accuracy"),
+        "precision": f.final["precision"],
+        "checkpoint": str(job.checkpoint(entry.key)),
+        "artifact_dir": f.final["dir"],
+        "trial": f.record.number,
+    }
 
 
-def _row(s: Screened, screening: Screening, records: list[TrialRecord], finished: list[Any], chosen: Any,
-         job: SearchJob) -> dict[str, Any]:
-    row = {**_describe(s.candidate), "predicted_ms": s.predicted_ms, "measured_ms": s.measured_ms,
-           "probe": s.probe}
+def _row(
+    s: Screened, screening: Screening, records: list[TrialRecord], finished: list[Any], chosen: Any, job: SearchJob
+) -> dict[str, Any]:
+    row = {**_describe(s.candidate), "predicted_ms": s.predicted_ms, "measured_ms": s.measured_ms, "probe": s.probe}
     record = next((r for r in records if r.key == s.candidate.key), None)
     done = next((f for f in finished if f.record.key == s.candidate.key), None)
     if record is not None:
-        row.update({"trial": record.number, "state": record.state, "epochs": record.epochs,
-                    "val_acc": record.val_acc, "history": [list(h) for h in record.history]})
+        row.update(
+            {
+                "trial": record.number,
+                "state": record.state,
+                "epochs": record.epochs,
+                "val_acc": record.val_acc,
+                "history": [list(h) for h in record.history],
+            }
+        )
     if done is not None:
         row.update({"epochs": job.epochs, "val_acc": done.val_acc, "test_acc": done.test_acc, "final": done.final})
     fate, reason = _fate(s, screening, record, done, records, finished, chosen, job)
     return {**row, "fate": fate.value, "reason": reason}
 
 
-def _fate(s: Screened, screening: Screening, record: TrialRecord | None, done: Any, records: list[TrialRecord],
-          finished: list[Any], chosen: Any, job: SearchJob) -> tuple[Fate, dict[str, Any]]:
+def _fate(
+    s: Screened,
+    screening: Screening,
+    record: TrialRecord | None,
+    done: Any,
+    records: list[TrialRecord],
+    finished: list[Any],
+    chosen: Any,
+    job: SearchJob,
+) -> tuple[Fate, dict[str, Any]]:
     budget = screening.budget_ms
     if done is chosen:
-        return Fate.CHOSEN, {"p50_ms": chosen.p50_ms, "val_acc": chosen.val_acc, "budget_ms": budget,
-                             "missed_by_ms": max(0.0, chosen.p50_ms - budget), "screen_met": screening.met,
-                             "screen_p50_ms": job.entry(chosen.record.key).latency_ms}
+        return Fate.CHOSEN, {
+            "p50_ms": chosen.p50_ms,
+            "val_acc": chosen.val_acc,
+            "budget_ms": budget,
+            "missed_by_ms": max(0.0, chosen.p50_ms - budget),
+            "screen_met": screening.met,
+            "screen_p50_ms": job.entry(chosen.record.key).latency_ms,
+        }
     if all(x.candidate.key != s.candidate.key for x in screening.survivors):
         if not screening.met:
             fastest = screening.survivors[0]
-            return Fate.SLOWER_THAN_FASTEST, {"latency_ms": s.latency_ms, "measured": s.measured_ms is not None,
-                                              "fastest": fastest.candidate.arch, "fastest_ms": fastest.latency_ms}
-        return Fate.OVER_BUDGET, {"latency_ms": s.latency_ms, "by_ms": s.latency_ms - budget, "budget_ms": budget,
-                                  "source": "measured" if s.measured_ms is not None else "predicted"}
+            return Fate.SLOWER_THAN_FASTEST, {
+                "latency_ms": s.latency_ms,
+                "measured": s.measured_ms is not None,
+                "fastest": fastest.candidate.arch,
+                "fastest_ms": fastest.latency_ms,
+            }
+        return Fate.OVER_BUDGET, {
+            "latency_ms": s.latency_ms,
+            "by_ms": s.latency_ms - budget,
+            "budget_ms": budget,
+            "source": "measured" if s.measured_ms is not None else "predicted",
+        }
     if done is not None:
         return _finished_fate(done, finished, chosen, budget, job)
     if record is None:
@@ -119,24 +189,49 @@ def _pruned(record: TrialRecord, records: list[TrialRecord], job: SearchJob) -> 
     epoch = record.epochs
     rivals = [(r.at(epoch), r) for r in records if r.at(epoch) is not None]
     best_acc, best = max(rivals, key=lambda p: p[0] or 0.0)
-    return {"epoch": epoch, "val_acc": record.val_acc, "epochs": job.epochs,
-            "best_arch": job.entry(best.key).arch, "best_val_acc": best_acc}
+    return {
+        "epoch": epoch,
+        "val_acc": record.val_acc,
+        "epochs": job.epochs,
+        "best_arch": job.entry(best.key).arch,
+        "best_val_acc": best_acc,
+    }
 
 
-def _finished_fate(done: Any, finished: list[Any], chosen: Any, budget: float,
-                   job: SearchJob) -> tuple[Fate, dict[str, Any]]:
+def _finished_fate(
+    done: Any, finished: list[Any], chosen: Any, budget: float, job: SearchJob
+) -> tuple[Fate, dict[str, Any]]:
     mine = {"p50_ms": done.p50_ms, "val_acc": done.val_acc}
     if done.p50_ms > budget:
-        return Fate.OVER_BUDGET_FINAL, {**mine, "by_ms": done.p50_ms - budget, "budget_ms": budget,
-                                        "screen_p50_ms": job.entry(done.record.key).latency_ms}
-    better = [f for f in finished if f is not done and f.p50_ms <= done.p50_ms and f.val_acc >= done.val_acc
-              and (f.p50_ms < done.p50_ms or f.val_acc > done.val_acc)]
+        return Fate.OVER_BUDGET_FINAL, {
+            **mine,
+            "by_ms": done.p50_ms - budget,
+            "budget_ms": budget,
+            "screen_p50_ms": job.entry(done.record.key).latency_ms,
+        }
+    better = [
+        f
+        for f in finished
+        if f is not done
+        and f.p50_ms <= done.p50_ms
+        and f.val_acc >= done.val_acc
+        and (f.p50_ms < done.p50_ms or f.val_acc > done.val_acc)
+    ]
     if better:
         by = chosen if chosen in better else max(better, key=lambda f: f.val_acc)
-        return Fate.DOMINATED, {**mine, "by": job.entry(by.record.key).arch, "by_chosen": by is chosen,
-                                "by_p50_ms": by.p50_ms, "by_val_acc": by.val_acc}
-    return Fate.LESS_ACCURATE, {**mine, "chosen": job.entry(chosen.record.key).arch,
-                                "chosen_p50_ms": chosen.p50_ms, "chosen_val_acc": chosen.val_acc}
+        return Fate.DOMINATED, {
+            **mine,
+            "by": job.entry(by.record.key).arch,
+            "by_chosen": by is chosen,
+            "by_p50_ms": by.p50_ms,
+            "by_val_acc": by.val_acc,
+        }
+    return Fate.LESS_ACCURATE, {
+        **mine,
+        "chosen": job.entry(chosen.record.key).arch,
+        "chosen_p50_ms": chosen.p50_ms,
+        "chosen_val_acc": chosen.val_acc,
+    }
 
 
 def _early_front(records: list[TrialRecord], screening: Screening, epoch: int = 1) -> dict[str, Any]:
@@ -145,5 +240,10 @@ def _early_front(records: list[TrialRecord], screening: Screening, epoch: int = 
     arch = {s.candidate.key: s.candidate.arch for s in screening.rows}
     points = [(r, r.at(epoch)) for r in records if r.at(epoch) is not None]
     front = pareto_front([(latency[r.key], acc or 0.0) for r, acc in points])
-    return {"epoch": epoch, "points": [{"arch": arch[points[i][0].key], "latency_ms": latency[points[i][0].key],
-                                        "val_acc": points[i][1]} for i in front]}
+    return {
+        "epoch": epoch,
+        "points": [
+            {"arch": arch[points[i][0].key], "latency_ms": latency[points[i][0].key], "val_acc": points[i][1]}
+            for i in front
+        ],
+    }

@@ -69,9 +69,7 @@ def test_worker_never_loads_torch(built: tuple[torch.nn.Module, Path, Artifact])
     assert benchmark(built[2], timing=FAST)["torch_loaded"] is False
 
 
-def test_accuracy_on_npz_matches_direct_argmax(
-    built: tuple[torch.nn.Module, Path, Artifact], tmp_path: Path
-) -> None:
+def test_accuracy_on_npz_matches_direct_argmax(built: tuple[torch.nn.Module, Path, Artifact], tmp_path: Path) -> None:
     model = built[0]
     rng = np.random.default_rng(1)
     # Noise whose brightness differs per quadrant: the pooled features, and so the predictions, vary.
@@ -93,14 +91,10 @@ def test_accuracy_on_npz_matches_direct_argmax(
     head = test.head(7)
     with torch.no_grad():
         expected7 = (model(torch.from_numpy(to_float(head.x))).argmax(1).numpy() == head.y).mean()
-    assert limited["accuracy_samples"] == 7 and limited["accuracy"] == pytest.approx(
-        float(expected7), abs=1e-12
-    )
+    assert limited["accuracy_samples"] == 7 and limited["accuracy"] == pytest.approx(float(expected7), abs=1e-12)
 
 
-def test_data_of_another_shape_is_a_user_error(
-    built: tuple[torch.nn.Module, Path, Artifact], tmp_path: Path
-) -> None:
+def test_data_of_another_shape_is_a_user_error(built: tuple[torch.nn.Module, Path, Artifact], tmp_path: Path) -> None:
     spec = write_npz(tmp_path / "rgb.npz", np.zeros((40, 3, 32, 32), np.uint8), np.arange(40) % 10)
     with pytest.raises(UserError, match=r"shape 3 x 32 x 32 but .* takes 1 x 28 x 28"):
         benchmark(built[2], data=spec, timing=FAST)
@@ -173,9 +167,7 @@ def test_export_folder_and_its_manifest(built: tuple[torch.nn.Module, Path, Arti
 
 def test_manifest_naming_a_missing_file(tmp_path: Path) -> None:
     (tmp_path / "artifact.json").write_text(
-        json.dumps(
-            {"runtime": "onnxruntime", "precision": "fp32", "artifact": "x.onnx", "input_shape": [1, 28, 28]}
-        )
+        json.dumps({"runtime": "onnxruntime", "precision": "fp32", "artifact": "x.onnx", "input_shape": [1, 28, 28]})
     )
     with pytest.raises(UserError, match="is missing"):
         resolve_artifact(tmp_path)

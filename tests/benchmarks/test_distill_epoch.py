@@ -24,8 +24,22 @@ def test_teacher_lists_split_outside_parentheses() -> None:
 
 
 def test_one_round_of_hssakd_reads_the_cache(fmnist: str, tmp_path: Path) -> None:
-    args = de.parse_args(["--data", fmnist, "--method", "hssakd", "--student", "cnn-xs", "--limit", "96",
-                          "--rounds", "1", "--batch-size", "32"])
+    args = de.parse_args(
+        [
+            "--data",
+            fmnist,
+            "--method",
+            "hssakd",
+            "--student",
+            "cnn-xs",
+            "--limit",
+            "96",
+            "--rounds",
+            "1",
+            "--batch-size",
+            "32",
+        ]
+    )
     result = de.measure("cnn-xs", args, tmp_path)  # raises if the cached epoch ran the teacher live
     assert set(result.times) == {"alone", "live", "cached"} and all(len(t) == 1 for t in result.times.values())
     assert "method hssakd" in de.table([result], args)

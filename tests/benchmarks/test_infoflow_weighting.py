@@ -39,7 +39,10 @@ def test_every_variant_is_a_valid_task(script: ModuleType, own_registry: None) -
 
 
 def test_runs_are_written_atomically_skipped_when_done_and_tabled(
-    script: ModuleType, own_registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    script: ModuleType,
+    own_registry: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     accs = {("alone", 0): 0.90, ("alone", 1): 0.91, ("pkt", 0): 0.905, ("pkt", 1): 0.915}
@@ -47,8 +50,13 @@ def test_runs_are_written_atomically_skipped_when_done_and_tabled(
 
     def fake_run(variant: str, seed: int, args: Any) -> dict[str, Any]:
         calls.append((variant, seed))
-        return {"variant": variant, "seed": seed, "test_acc": accs[variant, seed], "seconds": 60.0,
-                "map": {"pkt": 0.70 + 0.02 * seed}.get(variant)}
+        return {
+            "variant": variant,
+            "seed": seed,
+            "test_acc": accs[variant, seed],
+            "seconds": 60.0,
+            "map": {"pkt": 0.70 + 0.02 * seed}.get(variant),
+        }
 
     monkeypatch.setattr(script, "run_one", fake_run)
     argv = ["--teacher", "t.pt", "--out", str(tmp_path), "--variants", "alone,pkt", "--seeds", "0,1"]

@@ -22,15 +22,18 @@ def test_epochs_are_one_number_or_one_per_regime() -> None:
     assert kdc.epochs_for(kdc.parse_args(["--epochs", "4"]), "full") == 4
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--epochs", "10pct=30"], "--epochs: no epochs for full (give REGIME=N for each of full, 10pct)"),
-    (["--epochs", "full=0,10pct=3"], "--epochs: epochs must be at least 1 (full)"),
-    (["--epochs", "0"], "--epochs: epochs must be at least 1"),
-    (["--epochs", "ten"], "--epochs: invalid literal"),
-    (["--methods", "kd,nope"], "--methods: unknown nope"),
-    (["--regimes", "half"], "--regimes: unknown half"),
-    (["--pairs", "resnet"], "--pairs: give teacher:student"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "10pct=30"], "--epochs: no epochs for full (give REGIME=N for each of full, 10pct)"),
+        (["--epochs", "full=0,10pct=3"], "--epochs: epochs must be at least 1 (full)"),
+        (["--epochs", "0"], "--epochs: epochs must be at least 1"),
+        (["--epochs", "ten"], "--epochs: invalid literal"),
+        (["--methods", "kd,nope"], "--methods: unknown nope"),
+        (["--regimes", "half"], "--regimes: unknown half"),
+        (["--pairs", "resnet"], "--pairs: give teacher:student"),
+    ],
+)
 def test_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         kdc.parse_args(argv)
@@ -43,8 +46,10 @@ def test_a_resumed_record_from_other_epochs_is_refused_not_mixed_in(tmp_path: Pa
     args.n_map = 50
     record = tmp_path / "runs" / "resnet--cnn-xs" / "full" / "kd" / "seed0.json"
     kdc.write_json(record, {"status": "done", "epochs": 30, "map_samples": 50, "method": "kd"})
-    with pytest.raises(SystemExit, match="resnet -> cnn-xs full kd seed 0: the record in .* has epochs=30,"
-                                         " this run 8; use another --out"):
+    with pytest.raises(
+        SystemExit,
+        match="resnet -> cnn-xs full kd seed 0: the record in .* has epochs=30, this run 8; use another --out",
+    ):
         kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)
     kdc.write_json(record, {"status": "done", "epochs": 8, "map_samples": 50, "method": "kd"})
     assert kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)["epochs"] == 8
@@ -53,9 +58,9 @@ def test_a_resumed_record_from_other_epochs_is_refused_not_mixed_in(tmp_path: Pa
         kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, args)
 
 
-
-def test_alone_is_shared_between_pairs_with_the_same_student_and_settings(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alone_is_shared_between_pairs_with_the_same_student_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd import api
 
     def refuse(*_a: Any, **_k: Any) -> None:
@@ -64,9 +69,20 @@ def test_alone_is_shared_between_pairs_with_the_same_student_and_settings(tmp_pa
     monkeypatch.setattr(api, "train_teacher", refuse)
     args = kdc.parse_args(["--epochs", "8", "--out", str(tmp_path), "--map-samples", "50"])
     args.n_map = 50
-    made = {"teacher": "resnet", "student": "cnn-xs", "regime": "full", "limit": None, "method": "alone",
-            "seed": 1, "epochs": 8, "status": "done", "map_samples": 50, "test_accuracy": 0.87, "map": 0.75,
-            "epoch_s_mean": 40.0}
+    made = {
+        "teacher": "resnet",
+        "student": "cnn-xs",
+        "regime": "full",
+        "limit": None,
+        "method": "alone",
+        "seed": 1,
+        "epochs": 8,
+        "status": "done",
+        "map_samples": 50,
+        "test_accuracy": 0.87,
+        "map": 0.75,
+        "epoch_s_mean": 40.0,
+    }
     kdc.write_json(tmp_path / "runs" / "resnet--cnn-xs" / "full" / "alone" / "seed1.json", made)
     got = kdc.run_one(("vit-s", "cnn-xs"), tmp_path / "t.pt", "full", None, "alone", 1, args)
     assert got == {**made, "teacher": "vit-s", "shared_from": "resnet -> cnn-xs"}
@@ -74,16 +90,31 @@ def test_alone_is_shared_between_pairs_with_the_same_student_and_settings(tmp_pa
     # a copy of a copy still names the pair that trained it; the table says whose runs they are
     again = kdc.run_one(("mobilenet", "cnn-xs"), tmp_path / "t.pt", "full", None, "alone", 1, args)
     assert again["shared_from"] == "resnet -> cnn-xs"
-    table = kdc.aggregate([got], {"vit-s": {**TEACHERS["vit-s"]}},
-                          kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone", "--regimes", "full"]))
+    table = kdc.aggregate(
+        [got],
+        {"vit-s": {**TEACHERS["vit-s"]}},
+        kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone", "--regimes", "full"]),
+    )
     assert table[1]["note"] == "runs of resnet -> cnn-xs"
     # another student, seed, limit or epoch count is not the same run: each trains
-    for pair, limit, seed, epochs in ((("vit-s", "cnn-s"), None, 1, 8), (("vit-s", "cnn-xs"), 5400, 1, 8),
-                                      (("vit-s", "cnn-xs"), None, 2, 8), (("vit-s", "cnn-xs"), None, 1, 4)):
+    for pair, limit, seed, epochs in (
+        (("vit-s", "cnn-s"), None, 1, 8),
+        (("vit-s", "cnn-xs"), 5400, 1, 8),
+        (("vit-s", "cnn-xs"), None, 2, 8),
+        (("vit-s", "cnn-xs"), None, 1, 4),
+    ):
         args.epochs = epochs
         with pytest.raises(AssertionError, match="already made"):
-            kdc.run_one(pair, tmp_path / "t.pt", "full", limit, "alone", seed, kdc.argparse.Namespace(
-                **{**vars(args), "resume": False}))
+            kdc.run_one(
+                pair,
+                tmp_path / "t.pt",
+                "full",
+                limit,
+                "alone",
+                seed,
+                kdc.argparse.Namespace(**{**vars(args), "resume": False}),
+            )
+
 
 def test_the_map_count_is_capped_by_the_test_split(fmnist: str) -> None:
     args = argparse.Namespace(data=fmnist, map_samples=10**9)
@@ -96,14 +127,36 @@ TEACHERS = {"vit-s": {"params": 9000, "test_accuracy": 0.90, "map": 0.80, "epoch
 
 
 def run(method: str, seed: int, acc: float, mean_ap: float, regime: str = "10pct") -> dict[str, Any]:
-    return {"teacher": "vit-s", "student": "cnn-xs", "regime": regime, "method": method, "seed": seed,
-            "status": "done", "test_accuracy": acc, "map": mean_ap, "epoch_s_mean": 2.0 + seed, "task": None}
+    return {
+        "teacher": "vit-s",
+        "student": "cnn-xs",
+        "regime": regime,
+        "method": method,
+        "seed": seed,
+        "status": "done",
+        "test_accuracy": acc,
+        "map": mean_ap,
+        "epoch_s_mean": 2.0 + seed,
+        "task": None,
+    }
 
 
 @pytest.fixture
 def rows() -> tuple[argparse.Namespace, list[dict[str, Any]]]:
-    args = kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone,pkt,infoflow", "--regimes", "10pct,full",
-                           "--epochs", "10pct=30,full=8", "--seeds", "0,1"])
+    args = kdc.parse_args(
+        [
+            "--pairs",
+            "vit-s:cnn-xs",
+            "--methods",
+            "alone,pkt,infoflow",
+            "--regimes",
+            "10pct,full",
+            "--epochs",
+            "10pct=30,full=8",
+            "--seeds",
+            "0,1",
+        ]
+    )
     runs = [run("alone", s, 0.80, 0.60 + 0.02 * s) for s in (0, 1)]
     runs += [run("pkt", s, 0.83 + 0.02 * s, 0.62) for s in (0, 1)]
     runs += [run("infoflow", s, 0.85, 0.66 + 0.02 * s) for s in (0, 1)]
@@ -114,8 +167,15 @@ def rows() -> tuple[argparse.Namespace, list[dict[str, Any]]]:
 def test_rows_hold_mean_std_gap_and_what_is_missing(rows: Any) -> None:
     _, table = rows
     assert [(r["regime"], r["method"], r["n"]) for r in table] == [
-        ("10pct", "teacher", 1), ("10pct", "alone", 2), ("10pct", "pkt", 2), ("10pct", "infoflow", 2),
-        ("full", "teacher", 1), ("full", "alone", 1), ("full", "pkt", 0), ("full", "infoflow", 0)]
+        ("10pct", "teacher", 1),
+        ("10pct", "alone", 2),
+        ("10pct", "pkt", 2),
+        ("10pct", "infoflow", 2),
+        ("full", "teacher", 1),
+        ("full", "alone", 1),
+        ("full", "pkt", 0),
+        ("full", "infoflow", 0),
+    ]
     info = table[3]
     assert info["acc"] == (pytest.approx(0.85), 0.0) and info["map"][0] == pytest.approx(0.67)
     assert info["gap_acc"] == pytest.approx((0.85 - 0.80) / (0.90 - 0.80))
@@ -129,7 +189,8 @@ def test_goal_lines_and_markdown_name_each_regime_and_its_epochs(rows: Any) -> N
     # mAP +5.0 pts against a spread of 1.4: met; accuracy +1.0 within 1.4: met; gap 50%: met
     assert kdc.goal_lines(table) == [
         "- vit-s -> cnn-xs, 10pct (infoflow vs pkt, n=2): mAP +5.0 pts vs std 1.4 -> met;"
-        " accuracy +1.0 pts vs std 1.4 -> met; gap recovered 50% -> met (goal: >= 40% in 10pct)"]
+        " accuracy +1.0 pts vs std 1.4 -> met; gap recovered 50% -> met (goal: >= 40% in 10pct)"
+    ]
     text = kdc.markdown(table, args, 60.0)
     assert "students 30 epochs in 10pct, 8 in full, seeds 0,1;" in text
     assert "## vit-s -> cnn-xs (9,000 -> 6,866 parameters), 10pct (30 epochs)" in text
@@ -143,8 +204,9 @@ def test_the_results_json_is_standard_json(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [None, 1.0]}
 
 
-def test_table_only_trains_nothing_and_tables_what_is_there(fmnist: str, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_table_only_trains_nothing_and_tables_what_is_there(
+    fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd import api
 
     def refuse(*_a: Any, **_k: Any) -> None:
@@ -152,15 +214,34 @@ def test_table_only_trains_nothing_and_tables_what_is_there(fmnist: str, tmp_pat
 
     for name in ("train_teacher", "distill"):
         monkeypatch.setattr(api, name, refuse)
-    argv = ["--data", fmnist, "--pairs", "vit-s:cnn-xs", "--methods", "alone,pkt", "--regimes", "10pct",
-            "--seeds", "0,1", "--epochs", "3", "--map-samples", "50", "--out", str(tmp_path), "--table-only"]
+    argv = [
+        "--data",
+        fmnist,
+        "--pairs",
+        "vit-s:cnn-xs",
+        "--methods",
+        "alone,pkt",
+        "--regimes",
+        "10pct",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "3",
+        "--map-samples",
+        "50",
+        "--out",
+        str(tmp_path),
+        "--table-only",
+    ]
     with pytest.raises(SystemExit, match="--table-only: teacher vit-s-e10 is not in .*; run without --table-only"):
         kdc.main(argv)
     (tmp_path / "teachers").mkdir()
     (tmp_path / "teachers" / "vit-s-e10.pt").write_bytes(b"")
     kdc.write_json(tmp_path / "teachers" / "vit-s-e10.json", TEACHERS["vit-s"])
-    kdc.write_json(tmp_path / "runs" / "vit-s--cnn-xs" / "10pct" / "pkt" / "seed1.json",
-                   {**run("pkt", 1, 0.8, 0.6), "epochs": 3, "map_samples": 50})
+    kdc.write_json(
+        tmp_path / "runs" / "vit-s--cnn-xs" / "10pct" / "pkt" / "seed1.json",
+        {**run("pkt", 1, 0.8, 0.6), "epochs": 3, "map_samples": 50},
+    )
     assert kdc.main(argv) == 0
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [(r["method"], r["n"]) for r in rows] == [("teacher", 1), ("alone", 0), ("pkt", 1)]
@@ -205,8 +286,9 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over(tmp_path: Path
         assert not mine
 
 
-def test_a_run_another_worker_holds_is_skipped_not_trained_twice(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_another_worker_holds_is_skipped_not_trained_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd import api
 
     def refuse(*_a: Any, **_k: Any) -> None:
@@ -224,12 +306,17 @@ def test_a_run_another_worker_holds_is_skipped_not_trained_twice(tmp_path: Path,
     _lock_of_live_process(runs / "resnet--cnn-xs" / "full" / "alone" / "seed0.json")
     got = kdc.run_one(("vit-s", "cnn-xs"), tmp_path / "t.pt", "full", None, "alone", 0, args)
     assert (got["status"], got["note"]) == ("running elsewhere", "another worker is making it for resnet--cnn-xs")
-    assert kdc.aggregate([got], TEACHERS, kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone",
-                                                          "--regimes", "full"]))[1]["n"] == 0
+    assert (
+        kdc.aggregate(
+            [got], TEACHERS, kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone", "--regimes", "full"])
+        )[1]["n"]
+        == 0
+    )
 
 
-def test_a_teacher_another_worker_trains_is_waited_for_then_reused(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_teacher_another_worker_trains_is_waited_for_then_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     from edgekd import api
@@ -258,19 +345,25 @@ def test_a_teacher_another_worker_trains_is_waited_for_then_reused(tmp_path: Pat
 
 
 def test_the_cost_line_compares_later_epochs_and_whole_runs_with_the_student_alone() -> None:
-    args = kdc.parse_args(["--pairs", "vit-s:cnn-xs", "--methods", "alone,pkt,infoflow-aux", "--regimes", "full",
-                           "--epochs", "3"])
-    runs = [{**run("alone", s, 0.8, 0.6, "full"), "epoch_s": [9.0, 5.0, 5.0 + s], "wall_s": 100.0 + 10 * s}
-            for s in (0, 1)]
-    runs += [{**run("pkt", s, 0.8, 0.6, "full"), "epoch_s": [20.0, 6.0, 6.0 + 1.2 * s], "wall_s": 150.0 + 15 * s}
-             for s in (0, 1)]
+    args = kdc.parse_args(
+        ["--pairs", "vit-s:cnn-xs", "--methods", "alone,pkt,infoflow-aux", "--regimes", "full", "--epochs", "3"]
+    )
+    runs = [
+        {**run("alone", s, 0.8, 0.6, "full"), "epoch_s": [9.0, 5.0, 5.0 + s], "wall_s": 100.0 + 10 * s} for s in (0, 1)
+    ]
+    runs += [
+        {**run("pkt", s, 0.8, 0.6, "full"), "epoch_s": [20.0, 6.0, 6.0 + 1.2 * s], "wall_s": 150.0 + 15 * s}
+        for s in (0, 1)
+    ]
     runs += [{**run("infoflow-aux", 0, 0.8, 0.6, "full"), "epoch_s": [30.0], "wall_s": 420.0}]
     # a resumed run timed only its last process (less than its epochs): its wall time is left out
     runs += [{**run("pkt", 2, 0.8, 0.6, "full"), "epoch_s": [20.0, 6.0, 6.6], "wall_s": 7.0}]
     table = kdc.aggregate(runs, TEACHERS, args)
     # alone: later epochs (5 + 5) / 2, then (5 + 6) / 2 -> 5.25; pkt (6 + 6) / 2, (6 + 7.2) / 2, (6 + 6.6) / 2 -> 6.3
-    assert kdc.cost_line(table) == ("Cost against the student alone (epochs after the first / the whole run's wall"
-                                    " time, ratios of the means): pkt 1.20x / 1.50x; infoflow-aux n/a / 4.00x.")
+    assert kdc.cost_line(table) == (
+        "Cost against the student alone (epochs after the first / the whole run's wall"
+        " time, ratios of the means): pkt 1.20x / 1.50x; infoflow-aux n/a / 4.00x."
+    )
     assert kdc.cost_line(table) in kdc.markdown(table, args, 1.0)
     assert kdc.cost_line([r for r in table if r["method"] != "alone"]) is None
 
@@ -281,6 +374,7 @@ def test_records_name_the_code_that_made_them() -> None:
     root = Path(kdc.__file__).resolve().parents[1]
     if not (root / ".git").exists():
         pytest.skip("not a git checkout (an installed edgekd): code_version is None there")
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert (kdc.code_version() or "").split("+")[0] == head

@@ -20,13 +20,16 @@ def test_arch_lists_split_outside_parentheses(tmp_path: Path) -> None:
     assert students("cnn-xs; cnn(width=3)") == ["cnn-xs", "cnn(width=3)"]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--teacher", "{missing}"], "is not a file; give a checkpoint from `edgekd train-teacher`"),
-    (["--temperatures", "4,0"], "temperatures must be positive"),
-    (["--low-weight", "1.5"], "--low-weight in (0, 1)"),
-    (["--seeds", "a"], "--temperatures/--seeds: invalid literal"),
-    (["--epochs", "0"], "--epochs, --limit and --batch-size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--teacher", "{missing}"], "is not a file; give a checkpoint from `edgekd train-teacher`"),
+        (["--temperatures", "4,0"], "temperatures must be positive"),
+        (["--low-weight", "1.5"], "--low-weight in (0, 1)"),
+        (["--seeds", "a"], "--temperatures/--seeds: invalid literal"),
+        (["--epochs", "0"], "--epochs, --limit and --batch-size must be at least 1"),
+    ],
+)
 def test_argument_errors(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     teacher = tmp_path / "t.pt"
     teacher.write_bytes(b"")
@@ -40,9 +43,26 @@ def test_argument_errors(argv: list[str], message: str, tmp_path: Path, capsys: 
 def test_tiny_run_then_rerun_only_reads(fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     teacher = tmp_path / "t.pt"
     api.train_teacher("cnn-xs", fmnist, teacher, TrainConfig(epochs=1, limit=200), progress=False)
-    argv = ["--teacher", str(teacher), "--data", fmnist, "--students", "cnn(depth=1,width=2)", "--temperatures",
-            "4,1", "--seeds", "0", "--epochs", "1", "--limit", "120", "--batch-size", "64",
-            "--out", str(tmp_path / "o")]
+    argv = [
+        "--teacher",
+        str(teacher),
+        "--data",
+        fmnist,
+        "--students",
+        "cnn(depth=1,width=2)",
+        "--temperatures",
+        "4,1",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--limit",
+        "120",
+        "--batch-size",
+        "64",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert kt.main(argv) == 0
     text = (tmp_path / "o" / "results.md").read_text()
     assert "## cnn(depth=1,width=2) (" in text

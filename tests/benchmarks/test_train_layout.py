@@ -10,8 +10,9 @@ from benchmarks import train_layout as tl
 
 
 def test_one_round_times_both_layouts_and_says_what_auto_picks(fmnist: str, tmp_path: Path) -> None:
-    args = tl.parse_args(["--data", fmnist, "--archs", "cnn-xs", "--limit", "96", "--rounds", "1",
-                          "--batch-size", "32"])
+    args = tl.parse_args(
+        ["--data", fmnist, "--archs", "cnn-xs", "--limit", "96", "--rounds", "1", "--batch-size", "32"]
+    )
     result = tl.measure("cnn-xs", args, tmp_path)
     assert {k: len(v) for k, v in result.times.items()} == {"contiguous": 1, "channels_last": 1}
     assert result.auto == "channels_last" and result.ratio > 0

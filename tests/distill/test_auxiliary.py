@@ -44,13 +44,15 @@ def test_auxiliary_auto_none_path(tmp_path: Path, fmnist: str) -> None:
     given = tmp_path / "given.pt"
     given.write_bytes(aux.read_bytes())
     path_task = DistillConfig(method="infoflow", auxiliary=str(given))
-    meta = load_model(api.distill(teacher, "cnn-xs", fmnist, tmp_path / "p.pt", CFG, path_task,
-                                  progress=False).checkpoint)[2]
+    meta = load_model(
+        api.distill(teacher, "cnn-xs", fmnist, tmp_path / "p.pt", CFG, path_task, progress=False).checkpoint
+    )[2]
     assert meta["auxiliary"] == str(given)
 
     none = DistillConfig(method="infoflow", auxiliary="none")
-    meta = load_model(api.distill(teacher, "cnn-xs", fmnist, tmp_path / "n.pt", CFG, none,
-                                  progress=False).checkpoint)[2]
+    meta = load_model(api.distill(teacher, "cnn-xs", fmnist, tmp_path / "n.pt", CFG, none, progress=False).checkpoint)[
+        2
+    ]
     assert meta["auxiliary"] is None
 
     bad = DistillConfig(method="infoflow", auxiliary=str(tmp_path / "missing.pt"))

@@ -47,7 +47,7 @@ def build(folder: Path, k: CacheKey, batch: int = 16) -> dict[str, np.ndarray]:
     builder = CacheBuilder(folder, k, N)
     order = np.random.default_rng(0).permutation(N)
     for start in range(0, N, batch):
-        builder.write(order[start:start + batch], fake_taps(order[start:start + batch]))
+        builder.write(order[start : start + batch], fake_taps(order[start : start + batch]))
     assert builder.complete
     return builder.commit()
 
@@ -64,7 +64,6 @@ def test_round_trip_fp16_features_fp32_logits(tmp_path: Path) -> None:
     assert meta["taps"]["logits"]["max_abs_err"] == 0.0
 
 
-
 def test_rows_are_read_in_the_order_asked_and_widened_exactly(tmp_path: Path) -> None:
     arrays = build(tmp_path / "c", key())
     # every float16 bit pattern but NaNs, widened by torch, equals numpy's float32 of it
@@ -77,6 +76,7 @@ def test_rows_are_read_in_the_order_asked_and_widened_exactly(tmp_path: Path) ->
     for tap, arr in arrays.items():
         assert rows[tap].dtype == torch.float32 and rows[tap].is_contiguous()
         assert np.array_equal(rows[tap].numpy(), np.asarray(arr[index], dtype=np.float32))
+
 
 def test_values_beyond_fp16_range_stay_fp32(tmp_path: Path) -> None:
     builder = CacheBuilder(tmp_path / "c", key(), N)
@@ -123,7 +123,7 @@ def run_epoch(teacher: CachedTeacher, stop_after: int | None = None, shift: int 
     for i, start in enumerate(range(0, N, 16)):
         if stop_after is not None and i == stop_after:
             raise KeyboardInterrupt
-        index = order[start:start + 16]
+        index = order[start : start + 16]
         x = torch.tensor(index, dtype=torch.float32)[:, None] + shift
         got = teacher(x, index)
         assert torch.allclose(got["stage1"], fake_taps(index)["stage1"], rtol=1e-3, atol=1e-2)
@@ -203,8 +203,9 @@ TASK = {"method": "pkt", "pairs": "stage1:stage1,stage3:stage3,pool:pool"}  # lo
 
 
 def distil(teacher: Path, data: str, out: Path, cache: bool, resume: bool = False) -> list[dict[str, float]]:
-    return api.distill(teacher, "cnn-xs", data, out, CFG, DistillConfig(**TASK, cache=cache), resume=resume,
-                       progress=False).history
+    return api.distill(
+        teacher, "cnn-xs", data, out, CFG, DistillConfig(**TASK, cache=cache), resume=resume, progress=False
+    ).history
 
 
 def test_cached_distillation_matches_the_live_teacher(teacher: Path, fmnist: str, tmp_path: Path) -> None:
@@ -222,8 +223,9 @@ def test_cached_distillation_matches_the_live_teacher(teacher: Path, fmnist: str
     assert [r["teacher_cached"] for r in again] == [1.0, 1.0]
 
 
-def test_resume_with_the_cache_is_exact(teacher: Path, fmnist: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch, interrupted: Any) -> None:
+def test_resume_with_the_cache_is_exact(
+    teacher: Path, fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted: Any
+) -> None:
     straight = distil(teacher, fmnist, tmp_path / "a.pt", cache=True)
     monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "other-cache"))  # build the cache afresh
     with interrupted():
@@ -254,7 +256,8 @@ def test_least_recently_used_caches_are_evicted_past_the_size_limit(tmp_path: Pa
 
 
 def test_opening_a_cache_marks_it_used_and_a_bad_limit_fails_before_training(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd.errors import UserError
 
     folder = tmp_path / "c"

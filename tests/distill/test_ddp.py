@@ -34,9 +34,28 @@ def test_torchrun_two_processes_gloo(tmp_path: Path, fmnist: str) -> None:
     out = tmp_path / "t.pt"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "edgekd.cli", "train-teacher", "--arch", "cnn-xs", "--data", fmnist, "--epochs", "2",
-           "--batch-size", "16", "--device", "cpu", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "edgekd.cli",
+        "train-teacher",
+        "--arch",
+        "cnn-xs",
+        "--data",
+        fmnist,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".pt", ".state")) == ["t.pt"]
@@ -53,8 +72,22 @@ def test_torchrun_two_processes_gloo(tmp_path: Path, fmnist: str) -> None:
 def _torchrun(args: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "edgekd.cli", *args, "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "edgekd.cli",
+        *args,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -67,8 +100,9 @@ def test_training_only_parts_train_under_torchrun_and_rank_0_alone_writes(tmp_pa
 
     _torchrun(["train-teacher", "--arch", "cnn-xs", "--hssakd", "--data", fmnist, "--out", str(tmp_path / "t.pt")])
     assert BRANCHES_KEY in load_checkpoint(tmp_path / "t.pt")
-    _torchrun(["ensemble", "--student", "cnn-s", "--widths", "1.0,0.5", "--data", fmnist,
-               "--out", str(tmp_path / "ens")])
+    _torchrun(
+        ["ensemble", "--student", "cnn-s", "--widths", "1.0,0.5", "--data", fmnist, "--out", str(tmp_path / "ens")]
+    )
     manifest = load_manifest(tmp_path / "ens")
     assert [s["fraction"] for s in manifest["students"]] == [1.0, 0.5]
     runs = Store(tmp_path / "ens" / "edgekd.sqlite").runs()

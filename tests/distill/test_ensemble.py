@@ -45,8 +45,13 @@ def ref_softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def ref_loss(logits: list[np.ndarray], features: list[list[np.ndarray]], adapters: list[list[tuple[Any, Any]]],
-             y: np.ndarray, t: float = 2.0) -> float:
+def ref_loss(
+    logits: list[np.ndarray],
+    features: list[list[np.ndarray]],
+    adapters: list[list[tuple[Any, Any]]],
+    y: np.ndarray,
+    t: float = 2.0,
+) -> float:
     """The paper's loss written out in numpy: 0.7 sum CE + 0.15 sum MSE(adapted, widest) + 0.15 sum T^2 KL."""
     rows = np.arange(len(y))
     ce = sum(float(np.mean(-np.log(ref_softmax(s)[rows, y]))) for s in logits)
@@ -65,8 +70,10 @@ def test_loss_matches_an_independent_reference() -> None:
     channels, batch, classes = [4, 3, 2], 4, 5
     logits = [rng.normal(size=(batch, classes)) * 3 for _ in channels]
     features = [[rng.normal(size=(batch, c, 3, 3)), rng.normal(size=(batch, 2 * c, 2, 2))] for c in channels]
-    adapters = [[(rng.normal(size=(m * channels[0], m * c)), rng.normal(size=m * channels[0])) for m in (1, 2)]
-                for c in channels[1:]]
+    adapters = [
+        [(rng.normal(size=(m * channels[0], m * c)), rng.normal(size=m * channels[0])) for m in (1, 2)]
+        for c in channels[1:]
+    ]
     y = np.array([0, 3, 1, 4])
 
     t_logits = [torch.tensor(s, requires_grad=True) for s in logits]
@@ -120,16 +127,19 @@ def test_widths_become_distinct_channel_counts_on_the_base_stem() -> None:
         plan(parse_arch("cnn(width=4,depth=1)"), DEFAULT_FRACTIONS)  # 4, 3, 2, 2, 1
 
 
-@pytest.mark.parametrize("widths, needle", [
-    ("", "at least two widths"),
-    ("1.0", "at least two widths"),
-    ("0.8,1.0", "not strictly decreasing"),
-    ("1.0,0.5,0.5", "not strictly decreasing"),
-    ("1.5,0.5", "outside (0, 1]"),
-    ("1.0,0", "outside (0, 1]"),
-    ("1.0,-0.2", "outside (0, 1]"),
-    ("1.0,half", "not a list of numbers"),
-])
+@pytest.mark.parametrize(
+    "widths, needle",
+    [
+        ("", "at least two widths"),
+        ("1.0", "at least two widths"),
+        ("0.8,1.0", "not strictly decreasing"),
+        ("1.0,0.5,0.5", "not strictly decreasing"),
+        ("1.5,0.5", "outside (0, 1]"),
+        ("1.0,0", "outside (0, 1]"),
+        ("1.0,-0.2", "outside (0, 1]"),
+        ("1.0,half", "not a list of numbers"),
+    ],
+)
 def test_bad_width_lists_name_the_problem_and_the_fix(widths: str, needle: str) -> None:
     with pytest.raises(UserError, match="e.g. --widths 1.0,0.8") as err:
         parse_fractions(widths)
@@ -198,9 +208,26 @@ def invoke(*args: str) -> tuple[int, str, str]:
 def test_cli_trains_a_guided_family(tmp_path: Path, fmnist: str) -> None:
     teacher = tmp_path / "t.pt"
     api.train_teacher("cnn-xs", fmnist, teacher, TrainConfig(epochs=1, limit=200), progress=False)
-    code, stdout, output = invoke("ensemble", "--student", "cnn(width=6,depth=1)", "--widths", "1.0,0.5",
-                                  "--teacher", str(teacher), "--guide", "kd", "--data", fmnist, "--epochs", "2",
-                                  "--limit", "200", "--out", str(tmp_path / "ens"), "--json")
+    code, stdout, output = invoke(
+        "ensemble",
+        "--student",
+        "cnn(width=6,depth=1)",
+        "--widths",
+        "1.0,0.5",
+        "--teacher",
+        str(teacher),
+        "--guide",
+        "kd",
+        "--data",
+        fmnist,
+        "--epochs",
+        "2",
+        "--limit",
+        "200",
+        "--out",
+        str(tmp_path / "ens"),
+        "--json",
+    )
     assert code == 0, output
     manifest = json.loads(stdout)
     assert manifest["guide"]["method"] == "kd" and manifest["guide"]["teacher"] == str(teacher)
@@ -210,18 +237,22 @@ def test_cli_trains_a_guided_family(tmp_path: Path, fmnist: str) -> None:
     assert [h["teacher_cached"] for h in history] == [0.0, 1.0]  # the teacher ran live once, then from its cache
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--widths", ""], "at least two widths"),
-    (["--widths", "0.5,1.0"], "not strictly decreasing"),
-    (["--widths", "1.0,1.5"], "outside (0, 1]"),
-    (["--widths", "1.0,0"], "outside (0, 1]"),
-    (["--student", "resnet"], "does not support width scaling"),
-    (["--guide", "kd"], "needs a teacher"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--widths", ""], "at least two widths"),
+        (["--widths", "0.5,1.0"], "not strictly decreasing"),
+        (["--widths", "1.0,1.5"], "outside (0, 1]"),
+        (["--widths", "1.0,0"], "outside (0, 1]"),
+        (["--student", "resnet"], "does not support width scaling"),
+        (["--guide", "kd"], "needs a teacher"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, fmnist: str, args: list[str], needle: str) -> None:
     options = {"--student": "cnn-s", "--widths": "1.0,0.5", **dict(zip(args[::2], args[1::2], strict=True))}
-    code, _, output = invoke("ensemble", *[x for kv in options.items() for x in kv], "--data", fmnist,
-                             "--out", str(tmp_path / "ens"))
+    code, _, output = invoke(
+        "ensemble", *[x for kv in options.items() for x in kv], "--data", fmnist, "--out", str(tmp_path / "ens")
+    )
     assert code == 2, output
     assert "Traceback" not in output and needle in output
     assert output.strip().splitlines()[-1].startswith("edgekd: error:")

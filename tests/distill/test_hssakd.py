@@ -165,8 +165,11 @@ def test_student_loss_matches_the_reference() -> None:
     objective = BranchedDistillation(Fixed(T_LOGITS, T_BRANCHES), LOSSES.create("hssakd"))  # type: ignore[arg-type]
     student = Fixed(S_LOGITS, S_BRANCHES)
     loss, main = objective(student, torch.zeros(B, 1, 4, 4, dtype=torch.float64), torch.tensor(Y))
-    expected = (ref_ce(S_LOGITS[:B], list(Y)) + ref_kl_t(S_LOGITS, T_LOGITS, T)
-                + sum(ref_kl_t(s, t, T) for s, t in zip(S_BRANCHES, T_BRANCHES, strict=True)))
+    expected = (
+        ref_ce(S_LOGITS[:B], list(Y))
+        + ref_kl_t(S_LOGITS, T_LOGITS, T)
+        + sum(ref_kl_t(s, t, T) for s, t in zip(S_BRANCHES, T_BRANCHES, strict=True))
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     assert loss.item() == pytest.approx(PINNED_STUDENT, rel=1e-12)
     assert torch.equal(main, student.logits[:B])
@@ -189,8 +192,23 @@ def test_teacher_loss_matches_the_reference() -> None:
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory, fmnist_npz: Path) -> Path:
     out = tmp_path_factory.mktemp("teacher") / "t.pt"
-    code, output = run("train-teacher", "--arch", "cnn-s", "--hssakd", "--data", str(fmnist_npz), "--epochs", "1",
-                       "--limit", "192", "--batch-size", "64", "--out", str(out), "--json")
+    code, output = run(
+        "train-teacher",
+        "--arch",
+        "cnn-s",
+        "--hssakd",
+        "--data",
+        str(fmnist_npz),
+        "--epochs",
+        "1",
+        "--limit",
+        "192",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert code == 0, output
     return out
 
@@ -214,8 +232,24 @@ def test_hssakd_student_exports_like_a_plain_student(teacher: Path, fmnist: str,
     from edgekd.export.onnx import export_onnx
 
     out = tmp_path / "s.pt"
-    code, output = run("distill", "--teacher", str(teacher), "--student", "cnn-xs", "--method", "hssakd",
-                       "--data", fmnist, "--epochs", "1", "--limit", "128", "--out", str(out), "--json")
+    code, output = run(
+        "distill",
+        "--teacher",
+        str(teacher),
+        "--student",
+        "cnn-xs",
+        "--method",
+        "hssakd",
+        "--data",
+        fmnist,
+        "--epochs",
+        "1",
+        "--limit",
+        "128",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert code == 0, output
     student, spec, meta = load_model(out)
     assert meta["method"] == "hssakd" and meta["student_branches"] == ["stage1", "stage2"]
@@ -226,8 +260,7 @@ def test_hssakd_student_exports_like_a_plain_student(teacher: Path, fmnist: str,
         return [n.op_type for n in proto.graph.node], sorted(tuple(i.dims) for i in proto.graph.initializer)
 
     # a trained plain student: fresh BatchNorm constants (weight 1, bias 0) would fold away differently
-    plain = api.train_teacher("cnn-xs", fmnist, tmp_path / "plain.pt", TrainConfig(epochs=1, limit=128),
-                              progress=False)
+    plain = api.train_teacher("cnn-xs", fmnist, tmp_path / "plain.pt", TrainConfig(epochs=1, limit=128), progress=False)
     assert graph(student, "hssakd.onnx") == graph(load_model(plain.checkpoint)[0], "plain.onnx")
 
 
@@ -247,8 +280,9 @@ def test_resume_restores_the_branches_exactly(teacher: Path, fmnist: str, tmp_pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resuming_a_plain_run_with_branches_is_refused(fmnist: str, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resuming_a_plain_run_with_branches_is_refused(
+    fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def stop(self: Trainer, advance: object) -> None:
         self.epoch = 1
         self._save_state()
@@ -267,20 +301,47 @@ def test_resuming_a_plain_run_with_branches_is_refused(fmnist: str, tmp_path: Pa
 def test_cli_non_square_images(tmp_path: Path) -> None:
     data = tmp_path / "wide.npz"
     np.savez(data, x=np.zeros((40, 28, 20), dtype=np.uint8), y=np.arange(40) % 10)
-    assert_one_line_error(["train-teacher", "--arch", "cnn-xs", "--hssakd", "--data", str(data),
-                           "--out", str(tmp_path / "t.pt")], "needs square images", "28 x 20")
+    assert_one_line_error(
+        ["train-teacher", "--arch", "cnn-xs", "--hssakd", "--data", str(data), "--out", str(tmp_path / "t.pt")],
+        "needs square images",
+        "28 x 20",
+    )
     assert not (tmp_path / "t.pt").exists()
 
 
 def test_cli_branch_on_a_missing_stage(tmp_path: Path, fmnist: str) -> None:
-    assert_one_line_error(["train-teacher", "--arch", "resnet", "--hssakd", "--branches", "stage1,block9",
-                           "--data", fmnist, "--out", str(tmp_path / "t.pt")],
-                          "no stage 'block9' to branch after; valid: stage1, stage2, stage3")
+    assert_one_line_error(
+        [
+            "train-teacher",
+            "--arch",
+            "resnet",
+            "--hssakd",
+            "--branches",
+            "stage1,block9",
+            "--data",
+            fmnist,
+            "--out",
+            str(tmp_path / "t.pt"),
+        ],
+        "no stage 'block9' to branch after; valid: stage1, stage2, stage3",
+    )
 
 
 def test_cli_branches_without_hssakd(tmp_path: Path, fmnist: str) -> None:
-    assert_one_line_error(["train-teacher", "--arch", "resnet", "--branches", "stage1", "--data", fmnist,
-                           "--out", str(tmp_path / "t.pt")], "add --hssakd")
+    assert_one_line_error(
+        [
+            "train-teacher",
+            "--arch",
+            "resnet",
+            "--branches",
+            "stage1",
+            "--data",
+            fmnist,
+            "--out",
+            str(tmp_path / "t.pt"),
+        ],
+        "add --hssakd",
+    )
 
 
 @pytest.fixture
@@ -292,16 +353,44 @@ def plain_teacher(tmp_path: Path) -> Path:
 
 
 def test_cli_teacher_without_branches(plain_teacher: Path, fmnist: str, tmp_path: Path) -> None:
-    assert_one_line_error(["distill", "--teacher", str(plain_teacher), "--student", "cnn-xs", "--method", "hssakd",
-                           "--data", fmnist, "--out", str(tmp_path / "s.pt")],
-                          "has no HSSAKD branches; train it with 'edgekd train-teacher --hssakd'")
+    assert_one_line_error(
+        [
+            "distill",
+            "--teacher",
+            str(plain_teacher),
+            "--student",
+            "cnn-xs",
+            "--method",
+            "hssakd",
+            "--data",
+            fmnist,
+            "--out",
+            str(tmp_path / "s.pt"),
+        ],
+        "has no HSSAKD branches; train it with 'edgekd train-teacher --hssakd'",
+    )
     assert not (tmp_path / "s.pt").exists()
 
 
 def test_cli_hssakd_refuses_an_auxiliary_teacher(plain_teacher: Path, fmnist: str, tmp_path: Path) -> None:
-    assert_one_line_error(["distill", "--teacher", str(plain_teacher), "--student", "cnn-xs", "--method", "hssakd",
-                           "--auxiliary", "auto", "--data", fmnist, "--out", str(tmp_path / "s.pt")],
-                          "drop --auxiliary")
+    assert_one_line_error(
+        [
+            "distill",
+            "--teacher",
+            str(plain_teacher),
+            "--student",
+            "cnn-xs",
+            "--method",
+            "hssakd",
+            "--auxiliary",
+            "auto",
+            "--data",
+            fmnist,
+            "--out",
+            str(tmp_path / "s.pt"),
+        ],
+        "drop --auxiliary",
+    )
 
 
 # ---- the teacher-output cache ----------------------------------------------------------------------------
@@ -324,8 +413,9 @@ def test_cached_teacher_matches_the_live_teacher(teacher: Path, fmnist: str, tmp
     import json
 
     def distil(out: str, cache: bool) -> list[dict[str, float]]:
-        return api.distill(teacher, "cnn-xs", fmnist, tmp_path / out, CFG, DistillConfig(method="hssakd", cache=cache),
-                           progress=False).history
+        return api.distill(
+            teacher, "cnn-xs", fmnist, tmp_path / out, CFG, DistillConfig(method="hssakd", cache=cache), progress=False
+        ).history
 
     live = distil("live.pt", cache=False)
     cached = distil("cached.pt", cache=True)
@@ -338,7 +428,10 @@ def test_cached_teacher_matches_the_live_teacher(teacher: Path, fmnist: str, tmp
 
     metas = [json.loads(m.read_text()) for m in (tmp_path / "cache" / "teacher-outputs").glob("*/meta.json")]
     (meta,) = [m for m in metas if m["key"]["taps"][1:] == ["logits.branch0", "logits.branch1"]]
-    assert [(t["shape"], t["dtype"]) for t in meta["taps"].values()] == [([4, 10], "float32"), ([4, 40], "float32"),
-                                                                         ([4, 40], "float32")]
+    assert [(t["shape"], t["dtype"]) for t in meta["taps"].values()] == [
+        ([4, 10], "float32"),
+        ([4, 40], "float32"),
+        ([4, 40], "float32"),
+    ]
     assert all(t["max_abs_err"] == 0.0 for t in meta["taps"].values())
     assert [r["teacher_cached"] for r in distil("again.pt", cache=True)] == [1.0, 1.0]  # reused from epoch 1

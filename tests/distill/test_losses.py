@@ -71,11 +71,7 @@ def ref_pkt(s: np.ndarray, t: np.ndarray, eps: float = 1e-7) -> float:
 
 def ref_jeffreys(p: np.ndarray, q: np.ndarray, eps: float = 1e-7) -> float:
     n = p.shape[0]
-    terms = [
-        (p[i, j] - q[i, j]) * (np.log(p[i, j] + eps) - np.log(q[i, j] + eps))
-        for i in range(n)
-        for j in range(n)
-    ]
+    terms = [(p[i, j] - q[i, j]) * (np.log(p[i, j] + eps) - np.log(q[i, j] + eps)) for i in range(n) for j in range(n)]
     return float(sum(terms) / n**2)
 
 
@@ -117,9 +113,7 @@ def test_sp_matches_reference_and_pin() -> None:
     assert got == pytest.approx(PINNED["sp"], rel=1e-9)
 
 
-@pytest.mark.parametrize(
-    ("progress", "w_mid", "pin"), [(0.0, 100.0, "infoflow_p0"), (1 / 50, 70.0, "infoflow_p1_50")]
-)
+@pytest.mark.parametrize(("progress", "w_mid", "pin"), [(0.0, 100.0, "infoflow_p0"), (1 / 50, 70.0, "infoflow_p1_50")])
 def test_infoflow_matches_reference_and_pin(progress: float, w_mid: float, pin: str) -> None:
     loss = InformationFlow(PAIRS)
     loss.set_progress(progress)

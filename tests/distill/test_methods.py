@@ -46,17 +46,25 @@ def test_pairs_parse_from_text_and_lists() -> None:
     assert DistillConfig(method="pkt", pairs=["stage3:stage5", ["pool", "pool"]]).pairs == expected
 
 
-@pytest.mark.parametrize(("options", "needle"), [
-    ({"method": "kd", "pairs": "pool:pool"}, "takes no layer pairs"),
-    ({"method": "sp", "schedule": "constant"}, "--schedule applies to infoflow"),
-    ({"method": "infoflow", "schedule": "sometimes"}, "known: constant, critical-period"),
-    ({"method": "pkt", "pairs": "pool"}, "student_layer:teacher_layer"),
-    ({"method": "pkt", "pairs": "pool:pool", "n_pairs": 2}, "not both"),
-    ({"method": "fitnet"}, "known: hssakd, infoflow, kd, pkt, sp"),
-    ({"method": "pkt", "loss_params": {"temperature": 2}},
-     r"method 'pkt' has no loss parameter 'temperature' \(its parameters: eps\); drop --temperature"),
-    ({"method": "kd", "loss_params": {"gamma": 2}}, "its parameters: temperature\\); drop 'gamma' from loss_params"),
-])
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"method": "kd", "pairs": "pool:pool"}, "takes no layer pairs"),
+        ({"method": "sp", "schedule": "constant"}, "--schedule applies to infoflow"),
+        ({"method": "infoflow", "schedule": "sometimes"}, "known: constant, critical-period"),
+        ({"method": "pkt", "pairs": "pool"}, "student_layer:teacher_layer"),
+        ({"method": "pkt", "pairs": "pool:pool", "n_pairs": 2}, "not both"),
+        ({"method": "fitnet"}, "known: hssakd, infoflow, kd, pkt, sp"),
+        (
+            {"method": "pkt", "loss_params": {"temperature": 2}},
+            r"method 'pkt' has no loss parameter 'temperature' \(its parameters: eps\); drop --temperature",
+        ),
+        (
+            {"method": "kd", "loss_params": {"gamma": 2}},
+            "its parameters: temperature\\); drop 'gamma' from loss_params",
+        ),
+    ],
+)
 def test_bad_options_fail_when_the_config_loads(options: dict[str, object], needle: str) -> None:
     with pytest.raises(UserError, match=needle):
         DistillConfig(**options)
@@ -154,17 +162,36 @@ def test_vit_exports_to_onnx_with_a_dynamic_batch(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory: pytest.TempPathFactory, fmnist_npz: Path) -> Path:
     out = tmp_path_factory.mktemp("teacher") / "t.pt"
-    api.train_teacher("vit(dim=32,depth=3,heads=2,patch=7)", str(fmnist_npz), out,
-                      TrainConfig(epochs=1, limit=300), progress=False)
+    api.train_teacher(
+        "vit(dim=32,depth=3,heads=2,patch=7)", str(fmnist_npz), out, TrainConfig(epochs=1, limit=300), progress=False
+    )
     return out
 
 
 @pytest.mark.parametrize("method", ["kd", "pkt", "infoflow", "sp"])
 def test_cli_distills_with_every_method(method: str, teacher: Path, fmnist: str, tmp_path: Path) -> None:
     out = tmp_path / "s.pt"
-    result = CliRunner().invoke(cli, ["distill", "--teacher", str(teacher), "--student", "cnn-xs", "--method",
-                                      method, "--data", fmnist, "--epochs", "2", "--limit", "200",
-                                      "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--student",
+            "cnn-xs",
+            "--method",
+            method,
+            "--data",
+            fmnist,
+            "--epochs",
+            "2",
+            "--limit",
+            "200",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     _, _, meta = load_model(out)
     assert meta["method"] == method and meta["distill"]["kd_weight"] == DEFAULTS[method].kd_weight
@@ -181,8 +208,24 @@ def test_cli_distills_with_every_method(method: str, teacher: Path, fmnist: str,
 
 def test_cli_wrong_layer_fails_before_training(teacher: Path, fmnist: str, tmp_path: Path) -> None:
     out = tmp_path / "s.pt"
-    result = CliRunner().invoke(cli, ["distill", "--teacher", str(teacher), "--student", "cnn-xs", "--method",
-                                      "pkt", "--pairs", "stage3:block9", "--data", fmnist, "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--student",
+            "cnn-xs",
+            "--method",
+            "pkt",
+            "--pairs",
+            "stage3:block9",
+            "--data",
+            fmnist,
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "teacher has no layer 'block9'; valid layer names: norm, stem" in result.output
     assert not out.exists() and not (tmp_path / "edgekd.sqlite").exists()
@@ -194,8 +237,9 @@ def test_cli_lists_methods_with_their_weights() -> None:
     assert all(name in result.output for name in LOSSES.names()) and "kd-weight 1000" in result.output
 
 
-def test_resume_refuses_another_method(teacher: Path, fmnist: str, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_refuses_another_method(
+    teacher: Path, fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd.distill.trainer import Trainer, state_path
 
     def stop(self: Trainer, advance: object) -> None:
@@ -209,5 +253,6 @@ def test_resume_refuses_another_method(teacher: Path, fmnist: str, tmp_path: Pat
         api.distill(teacher, "cnn-xs", fmnist, tmp_path / "s.pt", cfg, DistillConfig(method="pkt"), progress=False)
     assert state_path(tmp_path / "s.pt").exists()
     with pytest.raises(UserError, match="other training settings"):
-        api.distill(teacher, "cnn-xs", fmnist, tmp_path / "s.pt", cfg, DistillConfig(method="sp"), resume=True,
-                    progress=False)
+        api.distill(
+            teacher, "cnn-xs", fmnist, tmp_path / "s.pt", cfg, DistillConfig(method="sp"), resume=True, progress=False
+        )

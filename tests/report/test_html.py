@@ -13,15 +13,28 @@ from edgekd.report.plots import pareto_front
 from edgekd.store import STORE_NAME, Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _bench(p50: float, acc: float, runtime: str = "onnxruntime") -> dict:
     quantiles = [p50 * (0.8 + 0.004 * i) for i in range(101)]
-    return {"batch": 1, "latency_ms": {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.3, "mean": p50, "std": 0.01},
-            "latency_quantiles_ms": quantiles, "throughput_per_s": 1000 / p50, "accuracy": acc,
-            "fingerprint": {"runtime": runtime, "precision": "fp32", "cpu_model": "test cpu", "cores": 2}}
+    return {
+        "batch": 1,
+        "latency_ms": {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.3, "mean": p50, "std": 0.01},
+        "latency_quantiles_ms": quantiles,
+        "throughput_per_s": 1000 / p50,
+        "accuracy": acc,
+        "fingerprint": {"runtime": runtime, "precision": "fp32", "cpu_model": "test cpu", "cores": 2},
+    }
 
 
 @pytest.fixture
@@ -32,10 +45,16 @@ def run_dir(tmp_path: Path) -> Path:
         store.log_metric(run, "val_acc", acc, epoch)
     store.log_metric(run, "test_acc", 0.855, 3)
     for name, p50, acc in [("small", 0.05, 0.84), ("large", 0.30, 0.90), ("worse", 0.40, 0.83)]:
-        store.log_artifact(tmp_path / name / "model.ort.onnx", {
-            "runtime": "onnxruntime", "precision": "fp32", "target": "cpu-ort-fp32",
-            "accuracy": {"torch": acc, "onnx": acc, "artifact": acc},
-            "parity": {"max_abs_diff": 1e-6, "top1_agreement": 1.0}})
+        store.log_artifact(
+            tmp_path / name / "model.ort.onnx",
+            {
+                "runtime": "onnxruntime",
+                "precision": "fp32",
+                "target": "cpu-ort-fp32",
+                "accuracy": {"torch": acc, "onnx": acc, "artifact": acc},
+                "parity": {"max_abs_diff": 1e-6, "top1_agreement": 1.0},
+            },
+        )
         store.log_benchmark(str(tmp_path / name / "model.ort.onnx"), _bench(p50, acc))
     return tmp_path
 
@@ -61,10 +80,17 @@ def test_html_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     write_reports(run_dir, ["html"])
     page = (run_dir / "report.html").as_uri()
     profile = tmp_path / "chromium-profile"
-    dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Accuracy against latency" in dom.stdout and dom.stdout.count("<svg") == 4
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
-                    "--window-size=1000,2400", page], capture_output=True, timeout=120)
+    subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1000,2400", page],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 20_000  # a blank page compresses to a few KB

@@ -66,9 +66,7 @@ def test_build_load_run(runtime: Runtime, model_and_onnx: tuple[object, Path], t
     model, onnx_path = model_and_onnx
     assert adapter.name is runtime
     assert isinstance(adapter.version(), str) and adapter.version()
-    profile = TargetProfile(
-        name=f"contract-{runtime.value}", runtime=runtime, device=DEVICE.get(runtime, "cpu")
-    )
+    profile = TargetProfile(name=f"contract-{runtime.value}", runtime=runtime, device=DEVICE.get(runtime, "cpu"))
     artifact = adapter.build(onnx_path, profile, tmp_path)
     assert (artifact.runtime, artifact.precision, tuple(artifact.input_shape)) == (
         runtime.value,

@@ -138,8 +138,9 @@ def test_goal_out_of_reach_still_writes_the_best_artifact(outlier_onnx: Path, tm
         ("onnxruntime", {"calibrate_method": "kl"}, "calibrate_method"),
     ],
 )
-def test_bad_options_are_user_errors(outlier_onnx: Path, tmp_path: Path, runtime: str, options: dict,
-                                     message: str) -> None:
+def test_bad_options_are_user_errors(
+    outlier_onnx: Path, tmp_path: Path, runtime: str, options: dict, message: str
+) -> None:
     with pytest.raises(UserError, match=message):
         get_runtime(runtime).build(outlier_onnx, int8_profile(runtime, **options), tmp_path)
 
@@ -147,8 +148,16 @@ def test_bad_options_are_user_errors(outlier_onnx: Path, tmp_path: Path, runtime
 def test_cli_bad_recipe_exits_2_with_one_line(outlier_onnx: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "few.yaml"
     recipe.write_text("dataset: fashion-mnist\nsamples: 8\n")
-    args = ["export", str(outlier_onnx), "--target", "cpu-ort-int8", "--out", str(tmp_path / "o"),
-            "--calibration", str(recipe)]
+    args = [
+        "export",
+        str(outlier_onnx),
+        "--target",
+        "cpu-ort-int8",
+        "--out",
+        str(tmp_path / "o"),
+        "--calibration",
+        str(recipe),
+    ]
     result = CliRunner().invoke(cli, args)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, result.output

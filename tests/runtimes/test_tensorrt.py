@@ -34,8 +34,12 @@ without_trt = pytest.mark.skipif(TensorRT.is_available(), reason="TensorRT is in
 
 
 def trt_profile(precision: Precision = Precision.FP16, **fields: object) -> TargetProfile:
-    base: dict[str, object] = {"name": f"test-trt-{precision.value}", "runtime": Runtime.TENSORRT,
-                               "device": "cuda", "precision": precision}
+    base: dict[str, object] = {
+        "name": f"test-trt-{precision.value}",
+        "runtime": Runtime.TENSORRT,
+        "device": "cuda",
+        "precision": precision,
+    }
     return TargetProfile(**{**base, **fields})
 
 
@@ -56,10 +60,17 @@ def cnn_onnx(cnn: tuple[object, Path]) -> Path:
     return cnn[1]
 
 
-def graph(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
-          initializers: Sequence[onnx.TensorProto] = (), opset: int = 18) -> onnx.ModelProto:
-    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(initializers)),
-                             opset_imports=[helper.make_opsetid("", opset)])
+def graph(
+    nodes: list[onnx.NodeProto],
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    initializers: Sequence[onnx.TensorProto] = (),
+    opset: int = 18,
+) -> onnx.ModelProto:
+    return helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs, list(initializers)),
+        opset_imports=[helper.make_opsetid("", opset)],
+    )
 
 
 def image(name: str = "input", elem: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
@@ -72,23 +83,30 @@ def by_op(findings: list[Finding], op: str) -> list[Finding]:
 
 # --- the static pre-check ---------------------------------------------------------------------------
 
+
 def test_exported_cnn_has_no_findings(cnn_onnx: Path) -> None:
     assert check_for_tensorrt(cnn_onnx) == []
     assert check_for_tensorrt(cnn_onnx, strict=True) == []
 
 
 def test_unsupported_operator_is_an_error_with_a_fix() -> None:
-    model = graph([helper.make_node("Unique", ["input"], ["u"], name="dedupe")],
-                  [image()], [helper.make_tensor_value_info("u", TensorProto.FLOAT, None)])
+    model = graph(
+        [helper.make_node("Unique", ["input"], ["u"], name="dedupe")],
+        [image()],
+        [helper.make_tensor_value_info("u", TensorProto.FLOAT, None)],
+    )
     [finding] = check_for_tensorrt(model)
     assert (finding.severity, finding.node, finding.op) == (Severity.ERROR, "dedupe", "Unique")
     assert "not supported by TensorRT" in finding.message and "fix:" in finding.message
 
 
 def test_types_tensorrt_does_not_take() -> None:
-    model = graph([helper.make_node("Identity", ["input"], ["out"], name="id")],
-                  [image("input", TensorProto.DOUBLE)], [helper.make_tensor_value_info("out", TensorProto.INT64, None)],
-                  [helper.make_tensor("names", TensorProto.STRING, [1], [b"cat"])])
+    model = graph(
+        [helper.make_node("Identity", ["input"], ["out"], name="id")],
+        [image("input", TensorProto.DOUBLE)],
+        [helper.make_tensor_value_info("out", TensorProto.INT64, None)],
+        [helper.make_tensor("names", TensorProto.STRING, [1], [b"cat"])],
+    )
     found = {(f.op, f.node): f for f in check_for_tensorrt(model)}
     assert found["input", "input"].severity is Severity.ERROR and "DOUBLE" in found["input", "input"].message
     assert found["output", "out"].severity is Severity.WARNING and "INT64" in found["output", "out"].message
@@ -104,8 +122,10 @@ def test_restrictions_of_supported_operators() -> None:
         helper.make_node("TopK", ["m", "k"], ["v", "i"], name="top", sorted=0),
     ]
     inputs = [image(), helper.make_tensor_value_info("dyn_axes", TensorProto.INT64, [1])]
-    inits = [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2]),
-             helper.make_tensor("k", TensorProto.INT64, [1], [5])]
+    inits = [
+        helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2]),
+        helper.make_tensor("k", TensorProto.INT64, [1], [5]),
+    ]
     model = graph(nodes, inputs, [helper.make_tensor_value_info("v", TensorProto.FLOAT, None)], inits)
     findings = check_for_tensorrt(model)
     assert all(f.severity is Severity.ERROR for f in findings if f.op != "input")
@@ -116,13 +136,21 @@ def test_restrictions_of_supported_operators() -> None:
 
 
 def test_custom_domain_and_caveats_and_newer_operators() -> None:
-    nodes = [helper.make_node("FusedConv", ["input"], ["a"], name="ort_fused", domain="com.microsoft"),
-             helper.make_node("NonZero", ["a"], ["b"], name="nz"),
-             helper.make_node("RMSNormalization", ["a", "scale"], ["c"], name="rms")]
+    nodes = [
+        helper.make_node("FusedConv", ["input"], ["a"], name="ort_fused", domain="com.microsoft"),
+        helper.make_node("NonZero", ["a"], ["b"], name="nz"),
+        helper.make_node("RMSNormalization", ["a", "scale"], ["c"], name="rms"),
+    ]
     model = helper.make_model(
-        helper.make_graph(nodes, "g", [image()], [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
-                          [helper.make_tensor("scale", TensorProto.FLOAT, [1], [1.0])]),
-        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
+        helper.make_graph(
+            nodes,
+            "g",
+            [image()],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
+            [helper.make_tensor("scale", TensorProto.FLOAT, [1], [1.0])],
+        ),
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)],
+    )
     findings = check_for_tensorrt(model)
     assert by_op(findings, "FusedConv")[0].severity is Severity.ERROR
     assert "com.microsoft::FusedConv is not a standard ONNX operator" in by_op(findings, "FusedConv")[0].message
@@ -131,13 +159,24 @@ def test_custom_domain_and_caveats_and_newer_operators() -> None:
 
 
 def test_subgraphs_are_checked() -> None:
-    branch = helper.make_graph([helper.make_node("Unique", ["input"], ["y"], name="inner")], "then", [],
-                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    other = helper.make_graph([helper.make_node("Identity", ["input"], ["z"])], "else", [],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    branch = helper.make_graph(
+        [helper.make_node("Unique", ["input"], ["y"], name="inner")],
+        "then",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["z"])],
+        "else",
+        [],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )
     node = helper.make_node("If", ["cond"], ["out"], name="branch", then_branch=branch, else_branch=other)
-    model = graph([node], [image(), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
-                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    model = graph(
+        [node],
+        [image(), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+    )
     findings = check_for_tensorrt(model)
     assert by_op(findings, "If")[0].severity is Severity.WARNING  # the branches' caveat
     assert by_op(findings, "Unique")[0].node == "inner"
@@ -154,9 +193,11 @@ def test_opset_range() -> None:
 
 
 def test_strict_raises_one_line_user_error(tmp_path: Path) -> None:
-    model = graph([helper.make_node("Unique", ["input"], ["u"], name="a"),
-                   helper.make_node("Det", ["u"], ["d"], name="b")],
-                  [image()], [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)])
+    model = graph(
+        [helper.make_node("Unique", ["input"], ["u"], name="a"), helper.make_node("Det", ["u"], ["d"], name="b")],
+        [image()],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, None)],
+    )
     path = tmp_path / "bad.onnx"
     onnx.save(model, str(path))
     with pytest.raises(UserError) as err:
@@ -176,20 +217,29 @@ def test_missing_and_corrupt_files_are_user_errors(tmp_path: Path) -> None:
 
 # --- profiles, settings and trtexec ------------------------------------------------------------------
 
-COMMON_TAIL = ("--memPoolSize=workspace:1024M --timingCacheFile=timing.cache --shapes=input:1x1x28x28"
-               " --warmUp=500 --iterations=50 --duration=2 --avgRuns=100 --percentile=50,90,99 --noDataTransfers"
-               " --useCudaGraph --exportTimes=trtexec_times.json --exportProfile=trtexec_profile.json"
-               " --separateProfileRun")
-COMMON_HEAD = ("trtexec --onnx=model.onnx --saveEngine=model.engine --minShapes=input:1x1x28x28"
-               " --optShapes=input:1x1x28x28 --maxShapes=input:32x1x28x28")
+COMMON_TAIL = (
+    "--memPoolSize=workspace:1024M --timingCacheFile=timing.cache --shapes=input:1x1x28x28"
+    " --warmUp=500 --iterations=50 --duration=2 --avgRuns=100 --percentile=50,90,99 --noDataTransfers"
+    " --useCudaGraph --exportTimes=trtexec_times.json --exportProfile=trtexec_profile.json"
+    " --separateProfileRun"
+)
+COMMON_HEAD = (
+    "trtexec --onnx=model.onnx --saveEngine=model.engine --minShapes=input:1x1x28x28"
+    " --optShapes=input:1x1x28x28 --maxShapes=input:32x1x28x28"
+)
 
 
-@pytest.mark.parametrize("name, precision", [("jetson-orin-trt-fp16", Precision.FP16),
-                                             ("jetson-orin-trt-int8", Precision.INT8)])
+@pytest.mark.parametrize(
+    "name, precision", [("jetson-orin-trt-fp16", Precision.FP16), ("jetson-orin-trt-int8", Precision.INT8)]
+)
 def test_jetson_profiles_load(name: str, precision: Precision) -> None:
     profile = load_target(name)
     assert (profile.runtime, profile.device, profile.precision, profile.batch) == (
-        Runtime.TENSORRT, "cuda", precision, 1)
+        Runtime.TENSORRT,
+        "cuda",
+        precision,
+        1,
+    )
     assert profile.input_shape == SHAPE
     settings = trt_settings(profile)
     assert (settings.min_batch, settings.opt_batch, settings.max_batch) == (1, 1, 32)
@@ -203,17 +253,30 @@ def test_trtexec_command_fp16() -> None:
 
 def test_trtexec_command_int8() -> None:
     assert trtexec_command(load_target("jetson-orin-trt-int8")) == (
-        f"{COMMON_HEAD} --int8 --fp16 --calib=calibration.cache --optShapesCalib=input:32x1x28x28 {COMMON_TAIL}")
+        f"{COMMON_HEAD} --int8 --fp16 --calib=calibration.cache --optShapesCalib=input:32x1x28x28 {COMMON_TAIL}"
+    )
 
 
 def test_trtexec_follows_the_profile() -> None:
-    profile = trt_profile(Precision.FP32, device="cuda:1", batch=4, input_shape=(3, 32, 32),
-                          options={"min_batch": 2, "max_batch": 8, "workspace_mb": 512,
-                                   "builder_optimization_level": 5})
+    profile = trt_profile(
+        Precision.FP32,
+        device="cuda:1",
+        batch=4,
+        input_shape=(3, 32, 32),
+        options={"min_batch": 2, "max_batch": 8, "workspace_mb": 512, "builder_optimization_level": 5},
+    )
     args = trtexec_args(profile, "student.onnx", input_name="images")
-    for flag in ("--onnx=student.onnx", "--minShapes=images:2x3x32x32", "--optShapes=images:4x3x32x32",
-                 "--maxShapes=images:8x3x32x32", "--shapes=images:4x3x32x32", "--noTF32",
-                 "--memPoolSize=workspace:512M", "--builderOptimizationLevel=5", "--device=1"):
+    for flag in (
+        "--onnx=student.onnx",
+        "--minShapes=images:2x3x32x32",
+        "--optShapes=images:4x3x32x32",
+        "--maxShapes=images:8x3x32x32",
+        "--shapes=images:4x3x32x32",
+        "--noTF32",
+        "--memPoolSize=workspace:512M",
+        "--builderOptimizationLevel=5",
+        "--device=1",
+    ):
         assert flag in args
     assert not {"--fp16", "--int8"} & set(args)
     assert shlex.split(trtexec_command(profile, "my model.onnx"))[1] == "--onnx=my model.onnx"
@@ -225,13 +288,16 @@ def test_trtexec_needs_a_shape() -> None:
     assert "--optShapes=input:1x3x8x8" in trtexec_args(trt_profile(), input_shape=(3, 8, 8))
 
 
-@pytest.mark.parametrize("fields, match", [
-    ({"device": "cpu"}, "device must be cuda or cuda:N"),
-    ({"options": {"max_batchsize": 8}}, "unknown TensorRT option"),
-    ({"options": {"max_batch": "8"}}, "must be an integer"),
-    ({"batch": 8, "options": {"max_batch": 4}}, r"min_batch \(1\) <= batch \(8\) <= max_batch \(4\)"),
-    ({"options": {"builder_optimization_level": 9}}, "0-5"),
-])
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"device": "cpu"}, "device must be cuda or cuda:N"),
+        ({"options": {"max_batchsize": 8}}, "unknown TensorRT option"),
+        ({"options": {"max_batch": "8"}}, "must be an integer"),
+        ({"batch": 8, "options": {"max_batch": 4}}, r"min_batch \(1\) <= batch \(8\) <= max_batch \(4\)"),
+        ({"options": {"builder_optimization_level": 9}}, "0-5"),
+    ],
+)
 def test_bad_profiles_are_user_errors(fields: dict[str, object], match: str) -> None:
     with pytest.raises(UserError, match=match):
         trt_settings(trt_profile(**fields))
@@ -253,6 +319,7 @@ def test_calibration_batches() -> None:
 
 # --- without TensorRT ---------------------------------------------------------------------------------
 
+
 @without_trt
 def test_get_runtime_says_tensorrt_is_not_installed() -> None:
     with pytest.raises(UserError) as err:
@@ -268,13 +335,16 @@ def test_cli_export_to_a_trt_target_exits_2_with_one_line(tmp_path: Path, cnn_on
 
     from edgekd.cli import cli
 
-    result = CliRunner().invoke(cli, ["export", str(cnn_onnx), "--target", "jetson-orin-trt-fp16",
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["export", str(cnn_onnx), "--target", "jetson-orin-trt-fp16", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert lines == ["edgekd: error: runtime tensorrt is not installed on this machine; install TensorRT on the"
-                     " device (pip install 'edgekd[tensorrt]' on an NVIDIA machine), or add --offline to export"
-                     " the ONNX and trtexec.sh to build there"], result.output
+    assert lines == [
+        "edgekd: error: runtime tensorrt is not installed on this machine; install TensorRT on the"
+        " device (pip install 'edgekd[tensorrt]' on an NVIDIA machine), or add --offline to export"
+        " the ONNX and trtexec.sh to build there"
+    ], result.output
 
 
 @without_trt
@@ -287,16 +357,28 @@ def test_cli_export_offline_prepares_the_device_build(tmp_path: Path) -> None:
     spec = parse_arch("cnn-xs")
     save_checkpoint(tmp_path / "m.pt", build_model(spec).eval(), spec, {"input_shape": [1, 28, 28]})
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m.pt"), "--target", "jetson-orin-trt-fp16",
-                                      "--out", str(out), "--offline", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(tmp_path / "m.pt"),
+            "--target",
+            "jetson-orin-trt-fp16",
+            "--out",
+            str(out),
+            "--offline",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads((out / "offline.json").read_text())
     assert info["built"] is False and info["errors"] == 0 and info["target"] == "jetson-orin-trt-fp16"
     assert info["parity"]["onnx"]["max_abs_diff"] < 1e-3
     assert (out / "model.onnx").is_file() and os.access(out / "trtexec.sh", os.X_OK)
     assert "--fp16" in (out / "trtexec.sh").read_text() and not (out / "artifact.json").exists()
-    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m.pt"), "--target", "cpu-ort-fp32",
-                                      "--out", str(tmp_path / "o2"), "--offline"])
+    result = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "m.pt"), "--target", "cpu-ort-fp32", "--out", str(tmp_path / "o2"), "--offline"]
+    )
     assert result.exit_code == 2 and "TensorRT targets only" in result.output
 
 
@@ -316,8 +398,11 @@ def test_prepare_offline_writes_command_and_report(tmp_path: Path, cnn_onnx: Pat
 
 
 def test_prepare_offline_reports_errors_without_failing(tmp_path: Path) -> None:
-    model = graph([helper.make_node("Unique", ["input"], ["u"], name="dedupe")],
-                  [image()], [helper.make_tensor_value_info("u", TensorProto.FLOAT, ["n"])])
+    model = graph(
+        [helper.make_node("Unique", ["input"], ["u"], name="dedupe")],
+        [image()],
+        [helper.make_tensor_value_info("u", TensorProto.FLOAT, ["n"])],
+    )
     onnx.checker.check_model(model)
     path = tmp_path / "bad.onnx"
     onnx.save(model, str(path))
@@ -331,17 +416,28 @@ def test_prepare_offline_refuses_a_mismatched_shape(tmp_path: Path, cnn_onnx: Pa
         prepare_offline(cnn_onnx, trt_profile(input_shape=(3, 32, 32)), tmp_path)
 
 
-@pytest.mark.parametrize("module", ["edgekd.runtimes.tensorrt", "edgekd.runtimes.trtexec",
-                                    "edgekd.runtimes.trt_calibrator", "edgekd.runtimes.trt_session",
-                                    "edgekd.export.trt_check", "edgekd.bench.cuda_events"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "edgekd.runtimes.tensorrt",
+        "edgekd.runtimes.trtexec",
+        "edgekd.runtimes.trt_calibrator",
+        "edgekd.runtimes.trt_session",
+        "edgekd.export.trt_check",
+        "edgekd.bench.cuda_events",
+    ],
+)
 def test_import_imports_no_tensorrt_cuda_or_torch(module: str) -> None:
-    code = (f"import sys, {module}; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'cuda', 'torch')))")
+    code = (
+        f"import sys, {module}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'cuda', 'torch')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", f"importing {module} imported {out.stdout.strip()}"
 
 
 # --- with TensorRT and an NVIDIA GPU ------------------------------------------------------------------
+
 
 def torch_logits(model: object, x: np.ndarray) -> np.ndarray:
     import torch
@@ -366,8 +462,7 @@ class TestWithTensorRT:
             pytest.skip(str(err))
 
     @pytest.mark.parametrize("precision, atol", [(Precision.FP32, 1e-3), (Precision.FP16, 2e-2)])
-    def test_build_load_run(self, precision: Precision, atol: float, cnn: tuple[object, Path],
-                            tmp_path: Path) -> None:
+    def test_build_load_run(self, precision: Precision, atol: float, cnn: tuple[object, Path], tmp_path: Path) -> None:
         model, onnx_path = cnn
         adapter = TensorRT()
         artifact = adapter.build(onnx_path, trt_profile(precision, input_shape=SHAPE), tmp_path)
@@ -389,8 +484,9 @@ class TestWithTensorRT:
         from edgekd.cli import cli
 
         out = tmp_path / "out"
-        result = CliRunner().invoke(cli, ["export", str(cnn_onnx), "--target", "jetson-orin-trt-fp16",
-                                          "--out", str(out), "--json"])
+        result = CliRunner().invoke(
+            cli, ["export", str(cnn_onnx), "--target", "jetson-orin-trt-fp16", "--out", str(out), "--json"]
+        )
         assert result.exit_code == 0, result.output
         info = json.loads((out / "artifact.json").read_text())
         assert (info["runtime"], info["precision"], info["artifact"]) == ("tensorrt", "fp16", "model.engine")

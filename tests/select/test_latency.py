@@ -36,8 +36,9 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Replace export + build + benchmark by a stub that records which candidates it measured."""
     calls: list[str] = []
 
-    def fake(candidate: Candidate, profile: TargetProfile, folder: Path, timing: Any = None,
-             *, repeats: int = 1) -> dict[str, Any]:
+    def fake(
+        candidate: Candidate, profile: TargetProfile, folder: Path, timing: Any = None, *, repeats: int = 1
+    ) -> dict[str, Any]:
         calls.append(candidate.key)
         return {"latency_ms": {"p50": 0.1 * len(calls)}, "p50_runs": [0.1 * len(calls)] * repeats}
 
@@ -45,8 +46,9 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_second_measure_is_read_from_the_store(tmp_path: Path, candidates: list[Candidate],
-                                               profile: TargetProfile, fake_bench: list[str]) -> None:
+def test_second_measure_is_read_from_the_store(
+    tmp_path: Path, candidates: list[Candidate], profile: TargetProfile, fake_bench: list[str]
+) -> None:
     store = Store(tmp_path / STORE_NAME)
     first = measure_candidate(candidates[0], profile, tmp_path, store)
     again = measure_candidate(candidates[0], profile, tmp_path, store.path)  # a path to the store works too
@@ -58,8 +60,9 @@ def test_second_measure_is_read_from_the_store(tmp_path: Path, candidates: list[
     assert lookup(candidates[1], profile, store) is None
 
 
-def test_another_candidate_or_target_setting_is_measured_again(tmp_path: Path, candidates: list[Candidate],
-                                                              profile: TargetProfile, fake_bench: list[str]) -> None:
+def test_another_candidate_or_target_setting_is_measured_again(
+    tmp_path: Path, candidates: list[Candidate], profile: TargetProfile, fake_bench: list[str]
+) -> None:
     store = Store(tmp_path / STORE_NAME)
     measure_candidate(candidates[0], profile, tmp_path, store)
     measure_candidate(candidates[1], profile, tmp_path, store)
@@ -72,8 +75,9 @@ def test_another_candidate_or_target_setting_is_measured_again(tmp_path: Path, c
     assert LatencyCache(store).count() == 4
 
 
-def test_absent_runtime_fails_before_any_work(tmp_path: Path, candidates: list[Candidate],
-                                              fake_bench: list[str]) -> None:
+def test_absent_runtime_fails_before_any_work(
+    tmp_path: Path, candidates: list[Candidate], fake_bench: list[str]
+) -> None:
     if get_runtime("tensorrt", require=False).is_available():
         pytest.skip("TensorRT is installed here")
     trt = TargetProfile(name="jetson", runtime="tensorrt", device="cuda", precision="fp16")
@@ -88,8 +92,9 @@ def test_target_input_shape_must_match_the_candidate(tmp_path: Path, candidates:
         measure_candidate(candidates[0], profile, tmp_path, tmp_path / STORE_NAME)
 
 
-def test_real_measurement_exports_builds_and_benchmarks(tmp_path: Path, candidates: list[Candidate],
-                                                        profile: TargetProfile) -> None:
+def test_real_measurement_exports_builds_and_benchmarks(
+    tmp_path: Path, candidates: list[Candidate], profile: TargetProfile
+) -> None:
     store = Store(tmp_path / STORE_NAME)
     measured = measure_candidate(candidates[0], profile, tmp_path, store, FAST, repeats=2)
     assert not measured.cached and measured.p50_ms > 0

@@ -18,24 +18,41 @@ from edgekd.select.space import SearchSpace
 from edgekd.store import STORE_NAME, Store
 
 # A made-up target: 20 us per call, convolutions in blocks of 8 channels.
-TRUTH = LatencyPredictor({"overhead": 0.02, "conv.count": 0.003, "conv.macs": 2e-8, "pointwise.macs": 3e-8,
-                          "depthwise.macs": 1e-7, "pool.elements": 1e-7, "eltwise.elements": 5e-8}, vector=8)
+TRUTH = LatencyPredictor(
+    {
+        "overhead": 0.02,
+        "conv.count": 0.003,
+        "conv.macs": 2e-8,
+        "pointwise.macs": 3e-8,
+        "depthwise.macs": 1e-7,
+        "pool.elements": 1e-7,
+        "eltwise.elements": 5e-8,
+    },
+    vector=8,
+)
 
 
 @pytest.fixture(scope="module")
 def space() -> list[Candidate]:
-    return SearchSpace.model_validate({"families": [
-        {"family": "cnn", "width": [2, 6, 8, 12, 16], "depth": [1, 2]},
-        {"family": "mobilenet", "width": [0.25, 0.5, 1.0], "depth": [1, 2]},
-    ], "image_size": [8, 12]}).candidates()
+    return SearchSpace.model_validate(
+        {
+            "families": [
+                {"family": "cnn", "width": [2, 6, 8, 12, 16], "depth": [1, 2]},
+                {"family": "mobilenet", "width": [0.25, 0.5, 1.0], "depth": [1, 2]},
+            ],
+            "image_size": [8, 12],
+        }
+    ).candidates()
 
 
 def test_layers_fold_batch_norm_and_activations_into_convolutions(space: list[Candidate]) -> None:
     cnn = next(c for c in space if c.arch == "cnn(depth=1,width=2)" and c.spec.image_size == 8)
     kinds = [layer.kind for layer in candidate_layers(cnn)]
     # normalise (sub, mul), 4 conv-BN-ReLU as 4 convs, 2 max-pools, the global mean, the head
-    assert kinds == [LayerKind.ELTWISE] * 2 + [LayerKind.CONV] * 2 + [LayerKind.POOL, LayerKind.CONV] * 2 \
-        + [LayerKind.POOL, LayerKind.LINEAR]
+    assert kinds == [LayerKind.ELTWISE] * 2 + [LayerKind.CONV] * 2 + [LayerKind.POOL, LayerKind.CONV] * 2 + [
+        LayerKind.POOL,
+        LayerKind.LINEAR,
+    ]
     conv = candidate_layers(cnn)[3]
     assert conv.config == "conv3x3 s1 g1 2->2 @8x8" and conv.macs == 8 * 8 * 9 * 2 * 2
     assert padded_macs(conv, 8) == 8 * 8 * 9 * 8 * 8
@@ -60,8 +77,9 @@ def test_prediction_is_overhead_plus_the_layer_table(space: list[Candidate]) -> 
 
 
 def test_save_and_load_round_trip(tmp_path: Path, space: list[Candidate]) -> None:
-    fitted = LatencyPredictor.fit_measured(space[::2], {c.key: TRUTH.predict(c) for c in space},
-                                           target={"name": "made-up", "threads": 1})
+    fitted = LatencyPredictor.fit_measured(
+        space[::2], {c.key: TRUTH.predict(c) for c in space}, target={"name": "made-up", "threads": 1}
+    )
     loaded = LatencyPredictor.load(fitted.save(tmp_path / "predictor.json"))
     table = json.loads((tmp_path / "predictor.json").read_text())["table"]
     assert {row["config"] for row in table} == {row["config"] for row in fitted.table(space[::2])}

@@ -48,12 +48,24 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_select(teacher: Path, data: Path, out: Path, store: Path, **options: Any) -> dict[str, Any]:
     space = SearchSpace.model_validate(SPACE)
-    return select(teacher, space, "cpu-ort-fp32", str(data), out, TRAIN, DistillConfig(), SelectConfig(**options),
-                  timing=FAST, store=store, progress=False)
+    return select(
+        teacher,
+        space,
+        "cpu-ort-fp32",
+        str(data),
+        out,
+        TRAIN,
+        DistillConfig(),
+        SelectConfig(**options),
+        timing=FAST,
+        store=store,
+        progress=False,
+    )
 
 
 def test_select_chooses_a_student_within_budget_and_says_why_the_others_lost(
-        teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path) -> None:
+    teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path
+) -> None:
     sel = run_select(teacher, fmnist_npz, tmp_path / "run", shared_store, budget_ms=1.0, probes=2)
 
     assert sel["met_budget"] and sel["missed_by_ms"] is None
@@ -83,7 +95,8 @@ def test_select_chooses_a_student_within_budget_and_says_why_the_others_lost(
 
 
 def test_a_budget_nothing_meets_gets_the_fastest_and_says_by_how_much(
-        teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path) -> None:
+    teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path
+) -> None:
     sel = run_select(teacher, fmnist_npz, tmp_path / "run", shared_store, budget_ms=1e-4)
 
     assert not sel["met_budget"]
@@ -101,8 +114,17 @@ def fake_distill(accuracy: dict[str, float]) -> Any:
     """api.distill without training: each epoch reports the arch's accuracy scaled by progress."""
     from edgekd.distill.trainer import TrainResult
 
-    def distill(teacher: Path, arch: str, data: str, out: Path, cfg: TrainConfig, task: Any, *,
-                on_epoch_end: Any = None, **_: Any) -> TrainResult:
+    def distill(
+        teacher: Path,
+        arch: str,
+        data: str,
+        out: Path,
+        cfg: TrainConfig,
+        task: Any,
+        *,
+        on_epoch_end: Any = None,
+        **_: Any,
+    ) -> TrainResult:
         history = []
         for epoch in range(1, cfg.epochs + 1):
             history.append({"epoch": epoch, "val_acc": accuracy[arch] * epoch / cfg.epochs})
@@ -114,15 +136,24 @@ def fake_distill(accuracy: dict[str, float]) -> Any:
 
 
 def job_of(tmp_path: Path, accuracy: dict[str, float], epochs: int, n_trials: int) -> SearchJob:
-    entries = tuple(Entry(f"k{i}", arch, 0.1 * (i + 1), 100 * (i + 1), 1000 * (i + 1))
-                    for i, arch in enumerate(accuracy))
-    return SearchJob(teacher="t.pt", data="d.npz", out=str(tmp_path), store=str(tmp_path / STORE_NAME),
-                     train=TrainConfig(epochs=epochs).model_dump(mode="json"),
-                     task=DistillConfig().model_dump(mode="json"), entries=entries, n_trials=n_trials)
+    entries = tuple(
+        Entry(f"k{i}", arch, 0.1 * (i + 1), 100 * (i + 1), 1000 * (i + 1)) for i, arch in enumerate(accuracy)
+    )
+    return SearchJob(
+        teacher="t.pt",
+        data="d.npz",
+        out=str(tmp_path),
+        store=str(tmp_path / STORE_NAME),
+        train=TrainConfig(epochs=epochs).model_dump(mode="json"),
+        task=DistillConfig().model_dump(mode="json"),
+        entries=entries,
+        n_trials=n_trials,
+    )
 
 
-def test_successive_halving_stops_the_trailing_trials_after_one_epoch(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_successive_halving_stops_the_trailing_trials_after_one_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd import api
 
     accuracy = {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.9}  # d is also the largest: it goes first
@@ -141,8 +172,9 @@ def test_successive_halving_stops_the_trailing_trials_after_one_epoch(tmp_path: 
         open_study(other, f"sqlite:///{tmp_path / 'study.sqlite'}", "s")
 
 
-def test_fewer_trials_than_candidates_are_sampled_without_repeats(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fewer_trials_than_candidates_are_sampled_without_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd import api
 
     accuracy = {a: 0.1 * i for i, a in enumerate("abcdef", 1)}
@@ -173,9 +205,16 @@ def test_two_worker_processes_share_one_study(teacher: Path, fmnist_npz: Path, t
     once, none twice, none lost, and the trials add up to n_trials."""
     archs = ["cnn(depth=1,width=2)", "cnn(depth=1,width=4)", "cnn(depth=1,width=6)"]
     entries = tuple(Entry(f"key{i}", arch, 0.1, 100 * (i + 1), 1000 * (i + 1)) for i, arch in enumerate(archs))
-    job = SearchJob(teacher=str(teacher), data=str(fmnist_npz), out=str(tmp_path), store=str(tmp_path / STORE_NAME),
-                    train=TrainConfig(epochs=2, batch_size=64).model_dump(mode="json"),
-                    task=DistillConfig().model_dump(mode="json"), entries=entries, n_trials=3)
+    job = SearchJob(
+        teacher=str(teacher),
+        data=str(fmnist_npz),
+        out=str(tmp_path),
+        store=str(tmp_path / STORE_NAME),
+        train=TrainConfig(epochs=2, batch_size=64).model_dump(mode="json"),
+        task=DistillConfig().model_dump(mode="json"),
+        entries=entries,
+        n_trials=3,
+    )
     url = f"sqlite:///{tmp_path / STORE_NAME}"
     study = open_study(job, url, "two-workers")
     spawn_workers(url, "two-workers", 2, tmp_path / "workers")
@@ -193,8 +232,20 @@ def test_a_worker_on_a_missing_study_exits_2(tmp_path: Path, capsys: pytest.Capt
 
 
 def cli_select(teacher: Path, data: Path, out: Path, *extra: str, space: str | None = None) -> Any:
-    args = ["select", "--teacher", str(teacher), "--space", space or "small", "--target", "cpu-ort-fp32",
-            "--data", str(data), "--out", str(out), *extra]
+    args = [
+        "select",
+        "--teacher",
+        str(teacher),
+        "--space",
+        space or "small",
+        "--target",
+        "cpu-ort-fp32",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *extra,
+    ]
     return CliRunner().invoke(cli, args)
 
 
@@ -222,9 +273,24 @@ def test_cli_refuses_an_empty_space(teacher: Path, fmnist_npz: Path, tmp_path: P
 def test_cli_refuses_a_target_whose_runtime_is_absent(teacher: Path, fmnist_npz: Path, tmp_path: Path) -> None:
     if get_runtime("tensorrt", require=False).is_available():
         pytest.skip("TensorRT is installed here")
-    result = CliRunner().invoke(cli, ["select", "--teacher", str(teacher), "--space", "small", "--target",
-                                      "jetson-orin-trt-fp16", "--budget-ms", "1", "--data", str(fmnist_npz),
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--teacher",
+            str(teacher),
+            "--space",
+            "small",
+            "--target",
+            "jetson-orin-trt-fp16",
+            "--budget-ms",
+            "1",
+            "--data",
+            str(fmnist_npz),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2
     assert "runtime tensorrt is not installed on this machine" in result.output
     assert not (tmp_path / "run").exists()
@@ -234,8 +300,19 @@ def test_cli_refuses_a_target_whose_runtime_is_absent(teacher: Path, fmnist_npz:
 def test_cli_select_with_two_workers(teacher: Path, fmnist_npz: Path, tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("family: cnn\nwidth: [2, 4, 8]\ndepth: [1]\n")
-    result = cli_select(teacher, fmnist_npz, tmp_path / "run", "--budget-ms", "1", "--epochs", "3",
-                        "--workers", "2", "--json", space=str(space))
+    result = cli_select(
+        teacher,
+        fmnist_npz,
+        tmp_path / "run",
+        "--budget-ms",
+        "1",
+        "--epochs",
+        "3",
+        "--workers",
+        "2",
+        "--json",
+        space=str(space),
+    )
     assert result.exit_code == 0, result.output
     sel = json.loads(result.stdout)
     assert sel["met_budget"] and sel["study"]["workers"] == 2
@@ -243,18 +320,31 @@ def test_cli_select_with_two_workers(teacher: Path, fmnist_npz: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_select_builds_int8_when_the_target_asks(teacher: Path, fmnist_npz: Path, shared_store: Path,
-                                                 tmp_path: Path) -> None:
+def test_select_builds_int8_when_the_target_asks(
+    teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path
+) -> None:
     space = SearchSpace.model_validate(SPACE)
-    sel = select(teacher, space, "cpu-ort-int8", str(fmnist_npz), tmp_path / "run", TRAIN, DistillConfig(),
-                 SelectConfig(budget_ms=1.0), timing=FAST, store=shared_store, progress=False)
+    sel = select(
+        teacher,
+        space,
+        "cpu-ort-int8",
+        str(fmnist_npz),
+        tmp_path / "run",
+        TRAIN,
+        DistillConfig(),
+        SelectConfig(budget_ms=1.0),
+        timing=FAST,
+        store=shared_store,
+        progress=False,
+    )
     info = json.loads((Path(sel["chosen"]["artifact_dir"]) / "artifact.json").read_text())
     assert sel["chosen"]["precision"] == info["precision"] == "int8"
     assert sel["chosen"]["artifact_accuracy"] is not None
 
 
 def test_a_study_reuses_what_an_earlier_one_trained_with_the_same_settings_only(
-        teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path) -> None:
+    teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path
+) -> None:
     students = tmp_path / "students"
     first = run_select(teacher, fmnist_npz, tmp_path / "a", shared_store, budget_ms=1.0, students=students)
     again = run_select(teacher, fmnist_npz, tmp_path / "b", shared_store, budget_ms=1.0, students=students)
@@ -263,16 +353,26 @@ def test_a_study_reuses_what_an_earlier_one_trained_with_the_same_settings_only(
     assert again["compute"]["reused_epochs"] == first["compute"]["student_epochs"]
     assert again["chosen"]["val_acc"] == first["chosen"]["val_acc"]  # (a tie may go to either by latency)
     # other settings: other folders, nothing taken from the first study
-    longer = select(teacher, SearchSpace.model_validate(SPACE), "cpu-ort-fp32", str(fmnist_npz), tmp_path / "c",
-                    TRAIN.model_copy(update={"epochs": 1}), DistillConfig(), SelectConfig(budget_ms=1.0,
-                                                                                          students=students),
-                    timing=FAST, store=shared_store, progress=False)
+    longer = select(
+        teacher,
+        SearchSpace.model_validate(SPACE),
+        "cpu-ort-fp32",
+        str(fmnist_npz),
+        tmp_path / "c",
+        TRAIN.model_copy(update={"epochs": 1}),
+        DistillConfig(),
+        SelectConfig(budget_ms=1.0, students=students),
+        timing=FAST,
+        store=shared_store,
+        progress=False,
+    )
     assert longer["compute"]["reused_epochs"] == 0 and longer["compute"]["student_epochs"] > 0
     assert Path(longer["chosen"]["checkpoint"]).parent != Path(first["chosen"]["checkpoint"]).parent
 
 
-def test_trained_before_takes_only_a_checkpoint_made_with_the_same_settings(teacher: Path, fmnist_npz: Path,
-                                                                           tmp_path: Path) -> None:
+def test_trained_before_takes_only_a_checkpoint_made_with_the_same_settings(
+    teacher: Path, fmnist_npz: Path, tmp_path: Path
+) -> None:
     from edgekd import api
     from edgekd.select.search import trained_before
 

@@ -41,9 +41,11 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_budget_nothing_meets_builds_the_fastest_and_states_the_training_time_saved(
-        run: Path, shared_store: Path, tmp_path: Path) -> None:
-    sel = select_from_ensemble(run, "cpu-ort-fp32", tmp_path, budget_ms=1e-4, timing=FAST, store=shared_store,
-                               progress=False)
+    run: Path, shared_store: Path, tmp_path: Path
+) -> None:
+    sel = select_from_ensemble(
+        run, "cpu-ort-fp32", tmp_path, budget_ms=1e-4, timing=FAST, store=shared_store, progress=False
+    )
     manifest = load_manifest(run)
 
     rows = {r["arch"]: r for r in sel["candidates"]}
@@ -73,11 +75,21 @@ def test_a_budget_nothing_meets_builds_the_fastest_and_states_the_training_time_
 
 @pytest.mark.slow
 def test_a_generous_budget_chooses_the_most_accurate_on_validation(
-        run: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path) -> None:
+    run: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path
+) -> None:
     teacher = tmp_path / "t.pt"
     api.train_teacher("cnn-xs", str(fmnist_npz), teacher, TrainConfig(epochs=1, limit=300), progress=False)
-    sel = select_from_ensemble(run, "cpu-ort-fp32", tmp_path / "sel", budget_ms=50.0, teacher=teacher,
-                               task=DistillConfig(method="kd"), timing=FAST, store=shared_store, progress=False)
+    sel = select_from_ensemble(
+        run,
+        "cpu-ort-fp32",
+        tmp_path / "sel",
+        budget_ms=50.0,
+        teacher=teacher,
+        task=DistillConfig(method="kd"),
+        timing=FAST,
+        store=shared_store,
+        progress=False,
+    )
 
     best = max(load_manifest(run)["students"], key=lambda s: s["val_acc"])
     assert sel["met_budget"] and sel["chosen"]["val_acc"] == best["val_acc"]
@@ -86,19 +98,36 @@ def test_a_generous_budget_chooses_the_most_accurate_on_validation(
 
 
 def test_cli_from_ensemble(run: Path, shared_store: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["select", "--from-ensemble", str(run), "--target", "cpu-ort-fp32",
-                                      "--budget-ms", "0.0001", "--out", str(tmp_path), "--store", str(shared_store),
-                                      "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--from-ensemble",
+            str(run),
+            "--target",
+            "cpu-ort-fp32",
+            "--budget-ms",
+            "0.0001",
+            "--out",
+            str(tmp_path),
+            "--store",
+            str(shared_store),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     sel = json.loads(result.stdout)
     fastest = min(sel["candidates"], key=lambda r: r["measured_ms"])
     assert sel["chosen"]["arch"] == fastest["arch"] and sel["ensemble"]["dir"] == str(run)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--from-ensemble", "{empty}"], "is not an ensemble run"),
-    ([], "needs --teacher and --space, or --from-ensemble"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--from-ensemble", "{empty}"], "is not an ensemble run"),
+        ([], "needs --teacher and --space, or --from-ensemble"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
     (tmp_path / "empty").mkdir()
     args = [a.format(empty=tmp_path / "empty") for a in args]
@@ -111,27 +140,69 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], ne
 def test_cli_select_refuses_a_temperature_its_method_lacks_before_anything_runs(tmp_path: Path) -> None:
     teacher = tmp_path / "t.pt"
     teacher.write_bytes(b"")
-    result = CliRunner().invoke(cli, ["select", "--teacher", str(teacher), "--space", "small", "--method", "sp",
-                                      "--temperature", "1", "--target", "cpu-ort-fp32", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--teacher",
+            str(teacher),
+            "--space",
+            "small",
+            "--method",
+            "sp",
+            "--temperature",
+            "1",
+            "--target",
+            "cpu-ort-fp32",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2 and "method 'sp' has no loss parameter 'temperature'" in result.output
     assert not (tmp_path / "o").exists()
 
 
 def test_cli_select_hands_the_temperature_and_weights_to_every_candidate(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import edgekd.select.pipeline as pipeline
 
     seen: list[DistillConfig] = []
 
-    def fake_select(teacher: Path, space: str, target: str, data: str, out: Path, cfg: object,
-                    task: DistillConfig, *args: object, **kwargs: object) -> dict[str, object]:
+    def fake_select(
+        teacher: Path,
+        space: str,
+        target: str,
+        data: str,
+        out: Path,
+        cfg: object,
+        task: DistillConfig,
+        *args: object,
+        **kwargs: object,
+    ) -> dict[str, object]:
         seen.append(task)
         raise UserError("stop here")
 
     monkeypatch.setattr(pipeline, "select", fake_select)
     teacher = tmp_path / "t.pt"
     teacher.write_bytes(b"")
-    result = CliRunner().invoke(cli, ["select", "--teacher", str(teacher), "--space", "small", "--temperature", "1",
-                                      "--ce-weight", "0.7", "--target", "cpu-ort-fp32", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "select",
+            "--teacher",
+            str(teacher),
+            "--space",
+            "small",
+            "--temperature",
+            "1",
+            "--ce-weight",
+            "0.7",
+            "--target",
+            "cpu-ort-fp32",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2 and "stop here" in result.output
     assert seen[0].loss_params == {"temperature": 1.0} and (seen[0].ce_weight, seen[0].kd_weight) == (0.7, 0.5)

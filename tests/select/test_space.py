@@ -30,12 +30,15 @@ def test_short_form_expands_every_family_width_depth_and_resolution(tmp_path: Pa
 
 
 def test_long_form_gives_each_family_its_own_grid(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 families:
   - {family: cnn, width: [2, 4, 6], depth: 1}
   - {family: mobilenet, width: [0.25], depth: [1, 2], expand: [2, 4]}
 image_size: [8]
-""")
+""",
+    )
     candidates = load_space(path).candidates()
     assert [c.arch for c in candidates[:3]] == ["cnn(depth=1,width=2)", "cnn(depth=1,width=4)", "cnn(depth=1,width=6)"]
     assert len(candidates) == 3 + 4
@@ -82,17 +85,20 @@ def test_limits_that_exclude_everything_name_the_limit(tmp_path: Path) -> None:
         load_space(path).candidates()
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("family: transformer\nwidth: [8]\n", "unknown family 'transformer'; known: cnn, mobilenet, resnet"),
-    ("family: cnn\nheight: [8]\n", "family cnn has no parameter height; known: width, depth"),
-    ("family: cnn\nwidth: []\n", "width lists no values"),
-    ("families: []\n", "names no family"),
-    ("family: cnn\nimage_size: []\n", "image_size must list at least one"),
-    ("family: cnn\nfamilies: []\n", "either `family` with a grid, or `families`"),
-    ("family: cnn\nwidth: [8\n", "malformed YAML"),
-    ("- cnn\n", "must hold a YAML mapping"),
-    ("family: cnn\nmax_params: -1\n", "max_params"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("family: transformer\nwidth: [8]\n", "unknown family 'transformer'; known: cnn, mobilenet, resnet"),
+        ("family: cnn\nheight: [8]\n", "family cnn has no parameter height; known: width, depth"),
+        ("family: cnn\nwidth: []\n", "width lists no values"),
+        ("families: []\n", "names no family"),
+        ("family: cnn\nimage_size: []\n", "image_size must list at least one"),
+        ("family: cnn\nfamilies: []\n", "either `family` with a grid, or `families`"),
+        ("family: cnn\nwidth: [8\n", "malformed YAML"),
+        ("- cnn\n", "must hold a YAML mapping"),
+        ("family: cnn\nmax_params: -1\n", "max_params"),
+    ],
+)
 def test_bad_spaces_fail_with_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         load_space(write(tmp_path, text))

@@ -15,8 +15,16 @@ from edgekd.errors import UserError
 
 NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
 CLASSES = (
-    "t-shirt/top", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 )
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 _FILES = {"train": "train-{}-idx{}-ubyte.gz", "test": "t10k-{}-idx{}-ubyte.gz"}

@@ -30,5 +30,3 @@ class HintonKD(nn.Module):
 
     def forward(self, s: Taps, t: Taps, target: Tensor) -> Tensor:
         return soft_kl(s["logits"], t["logits"].detach(), self.temperature)
-
-
