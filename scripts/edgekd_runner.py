@@ -33,7 +33,7 @@ try:  # inside a bundle: THE timing protocol, copied here by `edgekd package` (i
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import edgekd_protocol as protocol
 except ImportError:  # edgekd reading this file for the bundle formats: the same file, inside the package
-    from edgekd.bench import protocol  # type: ignore[no-redef]
+    from edgekd.bench import protocol
 finally:
     del sys.path[0]
 
@@ -170,7 +170,8 @@ class OrtSession:
         self.version = _version(("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"), ort)
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        return self._session.run(self._outputs, {self._input: inputs})[0]
+        result: np.ndarray = self._session.run(self._outputs, {self._input: inputs})[0]
+        return result
 
 
 class OpenVinoSession:

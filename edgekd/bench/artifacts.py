@@ -123,7 +123,7 @@ def _chw(values: Any, source: str) -> tuple[int, int, int]:
         dims = ()
     if len(dims) != 3 or min(dims) < 1:
         raise UserError(f"{source}: input shape must be three fixed sizes C, H, W, got {values}")
-    return dims  # type: ignore[return-value]
+    return dims
 
 
 def _runtime(name: Any, source: str) -> Runtime:

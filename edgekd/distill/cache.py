@@ -201,8 +201,8 @@ class CacheBuilder:
         for tap, arr in self.arrays.items():
             arr.flush()  # type: ignore[attr-defined]
             taps[tap] = {
-                "file": Path(arr.filename).name,
-                "shape": list(arr.shape[1:]),  # type: ignore[attr-defined]
+                "file": Path(arr.filename).name,  # type: ignore[attr-defined]
+                "shape": list(arr.shape[1:]),
                 "dtype": str(arr.dtype),
                 **self.stats[tap],
             }

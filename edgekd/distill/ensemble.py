@@ -152,7 +152,8 @@ class EnsembleFamily(nn.Module):
 
     def path(self, index: int, x: Tensor) -> Tensor:
         """The logits of student `index` alone, through the shared stem."""
-        return self.students[index](self.stem(self.norm(x)))
+        result: Tensor = self.students[index](self.stem(self.norm(x)))
+        return result
 
     def stage_names(self) -> list[str]:
         return [name for name, _ in self.students[0].named_children() if _STAGE.match(name)]
@@ -203,7 +204,8 @@ class EnsembleTraining(nn.Module):
         self.adapters = adapters
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.family(x)
+        result: Tensor = self.family(x)
+        return result
 
 
 def online_ensemble_loss(

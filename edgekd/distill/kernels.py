@@ -32,7 +32,7 @@ def gram(x: Tensor) -> Tensor:
     """`x x^T` in x's own precision: autocast is switched off, as half-precision Gram products
     (`||a||^2 + ||b||^2 - 2 a.b`) lose small distances to cancellation."""
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return _SymmetricGram.apply(x) if x.requires_grad else x @ x.T
+        return _SymmetricGram.apply(x) if x.requires_grad else x @ x.T  # type: ignore[no-untyped-call]
 
 
 class _SymmetricGram(torch.autograd.Function):
@@ -47,7 +47,8 @@ class _SymmetricGram(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return (grad + grad.T) @ x
+        result: Tensor = (grad + grad.T) @ x
+        return result
 
 
 def cosine_kernel(features: Tensor, eps: float = PKT_EPS) -> Tensor:

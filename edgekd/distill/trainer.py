@@ -236,7 +236,7 @@ class Trainer:
                         on_epoch_end(self.history[-1])
         return self._finish(time.perf_counter() - start)
 
-    def _epoch(self, advance) -> None:
+    def _epoch(self, advance: Callable[[], None]) -> None:
         epoch = self.epoch
         logged = self.objective.on_epoch(epoch / self.cfg.epochs)
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.split.train))
@@ -256,7 +256,7 @@ class Trainer:
                     f" {epoch} is kept in {state_path(self.out)}; lower --lr or check the data"
                 )
             self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             self.scaler.step(self.opt)
             self.scaler.update()
             self.sched.step()

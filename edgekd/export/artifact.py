@@ -59,7 +59,7 @@ def _load_source(model: str, profile: TargetProfile) -> tuple[Any, tuple[int, in
         {
             "source": str(path),
             "arch": spec.label(),
-            "data": meta.get("data"),  # type: ignore[return-value]
+            "data": meta.get("data"),
             "classes": meta.get("classes"),
             "test_acc_torch": meta.get("test_acc"),
             "split": split,
@@ -245,7 +245,8 @@ def _run_torch(module: Any, x: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return module.eval()(torch.from_numpy(x)).numpy()
+        result: np.ndarray = module.eval()(torch.from_numpy(x)).numpy()
+        return result
 
 
 def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:

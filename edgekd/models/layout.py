@@ -37,4 +37,4 @@ def memory_format_for(module: nn.Module) -> torch.memory_format:
 def to_layout(module: nn.Module, device: torch.device, memory_format: torch.memory_format) -> nn.Module:
     """`module` moved to `device` with its 4-d parameters and buffers in `memory_format` (in place)."""
     # Module.to takes memory_format at run time; its type stubs do not list it
-    return module.to(device).to(memory_format=memory_format)  # type: ignore[call-overload]
+    return module.to(device).to(memory_format=memory_format)  # type: ignore[call-overload,no-any-return]

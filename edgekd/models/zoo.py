@@ -81,7 +81,8 @@ class Staged(nn.Module):
         x = self.stem(self.norm(x))
         for i in range(1, self.stages + 1):
             x = getattr(self, f"stage{i}")(x)
-        return self.head(self.pool(x))
+        result: Tensor = self.head(self.pool(x))
+        return result
 
 
 class BasicBlock(nn.Module):
@@ -92,7 +93,8 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.body(x) + self.short(x))
+        result: Tensor = self.act(self.body(x) + self.short(x))
+        return result
 
 
 class InvertedResidual(nn.Module):
@@ -107,7 +109,8 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x) if self.residual else self.body(x)
+        result: Tensor = x + self.body(x) if self.residual else self.body(x)
+        return result
 
 
 def _register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -197,7 +200,8 @@ class Attention(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, t, d))
+        result: Tensor = self.proj((attn @ v).transpose(1, 2).reshape(b, t, d))
+        return result
 
 
 class EncoderBlock(nn.Module):
@@ -211,7 +215,8 @@ class EncoderBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        result: Tensor = x + self.mlp(self.norm2(x))
+        return result
 
 
 class TokenPool(nn.Module):
@@ -222,7 +227,8 @@ class TokenPool(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x).mean(dim=1)
+        result: Tensor = self.norm(x).mean(dim=1)
+        return result
 
 
 @_register("vit")

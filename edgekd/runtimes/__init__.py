@@ -47,7 +47,7 @@ class Artifact:
             runtime=data["runtime"],
             precision=data["precision"],
             path=path,
-            input_shape=tuple(data["input_shape"]),  # type: ignore[arg-type]
+            input_shape=tuple(data["input_shape"]),
             device=data.get("device", "cpu"),
             threads=int(data.get("threads", 0)),
             hint=data.get("hint", "latency"),

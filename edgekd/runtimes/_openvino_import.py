@@ -24,7 +24,8 @@ def import_openvino() -> ModuleType:
     import openvino as ov
 
     _silence_loaded_telemetry()
-    return ov
+    result: ModuleType = ov
+    return result
 
 
 def _silence_loaded_telemetry() -> None:

@@ -189,7 +189,7 @@ class _Work:
             "int8",
             path,
             tuple(x.shape[1:]),
-            device=self.profile.device,  # type: ignore[arg-type]
+            device=self.profile.device,
             threads=self.profile.threads,
         )
         session = get_runtime("onnxruntime").load(art)

@@ -24,11 +24,12 @@ def import_cudart() -> ModuleType:
     try:
         from cuda.bindings import runtime
 
-        return runtime
+        result: ModuleType = runtime
+        return result
     except ImportError:
         pass
     try:
-        from cuda import cudart  # type: ignore[attr-defined]
+        from cuda import cudart
 
         return cudart  # type: ignore[no-any-return]
     except ImportError:

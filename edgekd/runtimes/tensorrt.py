@@ -49,7 +49,8 @@ def import_tensorrt() -> ModuleType:
             "runtime tensorrt is not installed on this machine; install TensorRT on the NVIDIA"
             " device (JetPack ships it; elsewhere pip install 'edgekd[tensorrt]')"
         ) from None
-    return tensorrt
+    result: ModuleType = tensorrt
+    return result
 
 
 class TensorRT:
@@ -154,7 +155,7 @@ def _onnx_input(onnx_path: Path, profile: TargetProfile) -> tuple[str, tuple[int
             f"target {profile.name} expects input {list(profile.input_shape)} but {onnx_path} takes"
             f" {list(chw)}; fix input_shape in the profile or export the model for it"
         )
-    return str(load_onnx(onnx_path).graph.input[0].name), chw  # type: ignore[attr-defined]
+    return str(load_onnx(onnx_path).graph.input[0].name), chw
 
 
 def _parse(trt: ModuleType, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
@@ -194,7 +195,7 @@ def _configure(
     profile = builder.create_optimization_profile()
     profile.set_shape(tensor.name, *[(b, *chw) for b in batches])
     config.add_optimization_profile(profile)
-    return batches  # type: ignore[return-value]
+    return batches
 
 
 def _calibrate(

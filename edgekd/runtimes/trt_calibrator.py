@@ -58,7 +58,7 @@ def entropy_calibrator(trt: Any, batches: np.ndarray, cache_path: Path) -> Any:
     resulting scales to `cache_path` atomically.
     """
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batch = int(batches.shape[1])

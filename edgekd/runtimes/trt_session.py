@@ -122,4 +122,5 @@ class TensorRTSession:
 def _nbytes(trt: ModuleType, engine: Any, context: Any, name: str) -> int:
     """Bytes of tensor `name` at the context's current (largest) input shape."""
     itemsize = np.dtype(trt.nptype(engine.get_tensor_dtype(name))).itemsize
-    return int(np.prod([max(d, 0) for d in context.get_tensor_shape(name)])) * itemsize
+    result: int = int(np.prod([max(d, 0) for d in context.get_tensor_shape(name)])) * itemsize
+    return result

@@ -119,7 +119,8 @@ def select_from_ensemble(
 def _spec(run_dir: Path, student: dict[str, Any]) -> dict[str, Any]:
     from edgekd.models import load_checkpoint
 
-    return load_checkpoint(Path(run_dir) / student["checkpoint"])["arch"]
+    result: dict[str, Any] = load_checkpoint(Path(run_dir) / student["checkpoint"])["arch"]
+    return result
 
 
 def _job(

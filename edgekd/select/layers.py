@@ -93,9 +93,9 @@ def _recorder() -> Any:
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    class Recorder(TorchDispatchMode):
+    class Recorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]
             self.layers: list[Layer] = []
             self._live: dict[int, Any] = {}  # id -> tensor; holding the tensor keeps its id unique
             self._after_conv = False

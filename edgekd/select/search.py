@@ -315,7 +315,8 @@ def trained_before(out: Path, cfg: TrainConfig, task: DistillConfig) -> Previous
     from edgekd.distill.trainer import state_path
 
     def same(train: Any, distill: Any) -> bool:
-        return train == cfg.model_dump() and distill == task.model_dump()
+        result: bool = train == cfg.model_dump() and distill == task.model_dump()
+        return result
 
     try:
         if state_path(out).is_file():
