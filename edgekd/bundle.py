@@ -111,7 +111,7 @@ def _profile(art: Artifact, target: str | None, export_dir: Path) -> TargetProfi
     if profile.name != art.target:
         raise UserError(
             f"{export_dir} was built for target {art.target} ({art.runtime} {art.precision} on"
-            f" {art.device}), not {profile.name} ({profile.runtime.value} {profile.precision.value} on"
+            f" {art.device}), not {profile.name} ({profile.runtime} {profile.precision.value} on"
             f" {profile.device}); run `edgekd export MODEL --target {target} --out DIR` and package DIR"
         )
     built = {
@@ -123,7 +123,7 @@ def _profile(art: Artifact, target: str | None, export_dir: Path) -> TargetProfi
         "input_shape": tuple(art.input_shape),
     }
     wanted = {
-        "runtime": profile.runtime.value,
+        "runtime": profile.runtime,
         "precision": profile.precision.value,
         "device": profile.device,
         "threads": profile.threads,

@@ -248,6 +248,12 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     show_default=True,
     help="auxiliary teacher: auto (when teacher and student families differ), none, or a checkpoint",
 )
+@click.option(
+    "--auxiliary-width",
+    default=None,
+    help="build the auxiliary teacher at this width: the student factory's argument, e.g. width=32"
+    " (for a module:factory student; built-in students default to twice their width)",
+)
 @training_options
 @guarded
 def distill_cmd(
@@ -262,6 +268,7 @@ def distill_cmd(
     kd_weight: float | None,
     no_cache: bool,
     auxiliary: str,
+    auxiliary_width: str | None,
     data: str,
     epochs: int,
     out: Path,
@@ -304,6 +311,7 @@ def distill_cmd(
             "schedule": schedule,
             "cache": not no_cache,
             "auxiliary": auxiliary,
+            "auxiliary_width": auxiliary_width,
         },
         "distillation options",
     )
@@ -434,62 +442,128 @@ def export_cmd(
 
 
 @cli.command("bench")
-@click.argument("artifact", type=PathArg)
+@click.argument("artifacts", type=PathArg, nargs=-1, required=True)
 @click.option("--data", default=None, help="also measure accuracy on this data's test split")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="batch size (default: the target's)")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="threads (default: the target's)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="accuracy on the first N test samples")
-@click.option("--quick", is_flag=True, help="shorter warm-up and measurement (for smoke tests)")
+@click.option("--quick", is_flag=True, help="fewer rounds and a 15 s cap (for smoke tests)")
+@click.option(
+    "--rounds-ci",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="rounds go on until every model's 95% CI is narrower than this fraction of its median",
+)
+@click.option("--time-cap-s", type=click.FloatRange(min=0, min_open=True), default=None, help="stop rounds after S s")
 @click.option("--store", type=PathArg, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
 def bench_cmd(
-    artifact: Path,
+    artifacts: tuple[Path, ...],
     data: str | None,
     batch: int | None,
     threads: int | None,
     limit: int | None,
     quick: bool,
+    rounds_ci: float,
+    time_cap_s: float | None,
     store: Path | None,
     as_json: bool,
 ) -> None:
-    """Measure latency (and accuracy with --data) of an artifact, an ONNX file or an OpenVINO IR.
+    """Measure latency (and accuracy with --data) of artifacts, ONNX files or OpenVINO IRs.
+
+    Several artifacts are compared side by side in one run: each in a warm process of its own, timed
+    in interleaved rounds until every median's 95% CI is within --rounds-ci (or --time-cap-s is hit),
+    beside a null model (same shapes, no compute) whose latency is the per-call floor.
 
     \b
-    Example:
+    Examples:
       edgekd bench build/student --data fashion-mnist --json
+      edgekd bench build/a build/b build/c --rounds-ci 0.03 --time-cap-s 300
     """
-    from edgekd.bench import bench_artifact
-    from edgekd.report.text import print_bench
+    from edgekd.bench import bench_artifacts
+    from edgekd.report.text import print_bench, print_comparison
 
-    result = bench_artifact(artifact, data=data, batch=batch, threads=threads, limit=limit, quick=quick, store=store)
-    _emit(result, as_json, print_bench)
+    result = bench_artifacts(
+        list(artifacts),
+        data=data,
+        batch=batch,
+        threads=threads,
+        limit=limit,
+        quick=quick,
+        rel_width=rounds_ci,
+        time_cap_s=time_cap_s,
+        store=store,
+    )
+    _emit(result, as_json, print_bench if len(artifacts) == 1 else print_comparison)
+
+
+def _run_recipe(recipe: Any, dry_run: bool, as_json: bool) -> None:
+    """Run a loaded recipe (or, with dry_run, print its plan) and print where the summary went."""
+    if dry_run:
+        from edgekd.recipes.plan import dry_run as plan_of
+        from edgekd.report.plan import render_plan
+
+        _emit(plan_of(recipe), as_json, lambda p: click.echo(render_plan(p)))
+        return
+    from edgekd.recipes.runner import run_recipe
+
+    summary = run_recipe(recipe)
+    _emit(summary, as_json, lambda s: click.echo(f"summary: {s['files']['markdown']}"))
+
+
+dry_run_option = click.option("--dry-run", is_flag=True, help="print the stages, budgets and reuse; run nothing")
 
 
 @cli.command("demo")
 @click.option("--quick", is_flag=True, help="a small slice of the data and one epoch per model (under 3 min)")
-@click.option("--workdir", type=PathArg, default=Path("edgekd-demo"), show_default=True)
+@click.option("--workdir", type=PathArg, default=None, help="run folder (default: edgekd-demo)")
 @click.option(
     "--budget-ms",
     type=float,
     default=None,
     help="p50 latency budget on every target (default: half the teacher's measured p50 there)",
 )
+@dry_run_option
 @click.option("--json", "as_json", is_flag=True)
 @guarded
-def demo_cmd(quick: bool, workdir: Path, budget_ms: float | None, as_json: bool) -> None:
+def demo_cmd(quick: bool, workdir: Path | None, budget_ms: float | None, dry_run: bool, as_json: bool) -> None:
     """The main job on the built-in default: train (or reuse) a teacher; on two CPU targets (ONNX
     Runtime and OpenVINO) measure it, then choose the most accurate student within a latency budget by
     measuring candidates there and distilling the ones in budget with KD; build, benchmark and report.
+    It is the shipped recipe edgekd/recipes/demo.yaml (demo-quick.yaml with --quick), run as `edgekd run`
+    runs any recipe; a rerun on the same workdir reuses the finished stages.
 
     \b
     Example:
       edgekd demo --quick --workdir /tmp/demo
     """
-    from edgekd.demo import run_demo
+    from edgekd.demo import demo_recipe
 
-    summary = run_demo(workdir, quick=quick, budget_ms=budget_ms)
-    _emit(summary, as_json, lambda s: click.echo(f"summary: {s['files']['markdown']}"))
+    _run_recipe(demo_recipe(quick, workdir=workdir, budget_ms=budget_ms), dry_run, as_json)
+
+
+@cli.command("run")
+@click.argument("recipe", type=PathArg)
+@click.option("--workdir", type=PathArg, default=None, help="run folder (default: the recipe's outputs.workdir)")
+@dry_run_option
+@click.option("--json", "as_json", is_flag=True)
+@guarded
+def run_cmd(recipe: Path, workdir: Path | None, dry_run: bool, as_json: bool) -> None:
+    """Run the whole pipeline from one recipe: teacher, data, students, method, targets, budget,
+    training, timing and outputs in one YAML file (see README, One recipe). A rerun on the same workdir
+    reuses every finished stage (teacher, builds, selections) and runs the rest.
+
+    \b
+    Examples:
+      edgekd run edgekd/recipes/demo-quick.yaml --dry-run
+      edgekd run my-recipe.yaml --workdir runs/r1
+    """
+    from edgekd.recipes.load import Overrides, load_recipe
+
+    overrides: Overrides = {("outputs", "workdir"): (str(workdir), "--workdir")} if workdir is not None else {}
+    _run_recipe(load_recipe(recipe, overrides), dry_run, as_json)
 
 
 @cli.command("report")

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgekd.errors import UserError
+from edgekd.registry import Registry
 
 #: targets/ and calibration/ as this edgekd ships them: links to the repository's folders in a source
 #: checkout, copies in an installed wheel (`edgekd._shipped`)
@@ -18,9 +19,22 @@ SHIPPED = Path(__file__).resolve().parent / "_shipped"
 
 
 class Runtime(str, enum.Enum):
+    """The built-in runtimes' names. A target profile may name any registered runtime (`RUNTIMES`)."""
+
     ONNXRUNTIME = "onnxruntime"
     OPENVINO = "openvino"
     TENSORRT = "tensorrt"
+
+
+#: Runtime adapters by name, filled by the modules of `edgekd.runtimes` on the first lookup (one file per
+#: runtime). Declared here, below the adapters, so a target profile's runtime is checked when it loads; the
+#: registry finds its package by name, as every registry does, so no import circle arises.
+RUNTIMES: Registry[Any] = Registry("runtime", package="edgekd.runtimes")
+
+
+def runtime_name(runtime: str) -> str:
+    """A runtime's registry name: a `Runtime` member's value, or the name as given."""
+    return runtime.value if isinstance(runtime, Runtime) else str(runtime)
 
 
 class Precision(str, enum.Enum):
@@ -39,7 +53,7 @@ class TargetProfile(Frozen):
 
     name: str
     description: str = ""
-    runtime: Runtime
+    runtime: str = Field(description="a registered runtime: a `Runtime` value (built in) or an added one")
     device: str = "cpu"
     precision: Precision = Precision.FP32
     threads: int = Field(default=0, ge=0, description="0 = all cores of the device")
@@ -49,6 +63,17 @@ class TargetProfile(Frozen):
     hint: str = Field(default="latency", description="latency or throughput (runtimes that have hints)")
     calibration: str | None = Field(default=None, description="calibration recipe for INT8")
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _runtime(cls, value: Any) -> Any:
+        """A plain str (so `.runtime == Runtime.OPENVINO` holds either way), checked against `RUNTIMES`."""
+        if not isinstance(value, str):
+            return value  # pydantic reports the wrong type
+        name = runtime_name(value)
+        if name not in RUNTIMES:
+            raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES.names())}")
+        return name
 
     @field_validator("hint")
     @classmethod

@@ -9,6 +9,11 @@ cuda-python); it never imports edgekd or torch. `edgekd package` copies this fil
     python run.py bench [--batch N]         latency with edgekd's timing protocol, as one JSON object
     python run.py predict IMAGE...          top-k labels and probabilities, as one JSON object
 
+`bench` times in rounds, as `edgekd bench` does: the protocol's warm-up + timed block repeated in this
+one process until the median's 95% bootstrap CI over rounds is within --rounds-ci of it (or the time
+cap); `latency_ms` is the typical round and `rounds` holds the round statistics and the stop reason.
+No null model is measured on the device (`floor` is null): building one needs the onnx package.
+
 `edgekd ingest RESULTS_JSON` reads the output of `bench` back into the results store. Exit codes: 0 on
 success, 2 on bad input (one line naming the problem and the fix), 1 on a failure inside.
 """
@@ -452,7 +457,10 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"the artifact cannot run a batch of shape {list(inputs.shape)} ({reason})") from None
     if logits.ndim != 2 or logits.shape[0] != batch:
         raise BadInput(f"the model gives outputs of shape {list(logits.shape)} for a batch of {batch}")
-    stats = protocol.measure(session, inputs, timing)
+    # Rounds of the one loop in this one process (a bundle holds one model; nothing to interleave it
+    # with): the same round statistics and stop rule as `edgekd bench`.
+    rounds = protocol.interleaved_rounds({"model": lambda: protocol.measure(session, inputs, timing)}, _rule(args))
+    stats = rounds["model"].typical()
     fp = protocol.fingerprint(
         manifest["runtime"],
         session.version,
@@ -464,6 +472,9 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **_header(manifest, hashes, "bench"),
         **stats.fields_json(),
+        "rounds": rounds["model"].stats.to_json(),
+        "rule": _rule(args).to_json(),
+        "floor": None,
         "accuracy": None,
         "accuracy_samples": None,
         "data": None,
@@ -471,6 +482,13 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         "timing": timing.to_json(),
         "torch_loaded": "torch" in sys.modules,
     }
+
+
+def _rule(args: argparse.Namespace) -> Any:
+    """The stop rule of the rounds: the protocol's (quick: its short one), with the user's width and cap."""
+    base = protocol.QUICK_RULE if args.quick else protocol.DEFAULT_RULE
+    cap = base.time_cap_s if args.time_cap_s is None else args.time_cap_s
+    return protocol.StopRule.from_json(dict(base.to_json(), rel_width=args.rounds_ci, time_cap_s=cap))
 
 
 def cmd_predict(args: argparse.Namespace) -> dict[str, Any]:
@@ -515,7 +533,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="check every file against manifest.json (exit 2 on a mismatch)")
     bench = sub.add_parser("bench", help="measure latency with edgekd's timing protocol; prints one JSON object")
     bench.add_argument("--batch", type=int, help="images per run (default: the manifest's batch)")
-    bench.add_argument("--quick", action="store_true", help="shorter measurement, as `edgekd bench --quick`")
+    bench.add_argument("--quick", action="store_true", help="fewer rounds and a short cap, as `edgekd bench --quick`")
+    bench.add_argument(
+        "--rounds-ci", type=float, default=0.05, help="stop when the 95%% CI is this fraction of the median (0.05)"
+    )
+    bench.add_argument("--time-cap-s", type=float, help="stop rounds after this many seconds (default 120)")
     predict = sub.add_parser(
         "predict",
         help="classify images; prints JSON with the top-k labels",

@@ -15,7 +15,7 @@ from edgekd import api
 from edgekd.cli import cli
 from edgekd.config import TrainConfig
 
-CONTRACT = ["demo", "train-teacher", "distill", "export", "bench", "select", "report", "package", "ingest"]
+CONTRACT = ["demo", "run", "train-teacher", "distill", "export", "bench", "select", "report", "package", "ingest"]
 
 
 def run(*args: str) -> tuple[int, str]:

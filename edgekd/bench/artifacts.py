@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from edgekd.config import Precision, Runtime
+from edgekd.config import RUNTIMES, Precision, Runtime, runtime_name
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact
 
@@ -34,23 +34,23 @@ def resolve_artifact(path: Path, *, runtime: str | None = None) -> Artifact:
     return reader(path.resolve(), None if runtime is None else _runtime(runtime, str(path)))
 
 
-def _from_manifest(path: Path, runtime: Runtime | None) -> Artifact:
+def _from_manifest(path: Path, runtime: str | None) -> Artifact:
     """An artifact.json written by `edgekd export`; its `artifact` names a file beside it."""
     data = _read_json(path)
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}; re-run `edgekd export`")
     built_for = _runtime(data["runtime"], str(path))
-    if runtime is not None and runtime is not built_for:
+    if runtime is not None and runtime != built_for:
         raise UserError(
-            f"{path} was built for {built_for.value}, not {runtime.value}; export the model for a"
-            f" {runtime.value} target, or drop the runtime option"
+            f"{path} was built for {built_for}, not {runtime}; export the model for a"
+            f" {runtime} target, or drop the runtime option"
         )
     file = path.parent / str(data["artifact"])
     if not file.exists():
         raise UserError(f"{path} names {data['artifact']!r} but {file} is missing; re-run `edgekd export`")
     return Artifact(
-        runtime=built_for.value,
+        runtime=built_for,
         precision=_precision(data["precision"], str(path)),
         path=file,
         input_shape=_chw(data["input_shape"], str(path)),
@@ -62,21 +62,21 @@ def _from_manifest(path: Path, runtime: Runtime | None) -> Artifact:
     )
 
 
-def _from_onnx(path: Path, runtime: Runtime | None) -> Artifact:
+def _from_onnx(path: Path, runtime: str | None) -> Artifact:
     """A float ONNX file that edgekd did not build: run as is (FP32)."""
     from edgekd.export.onnx import onnx_input_shape
 
-    runtime = runtime or Runtime.ONNXRUNTIME
-    if runtime is Runtime.TENSORRT:
+    runtime = runtime or Runtime.ONNXRUNTIME.value
+    if runtime == Runtime.TENSORRT:
         raise UserError(f"{path.name}: TensorRT needs a built engine; run `edgekd export` for a tensorrt target")
     shape = onnx_input_shape(path)  # also turns a corrupt file into one clear line
-    return Artifact(runtime.value, Precision.FP32.value, path, shape, info={"source": "onnx"})
+    return Artifact(runtime, Precision.FP32.value, path, shape, info={"source": "onnx"})
 
 
-def _from_openvino_ir(path: Path, runtime: Runtime | None) -> Artifact:
+def _from_openvino_ir(path: Path, runtime: str | None) -> Artifact:
     """An OpenVINO IR (.xml + .bin) that edgekd did not build."""
     if runtime not in (None, Runtime.OPENVINO):
-        raise UserError(f"{path.name} is an OpenVINO IR; it runs on openvino, not {runtime.value}")
+        raise UserError(f"{path.name} is an OpenVINO IR; it runs on openvino, not {runtime}")
     weights = path.with_suffix(".bin")
     if not weights.is_file():
         raise UserError(f"{path} has no weights file {weights.name} beside it; copy the .bin too")
@@ -126,12 +126,12 @@ def _chw(values: Any, source: str) -> tuple[int, int, int]:
     return dims
 
 
-def _runtime(name: Any, source: str) -> Runtime:
-    try:
-        return Runtime(name)
-    except ValueError:
-        known = ", ".join(r.value for r in Runtime)
-        raise UserError(f"{source}: unknown runtime {name!r}; known: {known}") from None
+def _runtime(name: Any, source: str) -> str:
+    """A registered runtime's name (`RUNTIMES`), or a clear error naming `source`."""
+    if not isinstance(name, str) or name not in RUNTIMES:
+        known = ", ".join(RUNTIMES.names())
+        raise UserError(f"{source}: unknown runtime {name!r}; known: {known}")
+    return runtime_name(name)
 
 
 def _precision(name: Any, source: str) -> str:

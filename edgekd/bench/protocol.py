@@ -3,7 +3,9 @@
 Every runtime is measured the same way, so their latencies can be compared: warm-up until both a
 count and a time are reached, then one `perf_counter_ns` pair around each `session.run` on the very
 same input array, until both a minimum count and a minimum time are reached. Every measurement
-carries the fingerprint of the machine and settings it was taken with.
+carries the fingerprint of the machine and settings it was taken with. A latency that is compared or
+trusted is that block repeated in rounds (`interleaved_rounds`): the median over rounds with a
+bootstrap CI, rounds going on until the CI is narrow enough or a time cap is hit (`StopRule`).
 
 This file imports only the standard library and numpy: `edgekd package` copies it, unchanged, into
 every deployment bundle as `edgekd_protocol.py` beside the runner (`run.py`, from
@@ -18,6 +20,7 @@ import hashlib
 import os
 import platform
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -170,6 +173,227 @@ def timed_runs(session: Runnable, inputs: np.ndarray, config: TimingConfig) -> n
         samples[count] = end - t0
         count += 1
     return samples[:count]
+
+
+# ---- rounds: the same measurement repeated, models interleaved ------------------------------------
+#
+# One timed block says little on a shared machine: its p50 moves with whatever else runs. So a latency
+# is the median over several rounds (each round one warm-up + timed block per model), with a bootstrap
+# confidence interval over rounds, and models that are compared take their rounds in turn, in one run,
+# so that a drift of the machine hits every model alike. Rounds go on until every watched model's
+# interval is narrow enough (`precision`), or the time cap (`time_cap`) or the round cap (`max_rounds`)
+# is hit; the record says which.
+
+STOP_PRECISION = "precision"
+STOP_TIME_CAP = "time_cap"
+STOP_MAX_ROUNDS = "max_rounds"
+ORDERS = ("rotate", "shuffle")
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When rounds stop: every watched model's CI is at most `rel_width` of its median (after at least
+    `min_rounds` rounds), or `time_cap_s` seconds have passed, or `max_rounds` rounds are done. The cap is
+    checked after each whole round, so it may be passed by up to one round."""
+
+    rel_width: float = 0.05
+    confidence: float = 0.95
+    min_rounds: int = 5
+    max_rounds: int = 50
+    time_cap_s: float = 120.0
+    resamples: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.rel_width > 0 or not 0 < self.confidence < 1:
+            raise ProtocolError(f"rounds: need rel_width > 0 and 0 < confidence < 1, got {self.to_json()}")
+        if not 1 <= self.min_rounds <= self.max_rounds:
+            raise ProtocolError(f"rounds: need 1 <= min_rounds ({self.min_rounds}) <= max_rounds ({self.max_rounds})")
+        if self.time_cap_s <= 0 or self.resamples < 100:
+            raise ProtocolError(f"rounds: need time_cap_s > 0 and resamples >= 100, got {self.to_json()}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StopRule:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ProtocolError(f"rounds: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+DEFAULT_RULE = StopRule()
+#: `--quick`: fewer rounds and a short cap, for smoke tests.
+QUICK_RULE = StopRule(min_rounds=3, max_rounds=10, time_cap_s=15.0)
+#: One round's block when rounds repeat it: a short warm-up (the session stays loaded between rounds)
+#: and a short timed block; precision comes from the rounds.
+ROUND_TIMING = TimingConfig(warmup_iters=5, warmup_s=0.1, min_iters=20, min_time_s=0.5)
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of `values` (resampled with replacement; seeded, so
+    the same values give the same interval). One value gives a zero-width interval at it."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no values to bootstrap")
+    if v.size == 1:
+        return float(v[0]), float(v[0])
+    index = np.random.default_rng(seed).integers(0, v.size, size=(resamples, v.size))
+    medians = np.median(v[index], axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(medians, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class RoundStats:
+    """One model's latency over rounds: the median of the per-round p50s, its bootstrap CI, the spread
+    of the rounds, how many there were, and why they stopped (`met_target`: this model's own CI was
+    within the rule's relative width when they did)."""
+
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    rel_width: float
+    confidence: float
+    p50s_ms: tuple[float, ...]
+    min_ms: float
+    max_ms: float
+    iqr_ms: float
+    rounds: int
+    stopped_by: str
+    met_target: bool
+
+    @classmethod
+    def from_p50s(cls, p50s_ms: Sequence[float], rule: StopRule, stopped_by: str) -> RoundStats:
+        v = np.asarray(p50s_ms, dtype=np.float64)
+        median = float(np.median(v))
+        low, high = bootstrap_ci(v, rule.confidence, rule.resamples, rule.seed)
+        width = (high - low) / median if median > 0 else float("inf")
+        q1, q3 = np.percentile(v, [25, 75])
+        return cls(
+            median_ms=median,
+            ci_low_ms=low,
+            ci_high_ms=high,
+            rel_width=width,
+            confidence=rule.confidence,
+            p50s_ms=tuple(float(x) for x in v),
+            min_ms=float(v.min()),
+            max_ms=float(v.max()),
+            iqr_ms=float(q3 - q1),
+            rounds=int(v.size),
+            stopped_by=stopped_by,
+            met_target=width <= rule.rel_width,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The `rounds` object of `bench --json` and `run.py bench`."""
+        data = asdict(self)
+        data["p50s_ms"] = list(self.p50s_ms)
+        return data
+
+
+@dataclass(frozen=True)
+class ModelRounds:
+    """Every round of one model, and their statistics."""
+
+    stats: RoundStats
+    per_round: tuple[LatencyStats, ...]
+
+    def typical(self) -> LatencyStats:
+        """The typical round: every latency field the median over rounds (so p50 is `stats.median_ms`),
+        samples the total, throughput from that mean."""
+        return typical_round(self.per_round)
+
+
+def typical_round(rounds: Sequence[LatencyStats]) -> LatencyStats:
+    """A LatencyStats whose fields are the medians over `rounds` (samples: their sum)."""
+    if not rounds:
+        raise ValueError("no rounds")
+
+    def med(values: Any) -> float:
+        return float(np.median(np.asarray(list(values), dtype=np.float64)))
+
+    mean = med(r.mean_ms for r in rounds)
+    batch = rounds[0].batch
+    quantiles = [r.quantiles_ms for r in rounds if r.quantiles_ms]
+    return LatencyStats(
+        p50_ms=med(r.p50_ms for r in rounds),
+        p90_ms=med(r.p90_ms for r in rounds),
+        p99_ms=med(r.p99_ms for r in rounds),
+        mean_ms=mean,
+        std_ms=med(r.std_ms for r in rounds),
+        samples=sum(r.samples for r in rounds),
+        throughput_per_s=batch * 1000.0 / mean if mean > 0 else float("inf"),
+        batch=batch,
+        quantiles_ms=tuple(float(q) for q in np.median(np.asarray(quantiles), axis=0)) if quantiles else (),
+    )
+
+
+def interleaved_rounds(
+    measure_round: Mapping[str, Callable[[], LatencyStats]],
+    rule: StopRule = DEFAULT_RULE,
+    order: str = "rotate",
+    seed: int = 0,
+    *,
+    watch: Sequence[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    on_round: Callable[[int, float], None] | None = None,
+) -> dict[str, ModelRounds]:
+    """Run rounds until `rule` stops them; each round calls every model's `measure_round` once, in an
+    order rotated by one per round (`rotate`) or shuffled with `seed` (`shuffle`). Only the `watch`ed
+    names (default: all) must reach the relative CI width; the others (a null model) just take part.
+    `on_round(rounds_done, elapsed_s)` is called after each round."""
+    names = list(measure_round)
+    watched = names if watch is None else list(watch)
+    if not names or not set(watched) <= set(names):
+        raise ProtocolError(f"rounds: nothing to measure, or watched names {watched} not among {names}")
+    if order not in ORDERS:
+        raise ProtocolError(f"rounds: order must be one of {', '.join(ORDERS)}, got {order!r}")
+    rng = np.random.default_rng(seed)
+    per_round: dict[str, list[LatencyStats]] = {name: [] for name in names}
+    start = clock()
+    done = 0
+    stopped: str | None = None
+    while stopped is None:
+        for name in round_order(names, done, order, rng):
+            per_round[name].append(measure_round[name]())
+        done += 1
+        elapsed = clock() - start
+        if on_round is not None:
+            on_round(done, elapsed)
+        stopped = stop_reason({n: per_round[n] for n in watched}, rule, done, elapsed)
+    return {
+        name: ModelRounds(RoundStats.from_p50s([r.p50_ms for r in rounds], rule, stopped), tuple(rounds))
+        for name, rounds in per_round.items()
+    }
+
+
+def round_order(names: Sequence[str], index: int, order: str, rng: np.random.Generator) -> list[str]:
+    """The order of round `index`: rotated by one per round, or a fresh permutation."""
+    if order == "shuffle":
+        return [names[i] for i in rng.permutation(len(names))]
+    shift = index % len(names)
+    return list(names[shift:]) + list(names[:shift])
+
+
+def stop_reason(
+    watched: Mapping[str, Sequence[LatencyStats]], rule: StopRule, rounds: int, elapsed_s: float
+) -> str | None:
+    """Why rounds stop now (precision first: met and capped at once counts as met), or None."""
+    if rounds >= rule.min_rounds:
+        widths = [RoundStats.from_p50s([r.p50_ms for r in rs], rule, "").rel_width for rs in watched.values()]
+        if all(w <= rule.rel_width for w in widths):
+            return STOP_PRECISION
+    if elapsed_s >= rule.time_cap_s:
+        return STOP_TIME_CAP
+    if rounds >= rule.max_rounds:
+        return STOP_MAX_ROUNDS
+    return None
 
 
 # ---- what a measurement was taken on --------------------------------------------------------------

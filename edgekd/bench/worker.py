@@ -5,27 +5,39 @@ imports torch: PyTorch's OpenMP pool in the same process slows ONNX Runtime down
 (`call`) lives here too, so both ends of the request format are in one file.
 
 Request: {"artifact": Artifact.to_json(), "batch": int, "threads": int | null, "timing": {...},
-"data": spec | null, "limit": int | null, "seed": int}. Reply: one JSON object on stdout; on bad input
-{"error": ..., "kind": "user"} and exit 2, on a failure inside {"error": ..., "kind": "internal"} and exit 1.
+"data": spec | null, "limit": int | null, "seed": int, "adapter": module | null (`adapter_module`)}.
+Reply: one JSON object on stdout; on bad input {"error": ..., "kind": "user"} and exit 2, on a failure
+inside {"error": ..., "kind": "internal"} and exit 1.
+With `--serve` the process stays: one load, then one round per request line (`serve`, `WarmWorker`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import traceback
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from edgekd.bench.protocol import THREAD_VARS, ProtocolError, TimingConfig, fingerprint, fixed_input, measure
+from edgekd.bench.protocol import (
+    THREAD_VARS,
+    LatencyStats,
+    ProtocolError,
+    TimingConfig,
+    fingerprint,
+    fixed_input,
+    measure,
+)
 from edgekd.data import Dataset, evaluation_split, to_float
 from edgekd.errors import UserError
-from edgekd.runtimes import Artifact, Session, get_runtime
+from edgekd.runtimes import RUNTIMES, Artifact, RuntimeAdapter, Session, get_runtime
 
 EVAL_BATCH = 64  # accuracy batches: large enough to be quick, small enough for any device
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +70,12 @@ def call(request: dict[str, Any], threads: int) -> dict[str, Any]:
     return reply
 
 
+def adapter_module(runtime: str) -> str:
+    """The module that registered `runtime`, for the request's "adapter": a fresh worker imports it, so a
+    runtime registered outside `edgekd.runtimes` (which the registry scans) is found there too."""
+    return str(RUNTIMES.get(runtime).__module__)
+
+
 def worker_env(threads: int) -> dict[str, str]:
     """The child's environment: OpenMP/BLAS pools pinned to `threads`, and this edgekd importable."""
     env = dict(os.environ)
@@ -68,34 +86,152 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
+class WarmWorker:
+    """One worker process kept warm (`--serve`): it loads the artifact once; each `round()` runs one
+    warm-up + timed block in it. `ready()` is the load reply (accuracy, fingerprint, output_shape).
+    Closing its input ends it; use it as a context manager."""
+
+    def __init__(self, request: dict[str, Any], threads: int) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty runtime never blocks
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "edgekd.bench.worker", "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=worker_env(threads),
+        )
+        self._send(request)
+        self._ready: dict[str, Any] | None = None
+
+    def ready(self) -> dict[str, Any]:
+        """Wait for the load reply (once); bad input comes back as UserError."""
+        if self._ready is None:
+            self._ready = self._receive()
+        return self._ready
+
+    def round(self) -> LatencyStats:
+        self.ready()
+        self._send({"op": "round"})
+        stats = self._receive()["stats"]
+        return LatencyStats(**{**stats, "quantiles_ms": tuple(stats["quantiles_ms"])})
+
+    def close(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> WarmWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(obj) + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died; the next _receive says why
+
+    def _receive(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            self._stderr.seek(0)
+            tail = "\n".join(self._stderr.read().strip().splitlines()[-20:])
+            raise RuntimeError(f"benchmark worker died (exit {code}) without a result:\n{tail}")
+        reply: dict[str, Any] = json.loads(line)
+        if reply.get("kind") == "user":
+            raise UserError(reply["error"])
+        if "error" in reply:
+            raise RuntimeError(f"benchmark worker failed: {reply.get('error')}\n{reply.get('traceback', '')}")
+        return reply
+
+
 # ---- child side -------------------------------------------------------------------------------
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Load the artifact, time it on one fixed input, and score it on the data's test split if given."""
-    artifact = _artifact(request)
-    batch, seed = int(request.get("batch") or 1), int(request.get("seed") or 0)
-    timing = TimingConfig.from_json(request.get("timing") or {})
-    adapter = get_runtime(artifact.runtime)
-    test, scored_on = _test_split(request.get("data"), request.get("limit"), artifact)
-    session = adapter.load(artifact)
-    inputs = _fixed_input(test, batch, artifact.input_shape, seed)
-    _check_outputs(session, inputs, test)
-    stats = measure(session, inputs, timing)
-    threads = artifact.threads or os.cpu_count() or 1
-    return {
-        **stats.fields_json(),
-        "accuracy": None if test is None else _accuracy(session, test, max(batch, EVAL_BATCH)),
-        "accuracy_samples": None if test is None else len(test),
-        "accuracy_on": scored_on,
-        "data": request.get("data"),
-        "fingerprint": fingerprint(
-            artifact.runtime, adapter.version(), artifact.precision, threads, batch, artifact.device
-        ),
-        "artifact": str(artifact.path),
-        "timing": timing.to_json(),
-        "torch_loaded": "torch" in sys.modules,
-    }
+    loaded = _Loaded(request)
+    stats = measure(loaded.session, loaded.inputs, loaded.timing)
+    return {**stats.fields_json(), **loaded.describe()}
+
+
+class _Loaded:
+    """An artifact loaded in this process, its one fixed input checked, and what the reply says about it."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        self.artifact = _artifact(request)
+        self.batch, seed = int(request.get("batch") or 1), int(request.get("seed") or 0)
+        self.timing = TimingConfig.from_json(request.get("timing") or {})
+        self.adapter = _adapter(self.artifact.runtime, request.get("adapter"))
+        self.test, self.scored_on = _test_split(request.get("data"), request.get("limit"), self.artifact)
+        self.session = self.adapter.load(self.artifact)
+        self.inputs = _fixed_input(self.test, self.batch, self.artifact.input_shape, seed)
+        _check_outputs(self.session, self.inputs, self.test)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything of the reply but latency: accuracy (untimed), fingerprint, settings."""
+        art, test = self.artifact, self.test
+        threads = art.threads or os.cpu_count() or 1
+        return {
+            "accuracy": None if test is None else _accuracy(self.session, test, max(self.batch, EVAL_BATCH)),
+            "accuracy_samples": None if test is None else len(test),
+            "accuracy_on": self.scored_on,
+            "data": self.request.get("data"),
+            "fingerprint": fingerprint(
+                art.runtime, self.adapter.version(), art.precision, threads, self.batch, art.device
+            ),
+            "artifact": str(art.path),
+            "timing": self.timing.to_json(),
+            "torch_loaded": "torch" in sys.modules,
+        }
+
+
+def serve(inp: IO[str], out: IO[str]) -> int:
+    """Persistent mode (`--serve`): the first line is a request as above; the artifact loads once and the
+    reply is the usual object without latency, plus `output_shape`. Then each line (`{"op": "round"}`)
+    runs one round, a warm-up + timed block of THE loop, and replies `{"stats": LatencyStats fields}`.
+    End of input ends the process (exit 0)."""
+    try:
+        loaded = _Loaded(json.loads(inp.readline() or "{}"))
+        ready = {**loaded.describe(), "output_shape": list(np.shape(loaded.session.run(loaded.inputs)))}
+    except (UserError, ProtocolError, KeyError) as err:
+        _reply(out, {"error": str(err), "kind": "user"})
+        return 2
+    except Exception as err:
+        _reply(out, _internal(err))
+        return 1
+    _reply(out, ready)
+    for line in inp:
+        if not line.strip():
+            continue
+        try:
+            stats = measure(loaded.session, loaded.inputs, loaded.timing)
+        except Exception as err:
+            _reply(out, _internal(err))
+            return 1
+        _reply(out, {"stats": asdict(stats)})
+    return 0
+
+
+def _adapter(runtime: str, module: str | None) -> RuntimeAdapter:
+    """The artifact's runtime, after importing the module that registered it in the parent (if any)."""
+    if module and module != "__main__":
+        importlib.import_module(module)
+    return get_runtime(runtime)
 
 
 def _artifact(request: dict[str, Any]) -> Artifact:
@@ -171,6 +307,10 @@ def _shape(shape: tuple[int, ...]) -> str:
     return " x ".join(str(d) for d in shape)
 
 
+def _internal(err: Exception) -> dict[str, Any]:
+    return {"error": f"{type(err).__name__}: {err}", "kind": "internal", "traceback": traceback.format_exc()}
+
+
 def _reply(out: IO[str], obj: dict[str, Any]) -> None:
     out.write(json.dumps(obj) + "\n")
     out.flush()
@@ -180,14 +320,15 @@ def main() -> int:
     # Runtimes may print from C code; point fd 1 at stderr so stdout carries only the one reply.
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    if "--serve" in sys.argv[1:]:
+        return serve(sys.stdin, out)
     try:
         result = handle(json.loads(sys.stdin.read()))
     except (UserError, ProtocolError) as err:
         _reply(out, {"error": str(err), "kind": "user"})
         return 2
     except Exception as err:
-        message = f"{type(err).__name__}: {err}"
-        _reply(out, {"error": message, "kind": "internal", "traceback": traceback.format_exc()})
+        _reply(out, _internal(err))
         return 1
     _reply(out, result)
     return 0

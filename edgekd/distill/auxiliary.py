@@ -3,7 +3,9 @@
 When teacher and student are very different (a transformer teacher, a small CNN student), the student
 distils from a network with its own layout at about twice its width instead: that network is trained
 on the labels, then the teacher is transferred into it with the combined-kernel (infoflow) loss on the
-final representation only (pool:pool). Built once per (teacher, student layout, data, training settings)
+final representation only (`penultimate` on both sides: the input of each model's logits Linear, `pool`
+for built-in models). A `module:factory` student is widened by the factory's own width argument, given
+as `--auxiliary-width name=value`. Built once per (teacher, student layout, data, training settings)
 and cached under EDGEKD_CACHE, like the demo teacher.
 """
 
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.config import TrainConfig, cache_dir
-from edgekd.distill.task import DistillConfig
+from edgekd.distill.blocks import PENULTIMATE
+from edgekd.distill.task import DistillConfig, parse_width
 from edgekd.errors import UserError
 from edgekd.models import ArchSpec
 from edgekd.store import Store
@@ -24,21 +27,33 @@ from edgekd.store import Store
 #: family -> the parameter that sets its width
 WIDTH_PARAM = {"cnn": "width", "mobilenet": "width", "resnet": "width", "vit": "dim"}
 #: the transfer step: infoflow on the final representation, with infoflow's default term weights
-TRANSFER = DistillConfig(method="infoflow", pairs=(("pool", "pool"),))
+TRANSFER = DistillConfig(method="infoflow", pairs=((PENULTIMATE, PENULTIMATE),))
 
 
-def auxiliary_spec(student: ArchSpec) -> ArchSpec:
-    """The student's family, depth and layout at twice its width."""
+def auxiliary_spec(student: ArchSpec, width: str | None = None) -> ArchSpec:
+    """The student's family, depth and layout at twice its width, or at `width` (`name=value`, a keyword
+    argument of the student's family or factory)."""
+    from edgekd.models.spec import _import_factory
     from edgekd.models.zoo import FAMILIES
 
+    if width is not None:
+        arg, value = parse_width(width)
+        factory = _import_factory(student.family) if student.is_user else FAMILIES.get(student.family)
+        params = inspect.signature(factory).parameters
+        if arg not in params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            raise UserError(
+                f"--auxiliary-width {width}: {student.family} takes no argument {arg!r}"
+                f" (it takes: {', '.join(params) or 'none'})"
+            )
+        return student.model_copy(update={"params": {**student.params, arg: value}})
     key = WIDTH_PARAM.get(student.family)
     if key is None:
         raise UserError(
-            f"no auxiliary teacher for model {student.label()}: edgekd widens only the built-in"
-            f" families ({', '.join(WIDTH_PARAM)}); pass --auxiliary PATH or --auxiliary none"
+            f"no auxiliary teacher for model {student.label()}: pass --auxiliary-width NAME=VALUE (the"
+            f" factory's width argument, e.g. width=32) or --auxiliary PATH (a trained checkpoint)"
         )
-    width = student.params.get(key, inspect.signature(FAMILIES.get(student.family)).parameters[key].default)
-    return student.model_copy(update={"params": {**student.params, key: width * 2}})
+    default = inspect.signature(FAMILIES.get(student.family)).parameters[key].default
+    return student.model_copy(update={"params": {**student.params, key: student.params.get(key, default) * 2}})
 
 
 def uses_auxiliary(choice: str, teacher: ArchSpec, student: ArchSpec) -> bool:
@@ -59,7 +74,14 @@ def cached_path(teacher_sha256: str, spec: ArchSpec, data_fingerprint: str, cfg:
 
 
 def train_auxiliary(
-    teacher_ckpt: Path, student_spec: ArchSpec, data: str, cfg: TrainConfig, store: Store, *, progress: bool = True
+    teacher_ckpt: Path,
+    student_spec: ArchSpec,
+    data: str,
+    cfg: TrainConfig,
+    store: Store,
+    *,
+    progress: bool = True,
+    width: str | None = None,
 ) -> Path:
     """The auxiliary checkpoint for this teacher and student: from the cache, else trained on labels
     and then taught by the teacher on the final representation."""
@@ -74,7 +96,7 @@ def train_auxiliary(
     from edgekd.models import build_model, load_model
     from edgekd.ui import console
 
-    spec = auxiliary_spec(student_spec)
+    spec = auxiliary_spec(student_spec, width)
     split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
     out = cached_path(file_sha256(teacher_ckpt), spec, split.train.fingerprint(), cfg)
     if out.is_file():

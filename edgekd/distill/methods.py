@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
+from edgekd.distill.blocks import INPUT_SUFFIX, called_blocks
 from edgekd.distill.pairing import LOGITS, LayerPair, as_pairs
 from edgekd.errors import UserError
 
@@ -148,47 +148,38 @@ def parse_pairs(text: str | Sequence[Any]) -> tuple[LayerPair, ...]:
     pairs = []
     for item in items:
         if isinstance(item, str):
-            student, sep, teacher = item.strip().partition(":")
-            if not sep:
+            names = _split_pair(item)
+            if len(names) != 2:
                 raise UserError(f"layer pair {item!r}: write student_layer:teacher_layer, e.g. stage3:stage3")
-            item = (student.strip(), teacher.strip())
+            item = (names[0], names[1])
         pairs.append(item)
     return as_pairs(pairs)
+
+
+def _split_pair(item: str) -> list[str]:
+    """`s:t` -> [s, t], where a name may end in `:in` (a layer's input): `head:in:fc:in` -> [head:in, fc:in]."""
+    names: list[str] = []
+    for part in (p.strip() for p in item.strip().split(":")):
+        if part == INPUT_SUFFIX[1:] and names and not names[-1].endswith(INPUT_SUFFIX):
+            names[-1] += INPUT_SUFFIX
+        else:
+            names.append(part)
+    return names
 
 
 def candidate_layers(model: nn.Module, input_shape: tuple[int, int, int], pooled: bool = True) -> list[str]:
     """Layers automatic pairing chooses from, shallow to deep.
 
     A model with `stage1..stageN` children (every built-in one) offers those and, when `pooled`,
-    `pool`; any other model offers its top-level children in the order its forward pass calls them,
-    except the child whose output is the logits (they are always compared as `logits`).
+    `pool`; any other model offers its blocks in the order its forward pass calls them, ending, when
+    `pooled`, at its penultimate representation (`edgekd.distill.blocks.called_blocks`), never the
+    logits (they are always compared as `logits`).
     """
     children = [name for name, _ in model.named_children()]
     stages = sorted((n for n in children if _STAGE.match(n)), key=lambda n: int(n[len("stage") :]))
     if stages:
         return stages + (["pool"] if pooled and "pool" in children else [])
-    return _called_children(model, input_shape)
-
-
-def _called_children(model: nn.Module, input_shape: tuple[int, int, int]) -> list[str]:
-    """Top-level children with a tensor output, in call order, without the one returning the logits."""
-    order: list[tuple[str, Tensor]] = []
-    handles = [
-        child.register_forward_hook(
-            lambda _m, _i, out, name=name: order.append((name, out)) if isinstance(out, Tensor) else None
-        )
-        for name, child in model.named_children()
-    ]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            logits = model.eval()(torch.zeros(2, *input_shape))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    seen = dict.fromkeys(name for name, out in order if out is not logits)
-    return list(seen)
+    return called_blocks(model, input_shape, pooled)
 
 
 __all__ = ["DEFAULTS", "FALLBACK", "LOGITS", "candidate_layers", "complete_task", "loss_parameters", "parse_pairs"]

@@ -114,7 +114,7 @@ def distill(
     branched = task.method == "hssakd"  # from the teacher's auxiliary branches (edgekd.distill.hssakd)
     if branched:
         hssakd.check_task(task.auxiliary, shape)
-    auxiliary = _auxiliary(task.auxiliary, teacher, t_spec, spec, data, cfg, out, store, progress)
+    auxiliary = _auxiliary(task, teacher, t_spec, spec, data, cfg, out, store, progress)
     if auxiliary is not None:
         t_model, _, _ = load_model(auxiliary)
     torch.manual_seed(cfg.seed)
@@ -153,7 +153,7 @@ def distill(
 
 
 def _auxiliary(
-    choice: str,
+    task: DistillConfig,
     teacher: Path,
     t_spec: Any,
     spec: Any,
@@ -166,6 +166,7 @@ def _auxiliary(
     """The auxiliary teacher the student distils from, or None to distil from the teacher itself."""
     from edgekd.distill.auxiliary import train_auxiliary, uses_auxiliary
 
+    choice = task.auxiliary
     if not uses_auxiliary(choice, t_spec, spec):
         return None
     if choice != "auto":
@@ -173,4 +174,6 @@ def _auxiliary(
         if not path.is_file():
             raise UserError(f"auxiliary teacher not found: {path}; give a checkpoint, auto or none")
         return path
-    return train_auxiliary(teacher, spec, data, cfg, store_for(out, store), progress=progress)
+    return train_auxiliary(
+        teacher, spec, data, cfg, store_for(out, store), progress=progress, width=task.auxiliary_width
+    )

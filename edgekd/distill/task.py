@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from edgekd.config import Frozen
+from edgekd.distill.blocks import PENULTIMATE, penultimate
 from edgekd.distill.methods import (
     DEFAULTS,
     FALLBACK,
@@ -51,6 +52,11 @@ class DistillConfig(Frozen):
         description="auxiliary teacher: auto (when the teacher's family"
         " differs from the student's), none, or a checkpoint path",
     )
+    auxiliary_width: str | None = Field(
+        default=None,
+        description="the auxiliary teacher's width as the student factory's keyword argument, e.g. width=32"
+        " (needed to build one for a module:factory student; built-in families default to twice the width)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -59,7 +65,37 @@ class DistillConfig(Frozen):
             return data
         if data.get("pairs") is not None:
             data = {**data, "pairs": parse_pairs(data["pairs"])}
+        if data.get("auxiliary_width") is not None:
+            parse_width(data["auxiliary_width"])
+            # a width asks for an auxiliary teacher built here: `none` (the CLI's default) becomes `auto`
+            if data.get("auxiliary", "none") == "none":
+                data = {**data, "auxiliary": "auto"}
+            elif data["auxiliary"] != "auto":
+                raise UserError("give either --auxiliary PATH (a trained checkpoint) or --auxiliary-width, not both")
         return complete_task(data)
+
+
+def parse_width(text: str) -> tuple[str, Any]:
+    """`name=value` -> (name, value as a number when it reads as one): a factory's width argument."""
+    from edgekd.models.spec import _literal
+
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.strip().isidentifier() or not value.strip():
+        raise UserError(f"auxiliary width {text!r}: write the factory's argument and value, e.g. width=32")
+    return key.strip(), _literal(value.strip())
+
+
+def _resolve(
+    pairs: Sequence[LayerPair], student: nn.Module, teacher: nn.Module, shape: tuple[int, int, int]
+) -> tuple[LayerPair, ...]:
+    """Pairs with the reserved name `penultimate` replaced by each model's own tap (`blocks.penultimate`)."""
+    names = {
+        role: penultimate(model, shape) if any(p[i] == PENULTIMATE for p in pairs) else PENULTIMATE
+        for i, (role, model) in enumerate((("student", student), ("teacher", teacher)))
+    }
+    return tuple(
+        (names["student"] if s == PENULTIMATE else s, names["teacher"] if t == PENULTIMATE else t) for s, t in pairs
+    )
 
 
 def method_pairs(
@@ -74,7 +110,7 @@ def method_pairs(
     default_n = int(getattr(LOSSES.get(task.method), "default_n_pairs", 1))
     n = task.n_pairs if task.n_pairs is not None else default_n
     if task.pairs:
-        return resolve_pairs(student, teacher, [], [], n, explicit=task.pairs)
+        return resolve_pairs(student, teacher, [], [], n, explicit=_resolve(task.pairs, student, teacher, input_shape))
     pooled = DEFAULTS.get(task.method, FALLBACK).pooled
     s_layers = candidate_layers(student, input_shape, pooled)
     t_layers = candidate_layers(teacher, input_shape, pooled)

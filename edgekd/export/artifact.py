@@ -139,7 +139,7 @@ def build_artifact(
         artifact_parity["max_abs_diff"] > 1e-3 or artifact_parity["top1_agreement"] < 0.999
     ):
         raise ParityError(
-            f"{profile.runtime.value} FP32 artifact disagrees with the model: max abs diff"
+            f"{profile.runtime} FP32 artifact disagrees with the model: max abs diff"
             f" {artifact_parity['max_abs_diff']:.3g}, top-1 agreement"
             f" {artifact_parity['top1_agreement']:.4f}; report this with the model attached"
         )
@@ -266,9 +266,9 @@ def export_offline(model: str, profile: TargetProfile, out_dir: Path, *, data: s
     from edgekd.config import Runtime
     from edgekd.runtimes.tensorrt import prepare_offline
 
-    if profile.runtime is not Runtime.TENSORRT:
+    if profile.runtime != Runtime.TENSORRT:
         raise UserError(
-            f"--offline prepares TensorRT targets only; {profile.name} uses {profile.runtime.value},"
+            f"--offline prepares TensorRT targets only; {profile.name} uses {profile.runtime},"
             " which builds here: drop --offline"
         )
     _, shape, meta, onnx_path, parity, (_, _, inputs_desc) = _float_onnx(model, profile, out_dir, data)
@@ -276,7 +276,7 @@ def export_offline(model: str, profile: TargetProfile, out_dir: Path, *, data: s
     info.update(
         {
             "target": profile.name,
-            "runtime": profile.runtime.value,
+            "runtime": profile.runtime,
             "precision": profile.precision.value,
             "input_shape": list(shape),
             "built": False,

@@ -12,10 +12,12 @@ from edgekd.store import STORE_NAME, Store
 
 
 def _demo_markdown(summary: dict[str, Any]) -> str:
+    data = summary.get("recipe", {}).get("data", "fashion-mnist")
     lines = [
-        "# edgekd demo" + (" (quick)" if summary["quick"] else ""),
+        f"# edgekd {summary.get('name', 'demo')}" + (" (quick)" if summary["quick"] else ""),
         "",
-        f"Finished in {summary['seconds'] / 60:.1f} min. Teacher and students trained on Fashion-MNIST;"
+        f"Finished in {summary['seconds'] / 60:.1f} min. Teacher and students trained on"
+        f" {'Fashion-MNIST' if data == 'fashion-mnist' else data};"
         " latency measured with edgekd's timing protocol, each artifact in its own process.",
         "",
         "| model | method | params | target | torch acc | artifact acc | parity max abs diff | p50 ms"

@@ -46,6 +46,48 @@ def print_bench(result: dict[str, Any]) -> None:
     )
     if result.get("accuracy_on"):
         out.print(f"accuracy on {result['accuracy_samples']} images of {result['accuracy_on']}")
+    if result.get("rounds"):
+        out.print(f"over rounds: {fmt_rounds(result['rounds'])}")
+    if result.get("floor"):
+        out.print(f"null-model floor: {fmt_rounds(result['floor'])}")
+
+
+def fmt_rounds(r: dict[str, Any]) -> str:
+    """Median over rounds, its CI, the spread of the rounds, how many and why they stopped."""
+    return (
+        f"median {fmt_ms(r['median_ms'])} ms, {100 * r['confidence']:.0f}% CI {fmt_ms(r['ci_low_ms'])}"
+        f"-{fmt_ms(r['ci_high_ms'])} ms (width {fmt_pct(r['rel_width'])}), rounds {fmt_ms(r['min_ms'])}"
+        f"-{fmt_ms(r['max_ms'])} ms, {r['rounds']} rounds, stopped by {r['stopped_by']}"
+    )
+
+
+def print_comparison(result: dict[str, Any]) -> None:
+    """Models measured side by side in one run, with the null model's floor."""
+    table = Table(title="side by side in interleaved rounds (ms)", title_justify="left")
+    table.add_column("model", overflow="fold", min_width=20)
+    for col in ("median", "95% CI", "width", "rounds min-max", "n", "stop", "acc."):
+        table.add_column(col, justify="right", no_wrap=True)
+    for m in [*result["models"], *result["floors"]]:
+        r = m["rounds"]
+        table.add_row(
+            str(m["name"]),
+            fmt_ms(r["median_ms"]),
+            f"{fmt_ms(r['ci_low_ms'])}-{fmt_ms(r['ci_high_ms'])}",
+            fmt_pct(r["rel_width"]) + ("" if r["met_target"] else " !"),
+            f"{fmt_ms(r['min_ms'])}-{fmt_ms(r['max_ms'])}",
+            str(r["rounds"]),
+            str(r["stopped_by"]).replace("_", " "),
+            fmt_pct(m.get("accuracy")),
+        )
+    out.print(table)
+    rule = result["rule"]
+    fp = result["models"][0]["fingerprint"]
+    out.print(
+        f"target CI width {fmt_pct(rule['rel_width'])}, time cap {rule['time_cap_s']:g} s; '!' = not reached."
+        f" {fp.get('runtime')} {fp.get('runtime_version')}, {fp.get('threads')} threads, {fp.get('cpu_model')}"
+    )
+    for floor in result["floors"]:
+        out.print(f"{floor['name']} (per-call floor, no compute): {fmt_rounds(floor['rounds'])}")
 
 
 def print_artifact(info: dict[str, Any], out_dir: Path) -> None:

@@ -3,19 +3,25 @@
 A runtime turns a float ONNX model into an artifact for a target profile (`build`), and loads an
 artifact into a session whose only method is `run` (`load`). Runtimes know nothing about timing:
 only `edgekd.bench` times anything.
+
+Each public module here defines one adapter class registered by name in `RUNTIMES`
+(`@RUNTIMES.register("name")`); the registry imports every public module of this package on its first
+lookup, so a new runtime is one new file (docs/add-a-runtime.md). Adapter modules import their runtime
+package inside methods only; `_private` modules are helpers, never scanned.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from edgekd.config import Runtime, TargetProfile
+from edgekd.config import RUNTIMES, Runtime, TargetProfile, runtime_name
 from edgekd.errors import UserError
+
+__all__ = ["RUNTIMES", "Artifact", "RuntimeAdapter", "Session", "get_runtime"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,10 @@ class Session(Protocol):
 
 
 class RuntimeAdapter(Protocol):
-    name: Runtime
+    """What a registered runtime class provides; `get_runtime` instantiates it with no arguments."""
+
+    name: str  # its registry name (a `Runtime` member for the built-in ones)
+    install_hint: str  # how to install the runtime, for the "not installed" error
 
     @staticmethod
     def is_available() -> bool: ...
@@ -75,35 +84,10 @@ class RuntimeAdapter(Protocol):
     def load(self, artifact: Artifact) -> Session: ...
 
 
-_ADAPTERS = {
-    Runtime.ONNXRUNTIME: "edgekd.runtimes.onnxruntime:OnnxRuntime",
-    Runtime.OPENVINO: "edgekd.runtimes.openvino:OpenVino",
-    Runtime.TENSORRT: "edgekd.runtimes.tensorrt:TensorRT",
-}
-
-_INSTALL_HINT = {
-    Runtime.ONNXRUNTIME: "pip install onnxruntime",
-    Runtime.OPENVINO: "pip install openvino",
-    Runtime.TENSORRT: "install TensorRT on the device (pip install 'edgekd[tensorrt]' on an NVIDIA machine),"
-    " or add --offline to export the ONNX and trtexec.sh to build there",
-}
-
-
 def get_runtime(name: str | Runtime, *, require: bool = True) -> RuntimeAdapter:
-    """The adapter for `name`; with `require`, fail clearly when the runtime is not installed here."""
-    try:
-        runtime = Runtime(name)
-    except ValueError:
-        known = ", ".join(r.value for r in Runtime)
-        raise UserError(f"unknown runtime {name!r}; known: {known}") from None
-    module_name, _, cls_name = _ADAPTERS[runtime].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and err.name.startswith("edgekd"):
-            raise UserError(f"runtime {runtime.value} has no adapter in this edgekd version yet") from None
-        raise
-    adapter: RuntimeAdapter = getattr(module, cls_name)()
+    """The adapter registered as `name`; with `require`, fail clearly when the runtime is not installed here."""
+    runtime = runtime_name(name)
+    adapter: RuntimeAdapter = RUNTIMES.create(runtime)  # an unknown name fails listing the known ones
     if require and not adapter.is_available():
-        raise UserError(f"runtime {runtime.value} is not installed on this machine; {_INSTALL_HINT[runtime]}")
+        raise UserError(f"runtime {runtime} is not installed on this machine; {adapter.install_hint}")
     return adapter

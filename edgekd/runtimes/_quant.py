@@ -40,7 +40,7 @@ class QuantOptions(Frozen):
 
 
 _SHARED = {"max_accuracy_drop", "max_float_layers"}
-_OWN = {
+_OWN: dict[str, set[str]] = {
     Runtime.ONNXRUNTIME: {"per_channel", "calibrate_method", "activation_type", "weight_type", "reduce_range"},
     Runtime.OPENVINO: {"preset"},
 }
@@ -52,7 +52,7 @@ def quant_options(profile: TargetProfile) -> QuantOptions:
     foreign = sorted(options.model_fields_set - _SHARED - _OWN.get(profile.runtime, set()))
     if foreign:
         raise UserError(
-            f"target {profile.name}: option {foreign[0]!r} does not apply to {profile.runtime.value}"
+            f"target {profile.name}: option {foreign[0]!r} does not apply to {profile.runtime}"
             " INT8 builds; remove it from the profile"
         )
     return options

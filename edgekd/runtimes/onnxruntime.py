@@ -17,7 +17,7 @@ import numpy as np
 from edgekd._io import atomic_path
 from edgekd.config import Precision, Runtime, TargetProfile
 from edgekd.errors import UserError
-from edgekd.runtimes import Artifact
+from edgekd.runtimes import RUNTIMES, Artifact
 
 ARTIFACT_NAME = "model.ort.onnx"
 INT8_ARTIFACT_NAME = "model.int8.onnx"
@@ -42,10 +42,12 @@ class OrtSession:
         return self._session.run(self._outputs, {self._input: inputs})[0]  # type: ignore[no-any-return]
 
 
+@RUNTIMES.register(Runtime.ONNXRUNTIME.value)
 class OnnxRuntime:
     """Runtime adapter for ONNX Runtime (see `edgekd.runtimes.RuntimeAdapter`)."""
 
     name = Runtime.ONNXRUNTIME
+    install_hint = "pip install onnxruntime"
 
     @staticmethod
     def is_available() -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekd.config import Precision, Runtime, TargetProfile
 from edgekd.errors import UserError
-from edgekd.runtimes import Artifact
+from edgekd.runtimes import RUNTIMES, Artifact
 from edgekd.runtimes._openvino_import import import_openvino
 
 IR_NAME = "model.xml"
@@ -24,10 +24,12 @@ IR_NAME = "model.xml"
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 
 
+@RUNTIMES.register(Runtime.OPENVINO.value)
 class OpenVino:
     """OpenVINO runtime adapter: builds IR with the precision of the profile, loads it on a device."""
 
     name = Runtime.OPENVINO
+    install_hint = "pip install openvino"
 
     @staticmethod
     def is_available() -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 from edgekd._io import atomic_path, write_json, write_text
 from edgekd.config import Precision, Runtime, TargetProfile
 from edgekd.errors import EdgekdError, UserError
-from edgekd.runtimes import Artifact, cudart
+from edgekd.runtimes import RUNTIMES, Artifact, cudart
 from edgekd.runtimes.trt_session import TensorRTSession
 from edgekd.runtimes.trt_settings import (
     CALIBRATION_CACHE_NAME,
@@ -53,10 +53,15 @@ def import_tensorrt() -> ModuleType:
     return result
 
 
+@RUNTIMES.register(Runtime.TENSORRT.value)
 class TensorRT:
     """TensorRT runtime adapter (see `edgekd.runtimes.RuntimeAdapter`)."""
 
     name = Runtime.TENSORRT
+    install_hint = (
+        "install TensorRT on the device (pip install 'edgekd[tensorrt]' on an NVIDIA machine),"
+        " or add --offline to export the ONNX and trtexec.sh to build there"
+    )
 
     @staticmethod
     def is_available() -> bool:

@@ -57,7 +57,7 @@ class LatencyResult:
 def target_fields(profile: TargetProfile, runtime_version: str) -> dict[str, Any]:
     """What decides a model's latency on a target, as the benchmark's fingerprint records it."""
     return {
-        "runtime": profile.runtime.value,
+        "runtime": profile.runtime,
         "runtime_version": runtime_version,
         "precision": profile.precision.value,
         "device": profile.device,

@@ -62,7 +62,7 @@ def assemble(
     return {
         "target": {
             "name": profile.name,
-            "runtime": profile.runtime.value,
+            "runtime": profile.runtime,
             "precision": profile.precision.value,
             "device": profile.device,
             "threads": profile.resolved_threads(),

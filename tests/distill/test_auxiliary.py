@@ -36,7 +36,8 @@ def test_auxiliary_auto_none_path(tmp_path: Path, fmnist: str) -> None:
     assert aux.is_file() and aux.is_relative_to(Path(os.environ["EDGEKD_CACHE"]))
     _, aux_spec, aux_meta = load_model(aux)
     assert aux_spec.family == "cnn" and aux_spec.params["width"] == 16
-    assert [list(p) for p in aux_meta["distill"]["pairs"]] == [["pool", "pool"]] and meta["auxiliary_sha256"]
+    assert [list(p) for p in aux_meta["distill"]["pairs"]] == [["penultimate", "penultimate"]]
+    assert meta["auxiliary_sha256"]
     # the transfer into the auxiliary runs the teacher live in its first epoch only, then reads the cache
     assert [row.get("teacher_cached") for row in aux_meta["history"]] == [0.0] + [1.0] * (CFG.epochs - 1)
     assert meta["teacher"] == str(teacher)

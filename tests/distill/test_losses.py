@@ -193,7 +193,9 @@ def test_float32_agrees_with_float64(name: str) -> None:
     loss = create(name)
     s32 = {k: v.float() for k, v in to_torch(S_NP).items()}
     t32 = {k: v.float() for k, v in to_torch(T_NP).items()}
-    assert loss(s32, t32, TARGET).item() == pytest.approx(run(loss), rel=1e-4)
+    # infoflow's kernels go through squared distances |a|^2 + |b|^2 - 2ab, which lose ~3e-4 to cancellation in
+    # float32 on AVX-512 machines (1e-5 on AVX2): the float32 path is held to 1e-3 there
+    assert loss(s32, t32, TARGET).item() == pytest.approx(run(loss), rel=1e-3 if name == "infoflow" else 1e-4)
 
 
 # ---- infoflow with per-pair normalisation ----

@@ -93,7 +93,7 @@ class Reordered(nn.Module):
 
 
 def test_candidates_of_a_user_model_follow_the_forward_pass_without_the_logits() -> None:
-    assert candidate_layers(Reordered(), SHAPE) == ["features", "bottleneck"]
+    assert candidate_layers(Reordered(), SHAPE) == ["features.2", "bottleneck"]
 
 
 def test_vit_to_cnn_pairs_at_matching_depth_and_the_loss_runs() -> None:

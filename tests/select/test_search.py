@@ -111,7 +111,7 @@ def test_a_budget_nothing_meets_gets_the_fastest_and_says_by_how_much(
 
 
 def fake_distill(accuracy: dict[str, float]) -> Any:
-    """api.distill without training: each epoch reports the arch's accuracy scaled by progress."""
+    """edgekd.distill.run.distill without training: each epoch reports the arch's accuracy scaled by progress."""
     from edgekd.distill.trainer import TrainResult
 
     def distill(
@@ -154,10 +154,10 @@ def job_of(tmp_path: Path, accuracy: dict[str, float], epochs: int, n_trials: in
 def test_successive_halving_stops_the_trailing_trials_after_one_epoch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgekd import api
+    from edgekd.distill import run as distill_run
 
     accuracy = {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.9}  # d is also the largest: it goes first
-    monkeypatch.setattr(api, "distill", fake_distill(accuracy))
+    monkeypatch.setattr(distill_run, "distill", fake_distill(accuracy))
     job = job_of(tmp_path, accuracy, epochs=9, n_trials=4)
     study = open_study(job, f"sqlite:///{tmp_path / 'study.sqlite'}", "s")
     run_trials(study, job)
@@ -175,10 +175,10 @@ def test_successive_halving_stops_the_trailing_trials_after_one_epoch(
 def test_fewer_trials_than_candidates_are_sampled_without_repeats(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgekd import api
+    from edgekd.distill import run as distill_run
 
     accuracy = {a: 0.1 * i for i, a in enumerate("abcdef", 1)}
-    monkeypatch.setattr(api, "distill", fake_distill(accuracy))
+    monkeypatch.setattr(distill_run, "distill", fake_distill(accuracy))
     job = job_of(tmp_path, accuracy, epochs=2, n_trials=3)
     study = open_study(job, f"sqlite:///{tmp_path / 'study.sqlite'}", "s")
     run_trials(study, job)
@@ -187,10 +187,10 @@ def test_fewer_trials_than_candidates_are_sampled_without_repeats(
 
 
 def test_hyperband_runs_every_candidate_and_keeps_the_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgekd import api
+    from edgekd.distill import run as distill_run
 
     accuracy = {"a": 0.5, "b": 0.9, "c": 0.7}
-    monkeypatch.setattr(api, "distill", fake_distill(accuracy))
+    monkeypatch.setattr(distill_run, "distill", fake_distill(accuracy))
     job = job_of(tmp_path, accuracy, epochs=9, n_trials=3)
     job = dataclasses.replace(job, pruner=search.PrunerKind.HYPERBAND)
     study = open_study(job, f"sqlite:///{tmp_path / 'study.sqlite'}", "hb")
