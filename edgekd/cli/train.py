@@ -1,0 +1,263 @@
+"""Commands that train: `train-teacher`, `distill`, `ensemble`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekd.cli._app import (
+    PathArg,
+    cli,
+    emit,
+    guarded,
+    print_training,
+    train_config,
+    training_json,
+    training_options,
+    weight_options,
+    weights,
+)
+
+
+@cli.command("train-teacher")
+@click.option("--arch", required=True, help="built-in name (resnet, cnn-s, ...), family(k=v,...) or module:factory")
+@click.option(
+    "--hssakd",
+    is_flag=True,
+    help="also train HSSAKD's auxiliary branches on rotated images (for distill --method hssakd)",
+)
+@click.option(
+    "--branches",
+    default=None,
+    help="with --hssakd: stages to branch after, e.g. stage1,stage2 (default: every stage but the last)",
+)
+@training_options
+@guarded
+def train_teacher_cmd(
+    arch: str,
+    hssakd: bool,
+    branches: str | None,
+    data: str,
+    epochs: int,
+    out: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    resume: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
+    """Train a teacher (or any model on labels alone).
+
+    \b
+    Examples:
+      edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out teacher.pt
+      edgekd train-teacher --arch resnet --hssakd --branches stage1,stage2 --epochs 5 --out teacher-hs.pt
+    """
+    from edgekd.distill.run import train_teacher
+
+    cfg = train_config(epochs, limit, seed, batch_size, lr, device)
+    stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
+    result = train_teacher(
+        arch, data, out, cfg, resume=resume, store=store, progress=not as_json, hssakd=hssakd, branches=stages
+    )
+    emit(training_json(result), as_json, print_training)
+
+
+def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from edgekd.distill.losses import LOSSES
+    from edgekd.distill.methods import DEFAULTS, FALLBACK
+
+    for name in LOSSES.names():
+        d = DEFAULTS.get(name, FALLBACK)
+        click.echo(f"{name:10s} ce-weight {d.ce_weight:g}, kd-weight {d.kd_weight:g}  {d.note}")
+    ctx.exit(0)
+
+
+@cli.command("distill")
+@click.option("--teacher", type=PathArg, required=True, help="teacher checkpoint (from train-teacher)")
+@click.option(
+    "--student", required=True, help="built-in name (cnn-s, mobilenet-s, ...), family(k=v,...) or module:factory"
+)
+@click.option("--method", default="kd", show_default=True, help="distillation method (see --list-methods)")
+@click.option(
+    "--list-methods",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_methods,
+    help="list the methods with their default weights, and exit",
+)
+@click.option(
+    "--pairs", default=None, help="layer pairs student:teacher,... (default: chosen at matching relative depth)"
+)
+@click.option(
+    "--n-pairs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="how many pairs to choose automatically (default: the method's)",
+)
+@click.option(
+    "--schedule",
+    default=None,
+    help="layer-weight schedule for infoflow: critical-period (default), constant, linear-decay, last-only",
+)
+@weight_options
+@click.option("--no-cache", is_flag=True, help="run the teacher live every epoch instead of caching its outputs")
+@click.option(
+    "--auxiliary",
+    default="none",
+    show_default=True,
+    help="auxiliary teacher: auto (when teacher and student families differ), none, or a checkpoint",
+)
+@click.option(
+    "--auxiliary-width",
+    default=None,
+    help="build the auxiliary teacher at this width: the student factory's argument, e.g. width=32"
+    " (for a module:factory student; built-in students default to twice their width)",
+)
+@training_options
+@guarded
+def distill_cmd(
+    teacher: Path,
+    student: str,
+    method: str,
+    pairs: str | None,
+    n_pairs: int | None,
+    schedule: str | None,
+    temperature: float | None,
+    ce_weight: float | None,
+    kd_weight: float | None,
+    no_cache: bool,
+    auxiliary: str,
+    auxiliary_width: str | None,
+    data: str,
+    epochs: int,
+    out: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    resume: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
+    """Distil one student from a teacher with a named method.
+
+    Pair-based methods (pkt, infoflow, sp) pair layers at matching relative depth unless --pairs names
+    them. The teacher's outputs are cached after the first epoch (under EDGEKD_CACHE) unless --no-cache.
+    hssakd needs a teacher trained with 'train-teacher --hssakd'; its outputs on the four rotations of
+    every image are cached like any teacher's.
+
+    \b
+    Examples:
+      edgekd distill --teacher teacher.pt --student cnn-s --method kd --data fashion-mnist \\
+          --epochs 5 --out student.pt
+      edgekd distill --teacher teacher.pt --student cnn-s --method infoflow --schedule critical-period \\
+          --epochs 5 --out student-if.pt
+      edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
+      edgekd distill --teacher teacher-hs.pt --student cnn-s --method hssakd --out s-hs.pt
+    """
+    from edgekd.config import parse
+    from edgekd.distill.run import distill
+    from edgekd.distill.task import DistillConfig
+
+    task = parse(
+        DistillConfig,
+        {
+            "method": method,
+            **weights(temperature, ce_weight, kd_weight),
+            "pairs": pairs,
+            "n_pairs": n_pairs,
+            "schedule": schedule,
+            "cache": not no_cache,
+            "auxiliary": auxiliary,
+            "auxiliary_width": auxiliary_width,
+        },
+        "distillation options",
+    )
+    cfg = train_config(epochs, limit, seed, batch_size, lr, device)
+    result = distill(teacher, student, data, out, cfg, task, resume=resume, store=store, progress=not as_json)
+    emit(training_json(result), as_json, print_training)
+
+
+def _out_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`training_options`, with --out a run folder instead of a checkpoint."""
+    fn = training_options(fn)
+    helps = {
+        "out": "run folder: family.pt, student-w<fraction>.pt per width, ensemble.json",
+        "store": "results store (default: OUT/edgekd.sqlite)",
+    }
+    for param in getattr(fn, "__click_params__", []):
+        param.help = helps.get(param.name, param.help)
+    return fn
+
+
+@cli.command("ensemble")
+@click.option("--student", required=True, help="base student, scaled in width: cnn-s, 'cnn(width=16,depth=1)', ...")
+@click.option(
+    "--widths",
+    default="1.0,0.8,0.6,0.4,0.2",
+    show_default=True,
+    help="fractions of the base width, strictly decreasing, in (0, 1]; the first is the pseudo-teacher",
+)
+@click.option("--teacher", type=PathArg, default=None, help="optional external teacher guiding every student")
+@click.option("--guide", default=None, help="teacher's loss on each student's logits: a distill method (default kd)")
+@click.option("--guide-weight", type=click.FloatRange(min=0), default=None, help="default: the method's kd weight")
+@_out_folder
+@guarded
+def ensemble_cmd(
+    student: str,
+    widths: str,
+    teacher: Path | None,
+    guide: str | None,
+    guide_weight: float | None,
+    data: str,
+    epochs: int,
+    out: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    device: str,
+    resume: bool,
+    store: Path | None,
+    as_json: bool,
+) -> None:
+    """Online ensemble compression: train students of decreasing width on one shared stem at once, each
+    learning from labels, the ensemble of all and the widest one's features; then write each alone.
+
+    Every student-w<fraction>.pt is a plain built-in student: export, bench and select take it like any.
+
+    \b
+    Examples:
+      edgekd ensemble --student cnn-s --widths 1.0,0.8,0.6,0.4,0.2 --epochs 5 --out runs/ens
+      edgekd ensemble --student cnn-m --teacher teacher.pt --guide kd --epochs 5 --out runs/ens-kd
+      edgekd select --target cpu-ort-fp32 --budget-ms 0.2 --from-ensemble runs/ens --out runs/sel
+    """
+    from edgekd.distill.ensemble_run import train_ensemble
+    from edgekd.report.ensemble import print_ensemble
+
+    cfg = train_config(epochs, limit, seed, batch_size, lr, device)
+    manifest = train_ensemble(
+        student,
+        data,
+        out,
+        cfg,
+        widths,
+        teacher=teacher,
+        guide=guide,
+        guide_weight=guide_weight,
+        resume=resume,
+        store=store,
+        progress=not as_json,
+    )
+    emit(manifest, as_json, lambda m: print_ensemble(m, out))
