@@ -15,16 +15,13 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import edgekd
-from edgekd._io import write_json, write_text
+from edgekd._io import atomic_dir, write_json, write_text
 from edgekd.bench import protocol, resolve_artifact
 from edgekd.bench.protocol import BUNDLED_NAME, DEFAULT_TIMING, TimingConfig, sha256_file
 from edgekd.config import TargetProfile, load_target
@@ -86,7 +83,7 @@ def package(
     _check_out(out)
     store_path = Path(store) if store else default_store(export_dir)
     runner = load_runner()
-    with _staging(out) as tmp:
+    with atomic_dir(out) as tmp:
         for name in files:
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(export_dir / name, tmp / name)
@@ -169,24 +166,6 @@ def _check_out(out: Path) -> None:
             is_bundle = False
         if not is_bundle:
             raise UserError(f"{out} exists and is not an edgekd bundle; give --out a new or empty folder")
-
-
-@contextmanager
-def _staging(out: Path) -> Iterator[Path]:
-    """A temporary folder beside `out`, renamed onto it on success (an older bundle there is replaced)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _manifest(

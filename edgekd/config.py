@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgekd.errors import UserError
 from edgekd.registry import Registry
@@ -86,6 +86,45 @@ class TargetProfile(Frozen):
         return self.threads or (os.cpu_count() or 1)
 
 
+class Flip(str, enum.Enum):
+    """Horizontal flip: `auto` flips 3-channel images (natural photos) and never 1-channel ones (digits,
+    documents; Fashion-MNIST's shoes all point left, so a flipped shoe is a view its test set never shows)."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class Augment(Frozen):
+    """Training-time augmentation (`edgekd.data.augment`): zero padding then a random crop back to size, a
+    horizontal flip, random erasing with probability `erase`. The default is none (today's behaviour);
+    `standard` is pad 4, flip auto, erase 0.25. Never applied to validation, test or calibration data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True)  # plain str in dumps
+    pad: int = Field(default=0, ge=0, le=64)
+    flip: Flip = Field(default=Flip.OFF, validate_default=True)  # validated: a plain str, as given ones
+    erase: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in AUGMENT_PRESETS:
+                raise ValueError(f"unknown augmentation {value!r}; use {', '.join(AUGMENT_PRESETS)} or a mapping")
+            return AUGMENT_PRESETS[value]
+        return value
+
+    @property
+    def active(self) -> bool:
+        return self.pad > 0 or self.flip != Flip.OFF or self.erase > 0
+
+
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "standard": {"pad": 4, "flip": "auto", "erase": 0.25},
+}
+
+
 class TrainConfig(Frozen):
     """How one model is trained: shared by teachers and students."""
 
@@ -97,8 +136,15 @@ class TrainConfig(Frozen):
     limit: int | None = Field(default=None, ge=1, description="use the first N training samples")
     val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     amp: bool = True
+    #: float16 (with a grad scaler) or bfloat16 (none needed); AMP runs on CUDA, and on the CPU for bfloat16 only
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
+    compile: bool = Field(default=False, description="torch.compile what trains (checkpoints keep the plain keys)")
     device: str = "auto"
     threads: int | None = Field(default=None, ge=1)
+    augment: Augment = Field(default_factory=Augment, description="none, standard or {pad, flip, erase}")
+    views: int = Field(default=1, ge=1, le=64, description="augmented views per sample the teacher cache holds")
+    mixup: float = Field(default=0.0, ge=0.0, description="mixup Beta(a, a); 0 = off; needs the live teacher")
+    warmup_epochs: float = Field(default=0.0, ge=0.0, description="linear learning-rate warm-up before the cosine")
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -319,14 +319,17 @@ def test_runner_bad_timing_is_one_line_exit_2(built: dict[str, Path], tmp_path: 
 
 
 def test_bundle_runs_in_a_fresh_venv_with_only_the_runtime(built: dict[str, Path], tmp_path: Path) -> None:
+    # nothing of this process's Python paths may leak in (Ray, loaded by other tests, extends PYTHONPATH)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, env=env)
     python = str(venv / "bin" / "python")
     pins = [f"numpy=={metadata.version('numpy')}", f"onnxruntime=={metadata.version('onnxruntime')}"]
-    pip = subprocess.run([python, "-m", "pip", "install", "-q", *pins], capture_output=True, text=True, check=False)
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "-q", *pins], capture_output=True, text=True, check=False, env=env
+    )
     if pip.returncode != 0:
         pytest.skip(f"cannot install {' '.join(pins)} into a fresh venv here: {pip.stderr.strip()[-300:]}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     probe = "import importlib.util as u; print([m for m in ('edgekd', 'torch', 'PIL') if u.find_spec(m)])"
     check = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=built["bundle"], env=env)
     assert check.stdout.strip() == "[]", check.stdout  # only numpy and the runtime are there

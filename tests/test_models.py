@@ -30,7 +30,9 @@ def test_families_scale_with_width_and_depth() -> None:
 def test_unknown_names_list_known_ones() -> None:
     with pytest.raises(UserError, match="unknown model 'vgg'.*cnn-s"):
         parse_arch("vgg")
-    with pytest.raises(UserError, match="unknown model family 'vgg'; known: cnn, mobilenet, resnet"):
+    with pytest.raises(
+        UserError, match="unknown model family 'vgg'; known: cnn, efficientnet, mobilenet, mobilenetv3, resnet"
+    ):
         parse_arch("vgg(width=2)")
     with pytest.raises(UserError, match="check the parameter names"):
         build_model(parse_arch("cnn(widht=2)"))

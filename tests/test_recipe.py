@@ -95,7 +95,26 @@ def test_the_shipped_demo_recipes_validate() -> None:
     assert full.targets == quick.targets == TARGETS
     assert (full.teacher.arch, full.teacher.epochs, full.training.epochs, full.training.limit) == ("resnet", 4, 4, None)
     assert (quick.teacher.epochs, quick.training.epochs, quick.training.limit, quick.quick) == (1, 2, 6000, True)
-    assert full.students.space == "demo" and full.budget.rule() == "0.5 x the teacher's p50 here"
+    assert full.students.space == "demo" and full.budget.rule() == "separable near 0.5 x the teacher's p50 here"
+    assert full.budget.separable and full.budget_rule.value == quick.budget_rule.value == "upper"
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("separable", "separable near 0.5 x the teacher's p50 here"),
+        ("separable near 0.3 x teacher p90", "separable near 0.3 x the teacher's p90 here"),
+        ("0.5 x teacher p50", "0.5 x the teacher's p50 here"),
+    ],
+)
+def test_budget_rules_parse(tmp_path: Path, value: str, rule: str) -> None:
+    recipe = load_recipe(
+        write(tmp_path, GOOD.replace("100 x teacher p50", value).replace("budget:", "budget_rule: p50\nbudget:"))
+    )
+    assert recipe.budget.rule() == rule and recipe.budget_rule.value == "p50"
+    assert "budget 'separable near me': give 'separable' or" in error_of(
+        write(tmp_path, GOOD.replace("100 x teacher p50", "separable near me"))
+    )
     assert load_recipe(shipped("demo"), {("outputs", "workdir"): ("x", "--workdir")}).outputs.workdir == Path("x")
 
 

@@ -78,9 +78,11 @@ def bench_artifact(
     limit: int | None = None,
     quick: bool = False,
     store: Path | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
-    """Measure an artifact with the one timing protocol (in its own process); accuracy when data is given."""
-    art = resolve_artifact(Path(artifact))
+    """Measure an artifact with the one timing protocol (in its own process); accuracy when data is given.
+    `input_shape` (C, H, W) fills a model file's dynamic dimensions (`--input-shape`)."""
+    art = resolve_artifact(Path(artifact), input_shape=input_shape)
     timing = QUICK_TIMING if quick else DEFAULT_TIMING
     result = benchmark(art, batch=batch, threads=threads, data=data, limit=limit, timing=timing)
     folder = art.path.parent
@@ -100,16 +102,18 @@ def bench_artifacts(
     time_cap_s: float | None = None,
     store: Path | None = None,
     on_round: Callable[[int, float], None] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
     """Measure artifacts side by side in one run (`edgekd.bench.compare`: warm workers, interleaved
     rounds, a null floor). One artifact: its `bench --json` record, with `rounds` and `floor`; several:
-    `{"models": [record, ...], "floors": [...], "stopped_by", "rule", "timing", "order"}`."""
+    `{"models": [record, ...], "floors": [...], "stopped_by", "rule", "timing", "order"}`. `input_shape`
+    (C, H, W) fills the dynamic dimensions of model files built outside edgekd (`--input-shape`)."""
     from edgekd.bench.compare import compare
 
     resolved: dict[str, Artifact] = {}
     for path in artifacts:  # the same path given twice is measured twice, as two models
         name = str(path) if str(path) not in resolved else f"{path}#{len(resolved) + 1}"
-        resolved[name] = resolve_artifact(Path(path))
+        resolved[name] = resolve_artifact(Path(path), input_shape=input_shape)
     base = QUICK_RULE if quick else DEFAULT_RULE
     cap = base.time_cap_s if time_cap_s is None else time_cap_s
     rule = replace(base, rel_width=rel_width, time_cap_s=cap)  # checked by StopRule: ProtocolError, exit 2

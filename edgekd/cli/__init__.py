@@ -7,10 +7,10 @@ their commands on it.
 
 from __future__ import annotations
 
-from edgekd.cli import build, pipeline, train
+from edgekd.cli import build, federate, pipeline, profile, train
 from edgekd.cli._app import cli
 
-__all__ = ["build", "cli", "main", "pipeline", "train"]
+__all__ = ["build", "cli", "federate", "main", "pipeline", "profile", "train"]
 
 
 def main() -> None:

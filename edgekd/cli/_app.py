@@ -107,14 +107,85 @@ def weights(temperature: float | None, ce_weight: float | None, kd_weight: float
     }
 
 
-def train_config(epochs: int, limit: int | None, seed: int, batch_size: int, lr: float, device: str) -> Any:
+def train_config(
+    epochs: int, limit: int | None, seed: int, batch_size: int, lr: float, device: str, **extra: Any
+) -> Any:
+    """The TrainConfig of the shared training options, plus any other TrainConfig fields in `extra`."""
     from edgekd.config import TrainConfig, parse
 
     return parse(
         TrainConfig,
-        {"epochs": epochs, "limit": limit, "seed": seed, "batch_size": batch_size, "lr": lr, "device": device},
+        {"epochs": epochs, "limit": limit, "seed": seed, "batch_size": batch_size, "lr": lr, "device": device, **extra},
         "training options",
     )
+
+
+def accel_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--amp-dtype and --compile (train-teacher, distill)."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--amp-dtype",
+                type=click.Choice(["float16", "bfloat16"]),
+                default="float16",
+                show_default=True,
+                help="mixed precision on CUDA (float16 with a grad scaler); bfloat16 also runs AMP on the CPU",
+            ),
+            click.option("--compile", "compile_", is_flag=True, help="torch.compile the model that trains"),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+def augment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--augment, --views, --mixup, --warmup-epochs and --preset (distill)."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--augment",
+                type=click.Choice(["none", "standard"]),
+                default="none",
+                show_default=True,
+                help="training augmentation: standard = pad 4 + random crop, flip (3-channel images), erase 0.25",
+            ),
+            click.option(
+                "--views",
+                type=click.IntRange(min=1, max=64),
+                default=1,
+                show_default=True,
+                help="augmented views per sample whose teacher outputs are cached (the cache grows K times)",
+            ),
+            click.option(
+                "--mixup",
+                type=click.FloatRange(min=0),
+                default=0.0,
+                show_default=True,
+                help="mixup Beta(a, a) with the live teacher (--teacher-live); 0 = off",
+            ),
+            click.option("--warmup-epochs", type=click.FloatRange(min=0), default=0.0, show_default=True),
+            click.option(
+                "--preset",
+                type=click.Choice(["patient"]),
+                default=None,
+                help="patient: 30 epochs, warm-up + cosine, standard augmentation over 8 cached views, kd at T = 1;"
+                " options given explicitly win",
+            ),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+def augment_settings(
+    ctx: click.Context, preset: str | None, method: str, values: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(TrainConfig fields, loss parameters) from `values` (CLI parameter name -> value) under `preset`:
+    an option left at its default takes the preset's value."""
+    from edgekd.distill.presets import with_preset
+
+    given = {k for k in values if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+    return with_preset(preset, method, values, given)
 
 
 def print_training(result: dict[str, Any]) -> None:

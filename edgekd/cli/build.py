@@ -14,12 +14,35 @@ from edgekd.cli._app import (
 )
 
 
+def _input_shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int, int] | None:
+    """`--input-shape C,H,W` parsed (one line, exit 2, when it is not three positive sizes)."""
+    from edgekd.bench.artifacts import parse_input_shape
+    from edgekd.errors import UserError
+
+    try:
+        return None if value is None else parse_input_shape(value)
+    except UserError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+_INPUT_SHAPE = click.option(
+    "--input-shape",
+    default=None,
+    callback=_input_shape,
+    help="C,H,W for a model whose file does not fix them (dynamic ONNX or IR dims, module:factory)",
+)
+
+
 @cli.command("export")
 @click.argument("model")
 @click.option("--target", required=True, help="a profile name in targets/ (e.g. cpu-ort-fp32) or a YAML path")
 @click.option("--out", type=PathArg, required=True, help="output folder")
 @click.option("--data", default=None, help="data for parity and accuracy checks (default: the checkpoint's)")
 @click.option("--calibration", default=None, help="calibration recipe for INT8 (name in calibration/ or YAML)")
+@_INPUT_SHAPE
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=None, help="batch to measure by default (default: the target's)"
+)
 @click.option(
     "--offline",
     is_flag=True,
@@ -34,6 +57,8 @@ def export_cmd(
     out: Path,
     data: str | None,
     calibration: str | None,
+    input_shape: tuple[int, int, int] | None,
+    batch: int | None,
     offline: bool,
     store: Path | None,
     as_json: bool,
@@ -41,13 +66,24 @@ def export_cmd(
     """Export MODEL (checkpoint, .onnx or module:factory) to ONNX and build it for a target.
 
     \b
-    Example:
+    Examples:
       edgekd export student.pt --target cpu-ort-fp32 --out build/student
+      edgekd export mypkg.nets:small --input-shape 3,224,224 --target cpu-openvino-fp32 --out build/small
     """
     from edgekd.export.run import export
     from edgekd.report.text import print_artifact
 
-    info = export(model, target, out, data=data, calibration=calibration, store=store, offline=offline)
+    info = export(
+        model,
+        target,
+        out,
+        data=data,
+        calibration=calibration,
+        store=store,
+        offline=offline,
+        input_shape=input_shape,
+        batch=batch,
+    )
     if offline:
         emit(
             info,
@@ -65,6 +101,7 @@ def export_cmd(
 @click.argument("artifacts", type=PathArg, nargs=-1, required=True)
 @click.option("--data", default=None, help="also measure accuracy on this data's test split")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="batch size (default: the target's)")
+@_INPUT_SHAPE
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="threads (default: the target's)")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="accuracy on the first N test samples")
 @click.option("--quick", is_flag=True, help="fewer rounds and a 15 s cap (for smoke tests)")
@@ -83,6 +120,7 @@ def bench_cmd(
     artifacts: tuple[Path, ...],
     data: str | None,
     batch: int | None,
+    input_shape: tuple[int, int, int] | None,
     threads: int | None,
     limit: int | None,
     quick: bool,
@@ -101,6 +139,7 @@ def bench_cmd(
     Examples:
       edgekd bench build/student --data fashion-mnist --json
       edgekd bench build/a build/b build/c --rounds-ci 0.03 --time-cap-s 300
+      edgekd bench model.xml --input-shape 1,28,28 --batch 32   # an IR with dynamic dims
     """
     from edgekd.bench import bench_artifacts
     from edgekd.report.text import print_bench, print_comparison
@@ -115,6 +154,7 @@ def bench_cmd(
         rel_width=rounds_ci,
         time_cap_s=time_cap_s,
         store=store,
+        input_shape=input_shape,
     )
     emit(result, as_json, print_bench if len(artifacts) == 1 else print_comparison)
 

@@ -10,6 +10,9 @@ import click
 
 from edgekd.cli._app import (
     PathArg,
+    accel_options,
+    augment_options,
+    augment_settings,
     cli,
     emit,
     guarded,
@@ -35,6 +38,7 @@ from edgekd.cli._app import (
     help="with --hssakd: stages to branch after, e.g. stage1,stage2 (default: every stage but the last)",
 )
 @training_options
+@accel_options
 @guarded
 def train_teacher_cmd(
     arch: str,
@@ -51,6 +55,8 @@ def train_teacher_cmd(
     resume: bool,
     store: Path | None,
     as_json: bool,
+    amp_dtype: str,
+    compile_: bool,
 ) -> None:
     """Train a teacher (or any model on labels alone).
 
@@ -61,7 +67,7 @@ def train_teacher_cmd(
     """
     from edgekd.distill.run import train_teacher
 
-    cfg = train_config(epochs, limit, seed, batch_size, lr, device)
+    cfg = train_config(epochs, limit, seed, batch_size, lr, device, amp_dtype=amp_dtype, compile=compile_)
     stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
     result = train_teacher(
         arch, data, out, cfg, resume=resume, store=store, progress=not as_json, hssakd=hssakd, branches=stages
@@ -78,6 +84,11 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     for name in LOSSES.names():
         d = DEFAULTS.get(name, FALLBACK)
         click.echo(f"{name:10s} ce-weight {d.ce_weight:g}, kd-weight {d.kd_weight:g}  {d.note}")
+    click.echo(
+        "recipes:   --recipe edgekd (default) | pkth: the authors' infoflow recipe (transfer loss alone unless"
+        " --ce-weight, critical period per real epoch, Adam at a constant --lr, an auxiliary on its own"
+        " settings: --auxiliary-epochs on labels, default 80, then half as many of transfer alone)"
+    )
     ctx.exit(0)
 
 
@@ -110,7 +121,13 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="layer-weight schedule for infoflow: critical-period (default), constant, linear-decay, last-only",
 )
 @weight_options
-@click.option("--no-cache", is_flag=True, help="run the teacher live every epoch instead of caching its outputs")
+@click.option(
+    "--no-cache",
+    "--teacher-live",
+    "no_cache",
+    is_flag=True,
+    help="run the teacher live on every batch (online distillation; needed for --mixup) instead of caching",
+)
 @click.option(
     "--auxiliary",
     default="none",
@@ -123,7 +140,22 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="build the auxiliary teacher at this width: the student factory's argument, e.g. width=32"
     " (for a module:factory student; built-in students default to twice their width)",
 )
+@click.option(
+    "--recipe",
+    type=click.Choice(["edgekd", "pkth"]),
+    default="edgekd",
+    show_default=True,
+    help="pkth: the authors' infoflow recipe (see --list-methods)",
+)
+@click.option(
+    "--auxiliary-epochs",
+    type=click.IntRange(min=2),
+    default=None,
+    help="with --recipe pkth: the auxiliary's epochs on labels (default the authors' 80; transfer: half)",
+)
 @training_options
+@accel_options
+@augment_options
 @guarded
 def distill_cmd(
     teacher: Path,
@@ -138,6 +170,8 @@ def distill_cmd(
     no_cache: bool,
     auxiliary: str,
     auxiliary_width: str | None,
+    recipe: str,
+    auxiliary_epochs: int | None,
     data: str,
     epochs: int,
     out: Path,
@@ -149,6 +183,13 @@ def distill_cmd(
     resume: bool,
     store: Path | None,
     as_json: bool,
+    amp_dtype: str,
+    compile_: bool,
+    augment: str,
+    views: int,
+    mixup: float,
+    warmup_epochs: float,
+    preset: str | None,
 ) -> None:
     """Distil one student from a teacher with a named method.
 
@@ -165,26 +206,39 @@ def distill_cmd(
           --epochs 5 --out student-if.pt
       edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
       edgekd distill --teacher teacher-hs.pt --student cnn-s --method hssakd --out s-hs.pt
+      edgekd distill --teacher teacher.pt --student cnn-xs --preset patient --out s-patient.pt
     """
     from edgekd.config import parse
     from edgekd.distill.run import distill
     from edgekd.distill.task import DistillConfig
 
+    ctx = click.get_current_context()
+    extra, preset_params = augment_settings(
+        ctx,
+        preset,
+        method,
+        {"epochs": epochs, "augment": augment, "views": views, "mixup": mixup, "warmup_epochs": warmup_epochs},
+    )
+    chosen = weights(temperature, ce_weight, kd_weight)
+    chosen["loss_params"] = {**preset_params, **chosen["loss_params"]}  # --temperature beats the preset
     task = parse(
         DistillConfig,
         {
             "method": method,
-            **weights(temperature, ce_weight, kd_weight),
+            **chosen,
             "pairs": pairs,
             "n_pairs": n_pairs,
             "schedule": schedule,
             "cache": not no_cache,
             "auxiliary": auxiliary,
             "auxiliary_width": auxiliary_width,
+            "recipe": recipe,
+            "auxiliary_epochs": auxiliary_epochs,
         },
         "distillation options",
     )
-    cfg = train_config(epochs, limit, seed, batch_size, lr, device)
+    epochs = extra.pop("epochs")
+    cfg = train_config(epochs, limit, seed, batch_size, lr, device, amp_dtype=amp_dtype, compile=compile_, **extra)
     result = distill(teacher, student, data, out, cfg, task, resume=resume, store=store, progress=not as_json)
     emit(training_json(result), as_json, print_training)
 

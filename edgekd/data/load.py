@@ -38,6 +38,11 @@ def load_data(spec: str, *, val_fraction: float = 0.1, seed: int = 0, limit: int
     n_val = int(round(len(train) * val_fraction))
     if len(train) - n_val < 1:
         raise UserError(f"data {spec!r}: {len(train)} samples leave nothing to train on; use more data")
+    if val_fraction > 0 and (n_val < 1 or len(train) - n_val < 2):
+        raise UserError(
+            f"data {spec!r}: {len(train)} samples are too few for a training and a validation split"
+            f" ({val_fraction:g} held out); use more data (or a larger --limit)"
+        )
     order = np.random.default_rng(seed).permutation(len(train))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     val = train.subset(val_idx, f"{train.name}/val")

@@ -1,7 +1,8 @@
 """Data parallelism under `torchrun`: which process this is, its shard of an epoch, summed metrics.
 
-Active only when torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) names more than one process;
-otherwise every function here is a no-op and the trainer runs exactly as a single process does.
+Active only when torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) names more than one process, or
+one process with EDGEKD_DDP=1 (DDP with NCCL on a machine with one GPU, which NCCL does not let two
+processes share); otherwise every function here is a no-op and the trainer runs as a single process does.
 The process group is initialised once per process (nccl on CUDA, gloo on CPU) and reused by every
 trainer the process runs (an auxiliary teacher, then its student).
 """
@@ -17,16 +18,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+FORCE_ENV = "EDGEKD_DDP"  # "1": a one-process torchrun job still runs DDP (to check that path on one GPU)
+
 
 @dataclass(frozen=True)
 class Rank:
     rank: int = 0
     world: int = 1
     local: int = 0
+    forced: bool = False
 
     @property
     def active(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.forced
 
     @property
     def main(self) -> bool:
@@ -37,7 +41,9 @@ def from_env() -> Rank:
     """This process's place in a torchrun job (rank 0 of 1 when not launched by torchrun)."""
     if not {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= set(os.environ):
         return Rank()
-    return Rank(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    world = int(os.environ["WORLD_SIZE"])
+    forced = world == 1 and os.environ.get(FORCE_ENV) == "1"
+    return Rank(int(os.environ["RANK"]), world, int(os.environ["LOCAL_RANK"]), forced)
 
 
 def init(rank: Rank, device: torch.device) -> None:

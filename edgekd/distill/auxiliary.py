@@ -7,6 +7,9 @@ final representation only (`penultimate` on both sides: the input of each model'
 for built-in models). A `module:factory` student is widened by the factory's own width argument, given
 as `--auxiliary-width name=value`. Built once per (teacher, student layout, data, training settings)
 and cached under EDGEKD_CACHE, like the demo teacher.
+
+With `recipe="pkth"` the auxiliary is built as the authors build theirs (`edgekd.distill.pkth`): its
+own phases on labels, then transfer alone (no CE), each phase Adam at a constant rate.
 """
 
 from __future__ import annotations
@@ -63,13 +66,24 @@ def uses_auxiliary(choice: str, teacher: ArchSpec, student: ArchSpec) -> bool:
     return choice != "none"
 
 
-def cached_path(teacher_sha256: str, spec: ArchSpec, data_fingerprint: str, cfg: TrainConfig) -> Path:
-    key = hashlib.sha256(
-        json.dumps(
-            [teacher_sha256, spec.model_dump(), data_fingerprint, cfg.model_dump(), TRANSFER.model_dump()],
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:16]
+#: DistillConfig fields added after auxiliaries were first cached: left out of edgekd's key, so it stays the same
+_LATER_FIELDS = {"recipe", "auxiliary_epochs"}
+
+
+def cached_path(
+    teacher_sha256: str, spec: ArchSpec, data_fingerprint: str, cfg: TrainConfig, recipe: Any = None
+) -> Path:
+    """Where the auxiliary for these inputs is cached; `recipe` (pkth's phases) joins the key when given."""
+    parts: list[Any] = [
+        teacher_sha256,
+        spec.model_dump(),
+        data_fingerprint,
+        cfg.model_dump(),
+        TRANSFER.model_dump(exclude=_LATER_FIELDS),
+    ]
+    if recipe is not None:
+        parts.append(recipe)
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir() / "auxiliary" / f"{spec.family}-{key}.pt"
 
 
@@ -82,9 +96,12 @@ def train_auxiliary(
     *,
     progress: bool = True,
     width: str | None = None,
+    recipe: str = "edgekd",
+    label_epochs: int | None = None,
 ) -> Path:
     """The auxiliary checkpoint for this teacher and student: from the cache, else trained on labels
-    and then taught by the teacher on the final representation."""
+    and then taught by the teacher on the final representation (`recipe="pkth"`: the authors' way, with
+    `label_epochs` on labels, default theirs)."""
     import torch
 
     from edgekd._io import file_sha256
@@ -98,7 +115,15 @@ def train_auxiliary(
 
     spec = auxiliary_spec(student_spec, width)
     split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
-    out = cached_path(file_sha256(teacher_ckpt), spec, split.train.fingerprint(), cfg)
+    if recipe == "pkth":
+        from edgekd.distill import pkth
+
+        phases = pkth.auxiliary_phases(label_epochs)
+        # the student's epochs and optimiser settings do not shape this auxiliary: its phases do
+        key_cfg = cfg.model_copy(update={"epochs": 1, "lr": 1.0, "weight_decay": 0.0})
+        out = cached_path(file_sha256(teacher_ckpt), spec, split.train.fingerprint(), key_cfg, [recipe, phases])
+    else:
+        out = cached_path(file_sha256(teacher_ckpt), spec, split.train.fingerprint(), cfg)
     if out.is_file():
         console.print(f"[bold]auxiliary[/]: reusing {out}")
         return out
@@ -111,6 +136,8 @@ def train_auxiliary(
     }
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
+    if recipe == "pkth":
+        return _train_pkth(teacher_ckpt, model, spec, split, cfg, phases, out, store, meta, progress)
     labels = out.with_name(out.stem + "-labels.pt")
     Trainer(model, spec, Supervised(), split, cfg, labels, store, "auxiliary-labels", meta).fit(
         resume=True, show_progress=progress
@@ -129,4 +156,47 @@ def train_auxiliary(
     meta = {**meta, "teacher": str(teacher_ckpt), "distill": TRANSFER.model_dump(), "role": "auxiliary"}
     Trainer(model, spec, objective, split, cfg, out, store, "auxiliary", meta).fit(resume=True, show_progress=progress)
     labels.unlink(missing_ok=True)
+    return out
+
+
+def _train_pkth(
+    teacher_ckpt: Path,
+    model: Any,
+    spec: ArchSpec,
+    split: Any,
+    cfg: TrainConfig,
+    phases: Any,
+    out: Path,
+    store: Store,
+    meta: dict[str, Any],
+    progress: bool,
+) -> Path:
+    """The authors' auxiliary: phases on labels, then phases of infoflow on the final layer alone."""
+    import shutil
+
+    from edgekd.distill import pkth
+    from edgekd.distill.cache import teacher_cache
+    from edgekd.distill.objectives import Distillation, Supervised
+    from edgekd.distill.task import build_loss, method_pairs
+    from edgekd.models import load_model
+
+    on_labels, in_transfer = phases
+    done = pkth.train_phases(
+        model, spec, Supervised(), split, cfg, on_labels, out.with_name(out.stem + "-labels"), store,
+        "auxiliary-labels", meta, progress,
+    )  # fmt: skip
+    t_model, _, _ = load_model(teacher_ckpt)
+    task = pkth.TRANSFER_ONLY
+    pairs = method_pairs(task, model, t_model, split.train.input_shape)
+    objective = Distillation(
+        t_model, build_loss(task, pairs), task.ce_weight, task.kd_weight, teacher_cache(split.train)
+    )
+    meta = {**meta, "teacher": str(teacher_ckpt), "distill": task.model_dump(), "role": "auxiliary", "recipe": "pkth"}
+    done += pkth.train_phases(
+        model, spec, objective, split, cfg, in_transfer, out.with_name(out.stem + "-transfer"), store, "auxiliary",
+        meta, progress,
+    )  # fmt: skip
+    shutil.copyfile(done[-1], out)
+    for path in done:
+        path.unlink(missing_ok=True)
     return out

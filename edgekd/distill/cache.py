@@ -1,9 +1,13 @@
 """Teacher-output cache: a frozen teacher's logits and tapped features per training sample, on disk.
 
-When the input pipeline is deterministic (the trainer feeds the same pixels for a sample index every
-epoch: no augmentation), the teacher's outputs depend on the sample index alone. The first epoch runs
-the teacher live and records its outputs by index; later epochs read them from memory-mapped `.npy`
-files, so the teacher costs (near) nothing after the first epoch.
+The trainer feeds, for a row `sample * views + view`, the same pixels every epoch: the stored image, or
+with augmentation one of the sample's K views, whose parameters are a pure function of (seed, sample,
+view) (`edgekd.data.augment`; FKD's soft labels per crop). So the teacher's outputs depend on the row
+alone, and the cache holds N x K rows. With one view the first epoch runs the teacher live and records
+its outputs by row; with more, the trainer runs the teacher over every view before the first epoch
+(`Distillation.fill_cache`). Later epochs read the rows from memory-mapped `.npy` files, so the teacher
+costs (near) nothing; the cache is K times the size of a one-view cache (its size is checked against
+the disk before it is written, and printed).
 
 Layout: `<root>/<digest>/meta.json` and one `tap<i>.npy` per tap, N x (the tap's per-sample shape).
 Features are stored as float16: after normalisation layers they lie far inside its range, and its
@@ -18,10 +22,11 @@ others are deleted until the total fits (`evict`). Deleting a cache another proc
 POSIX systems: its mapped files live on until it closes them; the next run with that key rebuilds it.
 
 Never silently reused: the folder is named by a digest of (teacher weights hash, data fingerprint,
-taps), and meta.json holds that key in full and is checked on every open, so a cache made for another
-teacher, other data or other taps is detected and rebuilt. A build fills a hidden temporary folder and
-is renamed into place only when every row is written, so an interrupted build is never read; a folder
-whose files do not match its meta.json is rebuilt.
+taps, and with augmentation its parameters, K and the seed), and meta.json holds that key in full and
+is checked on every open, so a cache made for another teacher, other data or other taps is detected and
+rebuilt. A build fills a hidden temporary folder and is renamed into place only when every row is
+written, so an interrupted build is never read; a folder whose files do not match its meta.json is
+rebuilt.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ import torch
 from torch import Tensor, nn
 
 from edgekd._io import pid_alive
-from edgekd.config import cache_dir
-from edgekd.data import Dataset
+from edgekd.config import TrainConfig, cache_dir
+from edgekd.data import Dataset, augment
 from edgekd.distill import _ddp
 from edgekd.errors import EdgekdError, UserError
 from edgekd.ui import console
@@ -71,18 +76,23 @@ def weights_hash(model: nn.Module) -> str:
 
 @dataclass(frozen=True)
 class CacheKey:
-    """What teacher outputs depend on: the teacher, the training samples in index order, the taps."""
+    """What teacher outputs depend on: the teacher, the training samples in index order, the taps, and
+    the views (`edgekd.data.augment.cache_key`; '' without augmentation, keeping one-view keys as they were)."""
 
     teacher: str
     data: str
     taps: tuple[str, ...]
+    augment: str = ""
 
     def digest(self) -> str:
-        text = json.dumps([CACHE_FORMAT, self.teacher, self.data, list(self.taps)])
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        parts = [CACHE_FORMAT, self.teacher, self.data, list(self.taps)] + ([self.augment] if self.augment else [])
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "taps": list(self.taps)}
+        out = {**asdict(self), "taps": list(self.taps)}
+        if not self.augment:
+            del out["augment"]
+        return out
 
 
 def _mismatch(meta: dict[str, Any], key: CacheKey, n: int) -> str | None:
@@ -93,6 +103,8 @@ def _mismatch(meta: dict[str, Any], key: CacheKey, n: int) -> str | None:
     for field, what in (("teacher", "another teacher"), ("data", "other data"), ("taps", "other taps")):
         if stored.get(field) != key.to_json()[field]:
             return f"was made for {what}"
+    if stored.get("augment", "") != key.augment:
+        return "was made for other augmented views"
     return None if meta.get("n") == n else "holds another number of samples"
 
 
@@ -106,7 +118,9 @@ def open_cache(folder: Path, key: CacheKey, n: int) -> tuple[dict[str, np.ndarra
         reason = _mismatch(meta, key, n)
         if reason:
             return None, reason
-        arrays = {tap: np.load(folder / info["file"], mmap_mode="r") for tap, info in meta["taps"].items()}
+        arrays = {
+            tap: np.load(folder / info["file"], mmap_mode="r", allow_pickle=False) for tap, info in meta["taps"].items()
+        }
         for tap, info in meta["taps"].items():
             if arrays[tap].shape != (n, *info["shape"]) or str(arrays[tap].dtype) != info["dtype"]:
                 return None, f"is incomplete ({info['file']} does not match meta.json)"
@@ -285,19 +299,22 @@ def sweep_stale(folder: Path) -> None:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """Where caches live and what the training data is: enough, with the teacher, to key a cache."""
+    """Where caches live and what the training data and its views are: enough, with the teacher, to key a
+    cache of `n_samples * views` rows."""
 
     root: Path
     data: str  # fingerprint of the training split, in the order the trainer indexes it
     n_samples: int
+    views: int = 1
+    augment: str = ""  # `edgekd.data.augment.cache_key`: '' without augmentation
 
     def open(
         self, teacher: nn.Module, taps: tuple[str, ...], live: Callable[[Tensor], dict[str, Tensor]], stack: ExitStack
     ) -> CachedTeacher:
         """The cache of `teacher`'s `taps` on this data (keyed by its weights), opened for the run `stack`
         spans; `live` runs the teacher on a batch when the cache cannot answer."""
-        key = CacheKey(weights_hash(teacher), self.data, taps)
-        cached = CachedTeacher(live, self.root / key.digest(), key, self.n_samples)
+        key = CacheKey(weights_hash(teacher), self.data, taps, self.augment)
+        cached = CachedTeacher(live, self.root / key.digest(), key, self.n_samples * self.views)
         cached.open(stack)
         return cached
 
@@ -339,6 +356,12 @@ class CachedTeacher:
         return {"teacher_cached": float(self.arrays is not None)}
 
     def __call__(self, x: Tensor, index: np.ndarray) -> dict[str, Tensor]:
+        if len(index) and int(index.max()) >= self.n:  # views of a cache keyed for fewer (a one-view spec)
+            if self.enabled:
+                console.print("teacher cache keyed for fewer views than the trainer draws: the teacher runs live")
+            self.arrays, self.enabled = None, False
+            self._discard()
+            return self.live(x)
         if self.arrays is not None:
             cached = read_rows(self.arrays, index, x.device)
             if not self.check_next or self._agrees(x, cached):
@@ -399,7 +422,13 @@ def cache_usable() -> bool:
     return False
 
 
-def teacher_cache(train: Dataset) -> CacheSpec | None:
-    """Where a teacher's outputs on the training split `train` are cached, or None when no cache can be
-    used here (under torchrun)."""
-    return CacheSpec(cache_dir() / "teacher-outputs", train.fingerprint(), len(train)) if cache_usable() else None
+def teacher_cache(train: Dataset, cfg: TrainConfig | None = None) -> CacheSpec | None:
+    """Where a teacher's outputs on the training split `train` (on `cfg`'s views of it) are cached, or None
+    when no cache can be used here (under torchrun)."""
+    if not cache_usable():
+        return None
+    views, key = 1, ""
+    if cfg is not None and cfg.augment.active:
+        views = augment.view_count(cfg)
+        key = augment.cache_key(cfg.augment, views, cfg.seed, train.input_shape[0])
+    return CacheSpec(cache_dir() / "teacher-outputs", train.fingerprint(), len(train), views, key)

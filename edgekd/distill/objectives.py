@@ -5,6 +5,7 @@ The weights of the terms live here, in the task, not in the losses (see `edgekd.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,7 +30,9 @@ class Objective(Protocol):
     def __call__(
         self, student: nn.Module, x: Tensor, y: Tensor, index: np.ndarray | None = None
     ) -> tuple[Tensor, Tensor]:
-        """(loss, student logits) for one batch; `index` holds the batch's sample indices in the data."""
+        """(loss, student logits) for one batch; `index` holds the batch's rows: `sample * views + view`
+        (the sample indices in the data without augmentation). `y` holds class indices, or soft targets
+        (B x classes) under mixup."""
 
 
 class Supervised:
@@ -52,9 +55,11 @@ class Supervised:
 class Distillation:
     """`ce_weight * CE(student, labels) + kd_weight * loss(student taps, teacher taps)`.
 
-    The teacher is frozen, in eval mode, and never wrapped for data parallelism. With a `cache`, its
-    logits and taps are recorded by sample index in the first epoch and read back afterwards
-    (`edgekd.distill.cache`); only for inputs that are the same every epoch (no augmentation).
+    The teacher is frozen, in eval mode, and never wrapped for data parallelism, and it sees the very
+    batch the student sees (augmented, mixed). With a `cache`, its logits and taps are recorded by row
+    (sample and view, `edgekd.distill.cache`) and read back afterwards: in the first epoch with one view
+    per sample, or for every view before training (`fill_cache`) with several. Losses get hard labels;
+    cross-entropy takes soft targets as they come (mixup).
     """
 
     teacher: nn.Module
@@ -85,6 +90,17 @@ class Distillation:
         weights = getattr(self.loss, "last_weights", [])
         return {**logged, **{f"pair_weight_{i}": float(w) for i, w in enumerate(weights)}}
 
+    def fill_cache(self, views: Iterable[tuple[Tensor, np.ndarray]]) -> None:
+        """Record the teacher's outputs on every (views, rows) batch, unless the cache is complete already
+        (then `views` is not consumed: building the views costs nothing)."""
+        cached = self._cached
+        if cached is None or cached.arrays is not None:
+            return
+        for x, rows in views:
+            cached(x, rows)
+            if cached.arrays is not None or not cached.enabled:  # complete, or given up (no room): train on
+                return
+
     def live_taps(self, x: Tensor) -> Taps:
         """Run the teacher: its logits and tapped outputs (a fresh dict: the hooks refill theirs)."""
         with torch.no_grad():
@@ -105,7 +121,7 @@ class Distillation:
         logits = student(x)
         t_taps = self.teacher_taps(x, index)
         s_taps = {**self._student_taps, LOGITS: logits}
-        kd = self.loss(s_taps, t_taps, y)
+        kd = self.loss(s_taps, t_taps, y.argmax(1) if y.is_floating_point() else y)
         loss = self.kd_weight * kd
         if self.ce_weight:
             loss = loss + self.ce_weight * F.cross_entropy(logits, y)

@@ -14,6 +14,16 @@ edgekd's reading, where the paper leaves a choice:
 - Ties in similarity are broken by sample index (a stable sort), so the score is deterministic.
 
 The ranking is computed in chunks of queries, so 10,000 x 10,000 needs chunk x N memory, not N x N.
+
+The authors' protocol (pkth `nn/retrieval_evaluation.py`), `database_map`: the training split is the
+database and the test split the queries (no query is in the database), cosine similarity, and the AP of
+a query is its 11-point interpolated precision (recall 0, 0.1, ..., 1) over the whole database ranking,
+recall counted against the database's images of the query's class. Their code has a bug: it
+interpolates (`precision[:, i] = max(precision[:, i], precision[:, i + 1])`) over `len(precision) - 1`
+columns, the number of queries in a batch of 128 less one, not the number of ranks, so only ranks 1-127
+are interpolated (and each from rank 128 at most); past them the raw precision at the rank whose recall
+is nearest the level is read. `interpolation="standard"` is the textbook definition (the highest
+precision at any recall >= the level); `interpolation="pkth"` reproduces their numbers, bug included.
 """
 
 from __future__ import annotations
@@ -94,4 +104,79 @@ def retrieval_map(features: np.ndarray | Tensor, labels: np.ndarray | Tensor, *,
     return ap_sum / counted
 
 
-__all__ = ["penultimate_features", "retrieval_map"]
+#: `database_map` interpolations: the textbook 11-point one, or the authors' code as it runs
+INTERPOLATIONS = ("standard", "pkth")
+#: pkth's query batch: its interpolation bug depends on it
+PKTH_QUERY_BATCH = 128
+
+
+def database_map(
+    database: np.ndarray | Tensor,
+    database_labels: np.ndarray | Tensor,
+    queries: np.ndarray | Tensor,
+    query_labels: np.ndarray | Tensor,
+    *,
+    interpolation: str = "standard",
+    chunk: int = PKTH_QUERY_BATCH,
+) -> float:
+    """11-point interpolated mAP of cosine retrieval of `queries` from `database` (module docstring).
+
+    Queries whose class is absent from the database have no AP and are left out of the mean. With
+    `interpolation="pkth"` the queries go in the authors' batches of 128 (`chunk` is ignored)."""
+    if interpolation not in INTERPOLATIONS:
+        raise UserError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}")
+    db, db_y = _as_xy(database, database_labels, "database")
+    q, q_y = _as_xy(queries, query_labels, "queries")
+    if db.shape[1] != q.shape[1]:
+        raise UserError(f"database_map: database features are {db.shape[1]}-d, queries {q.shape[1]}-d")
+    db, q = torch.nn.functional.normalize(db, dim=1), torch.nn.functional.normalize(q, dim=1)
+    per_class = torch.bincount(db_y, minlength=int(max(db_y.max(), q_y.max())) + 1)
+    step = PKTH_QUERY_BATCH if interpolation == "pkth" else chunk
+    ap_sum, counted = 0.0, 0
+    for start in range(0, q.shape[0], step):
+        rows = slice(start, start + step)
+        order = torch.sort(q[rows] @ db.T, dim=1, descending=True, stable=True).indices
+        rel = (db_y[order] == q_y[rows].unsqueeze(1)).double()
+        n_rel = per_class[q_y[rows]].double()
+        keep = n_rel > 0
+        ap = (_pkth_ap if interpolation == "pkth" else _eleven_point_ap)(rel, n_rel.clamp(min=1))
+        ap_sum += float(ap[keep].sum())
+        counted += int(keep.sum())
+    if counted == 0:
+        raise UserError("database_map: no query's class is in the database; nothing to retrieve")
+    return ap_sum / counted
+
+
+def _as_xy(x: np.ndarray | Tensor, y: np.ndarray | Tensor, role: str) -> tuple[Tensor, Tensor]:
+    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).double()
+    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y).long().reshape(-1)
+    if xt.ndim != 2 or xt.shape[0] != yt.shape[0] or xt.shape[0] == 0:
+        raise UserError(f"database_map: {role} needs N x D features and N labels, got {tuple(xt.shape)}, {len(yt)}")
+    return xt, yt
+
+
+def _eleven_point_ap(rel: Tensor, n_rel: Tensor) -> Tensor:
+    """Per query: the mean over r = 0, 0.1, ..., 1 of the highest precision at any rank with recall >= r."""
+    hits = rel.cumsum(1)
+    precision = hits / torch.arange(1, rel.shape[1] + 1, dtype=torch.float64)
+    best_after = precision.flip(1).cummax(1).values.flip(1)  # max over ranks k' >= k
+    levels = []
+    for i in range(11):  # the first rank whose recall reaches i/10, in integers: 10 * hits >= i * n_rel
+        first = (10 * hits >= i * n_rel.unsqueeze(1)).double().argmax(1)
+        levels.append(best_after.gather(1, first.unsqueeze(1)))
+    return torch.cat(levels, 1).mean(1)
+
+
+def _pkth_ap(rel: Tensor, n_rel: Tensor) -> Tensor:
+    """Per query, as pkth's `Database.get_metrics` computes it for one batch of queries (module docstring)."""
+    precision = rel.cumsum(1) / torch.arange(1, rel.shape[1] + 1, dtype=torch.float64)
+    for i in reversed(range(min(rel.shape[0], rel.shape[1]) - 1)):  # the bug: queries in the batch, not ranks
+        precision[:, i] = torch.maximum(precision[:, i], precision[:, i + 1])
+    recall = rel.cumsum(1) / n_rel.unsqueeze(1)
+    at_levels = [  # the first rank whose recall is nearest each of their float levels (0.30000000000000004, ...)
+        precision.gather(1, (recall - float(level)).abs().argmin(1, keepdim=True)) for level in np.arange(0, 1.01, 0.1)
+    ]
+    return torch.cat(at_levels, 1).mean(1)
+
+
+__all__ = ["INTERPOLATIONS", "database_map", "penultimate_features", "retrieval_map"]

@@ -51,16 +51,20 @@ def train_teacher(
     from edgekd.distill.objectives import Objective, Supervised
     from edgekd.distill.trainer import Trainer
     from edgekd.models import build_model, parse_arch
+    from edgekd.models.probe import check_accepts
 
     split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
     c, h, _ = split.train.input_shape
     spec = parse_arch(arch, in_channels=c, num_classes=split.train.num_classes, image_size=h)
     import torch
 
+    if hssakd and cfg.mixup > 0:  # its branches learn rotation labels (class x 4): mixed targets have none
+        raise UserError("--mixup does not combine with --hssakd; drop one")
     if branches is not None and not hssakd:
         raise UserError("--branches places HSSAKD branches; add --hssakd (or drop --branches)")
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
+    check_accepts(model, split.train.input_shape, "model")
     meta: dict[str, Any] = {
         "data": data,
         "classes": list(split.train.classes),
@@ -99,11 +103,12 @@ def distill(
     import torch
 
     from edgekd.data import load_data
-    from edgekd.distill import hssakd
+    from edgekd.distill import hssakd, pkth
     from edgekd.distill.objectives import Distillation, Objective
     from edgekd.distill.task import build_loss, method_pairs
     from edgekd.distill.trainer import Trainer, check_classes, output_count
     from edgekd.models import build_model, load_model, parse_arch
+    from edgekd.models.probe import check_accepts
 
     t_model, t_spec, t_meta = load_model(teacher)
     split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
@@ -119,12 +124,17 @@ def distill(
         t_model, _, _ = load_model(auxiliary)
     torch.manual_seed(cfg.seed)
     model = build_model(spec)
+    check_accepts(model, shape, "student")
     check_classes(output_count(model, shape), split.train, "student")
     pairs = method_pairs(task, model, t_model, shape)
-    loss = build_loss(task, pairs)
+    loss = build_loss(task, pairs) if task.recipe != "pkth" else pkth.student_loss(task, pairs, cfg.epochs)
     objective: Objective
     train_module, extra = None, dict[str, Any]()
-    cache = teacher_cache(split.train) if task.cache else None
+    if cfg.mixup > 0 and branched:  # HSSAKD's loss takes rotation labels (class x 4): mixed targets have none
+        raise UserError("--mixup does not combine with method hssakd; drop --mixup")
+    if cfg.mixup > 0 and task.cache:  # a mixed pair is new every epoch: no cached row could hold it
+        raise UserError("mixup needs the live teacher: add --teacher-live (--no-cache), or drop --mixup")
+    cache = teacher_cache(split.train, cfg) if task.cache else None
     if branched:
         objective, train_module, extra = hssakd.distillation(
             teacher, t_model, model, loss, task.ce_weight, task.kd_weight, shape, split.train.num_classes, cache
@@ -149,6 +159,8 @@ def distill(
     trainer = Trainer(
         model, spec, objective, split, cfg, out, store_for(out, store), "distill", meta, train_module=train_module
     )
+    if task.recipe == "pkth":  # the authors' Adam at a constant rate, no weight decay
+        pkth.constant_adam(trainer)
     return trainer.fit(resume=resume, show_progress=progress, on_epoch_end=on_epoch_end)
 
 
@@ -175,5 +187,13 @@ def _auxiliary(
             raise UserError(f"auxiliary teacher not found: {path}; give a checkpoint, auto or none")
         return path
     return train_auxiliary(
-        teacher, spec, data, cfg, store_for(out, store), progress=progress, width=task.auxiliary_width
+        teacher,
+        spec,
+        data,
+        cfg,
+        store_for(out, store),
+        progress=progress,
+        width=task.auxiliary_width,
+        recipe=task.recipe,
+        label_epochs=task.auxiliary_epochs,
     )

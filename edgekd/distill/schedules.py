@@ -41,6 +41,8 @@ class CriticalPeriod:
     The authors start at 100 and multiply by 0.7 after each of their 50 epochs. edgekd reads the
     epoch on that 50-epoch scale, `epoch = progress * epochs`, continuously, so a 10-epoch run passes
     through the same weights five times faster (and at progress k/50 it matches the authors exactly).
+    With `epochs` = the run's own epoch count (`per_epoch`, what `--recipe pkth` uses) the epoch read is
+    the real one: 100 * 0.7^epoch whatever the run's length, as in the authors' code.
     """
 
     def __init__(self, initial: float = 100.0, decay: float = 0.7, epochs: float = 50.0) -> None:
@@ -50,7 +52,15 @@ class CriticalPeriod:
 
     def weights(self, progress: float, n_pairs: int) -> list[float]:
         _check(progress, n_pairs)
-        return _intermediate_then_last(self.initial * self.decay ** (progress * self.epochs), n_pairs)
+        epoch = progress * self.epochs
+        epoch = round(epoch) if abs(epoch - round(epoch)) < 1e-9 else epoch  # k / E * E is k, not k - 1e-16
+        return _intermediate_then_last(self.initial * self.decay**epoch, n_pairs)
+
+
+def per_epoch(run_epochs: int, initial: float = 100.0, decay: float = 0.7) -> CriticalPeriod:
+    """The authors' critical period on their scale: intermediate pairs `initial * decay ** epoch` at
+    the start of each real epoch of a `run_epochs`-epoch run (epoch 0: 100, epoch 13: 0.97), the last 1."""
+    return CriticalPeriod(initial, decay, float(run_epochs))
 
 
 @SCHEDULES.register("constant")

@@ -8,7 +8,7 @@ string fails there, before any training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from torch import nn
@@ -35,6 +35,13 @@ class DistillConfig(Frozen):
     chosen at matching relative depth (`n_pairs` of them; default: the loss's own count), and
     `schedule` is the loss's default when the loss weights layers (infoflow). The method and schedule
     names are checked against their registries here, when the config loads.
+
+    `recipe`: `edgekd` (the default, what every record so far used) or `pkth`, the authors' recipe for
+    infoflow (`edgekd.distill.pkth`): the student on the transfer loss alone (ce_weight 0 unless given),
+    the critical period per real epoch (100 * 0.7^epoch), Adam at a constant --lr with no weight decay,
+    and an auxiliary teacher (with --auxiliary auto) trained on its own settings: `auxiliary_epochs` on
+    labels (default the authors' 80: 50 at 1e-3, 30 at 1e-4), then half as many of transfer alone (30 at
+    1e-3, 10 at 1e-4), each phase Adam at a constant rate, in the authors' proportions.
     """
 
     method: str = "kd"
@@ -46,7 +53,7 @@ class DistillConfig(Frozen):
     )
     n_pairs: int | None = Field(default=None, ge=1)
     schedule: str | None = None
-    cache: bool = Field(default=True, description="cache teacher outputs by sample index (no augmentation)")
+    cache: bool = Field(default=True, description="cache teacher outputs by sample and view; False = live")
     auxiliary: str = Field(
         default="none",
         description="auxiliary teacher: auto (when the teacher's family"
@@ -56,6 +63,10 @@ class DistillConfig(Frozen):
         default=None,
         description="the auxiliary teacher's width as the student factory's keyword argument, e.g. width=32"
         " (needed to build one for a module:factory student; built-in families default to twice the width)",
+    )
+    recipe: Literal["edgekd", "pkth"] = Field(default="edgekd", description="edgekd, or pkth: the authors' recipe")
+    auxiliary_epochs: int | None = Field(
+        default=None, ge=2, description="recipe pkth: the auxiliary's epochs on labels (default 80; transfer: half)"
     )
 
     @model_validator(mode="before")
@@ -72,6 +83,13 @@ class DistillConfig(Frozen):
                 data = {**data, "auxiliary": "auto"}
             elif data["auxiliary"] != "auto":
                 raise UserError("give either --auxiliary PATH (a trained checkpoint) or --auxiliary-width, not both")
+        if data.get("recipe", "edgekd") == "pkth":
+            if data.get("method") != "infoflow":
+                raise UserError("--recipe pkth is the authors' recipe for infoflow: add --method infoflow")
+            if data.get("ce_weight") is None:  # the authors' student trains on the transfer loss alone
+                data = {**data, "ce_weight": 0.0}
+        elif data.get("auxiliary_epochs") is not None:
+            raise UserError("--auxiliary-epochs sets the pkth recipe's auxiliary: add --recipe pkth")
         return complete_task(data)
 
 

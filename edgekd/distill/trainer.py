@@ -3,8 +3,17 @@
 Seeded; CUDA and AMP when present; a checkpoint of the whole training state after every epoch, so
 `resume` continues exactly where an interrupted run stopped (each epoch's shuffle is drawn from a
 generator seeded by (seed, epoch), and RNG states are saved): a resumed run ends with the same
-weights and metrics as an uninterrupted one. The objective receives each batch's sample indices, so
-it can key per-sample data (the teacher-output cache) by index.
+weights and metrics as an uninterrupted one. The objective receives each batch's rows, so it can key
+per-sample data (the teacher-output cache) by them: a row is `sample * views + view`, the sample index
+itself without augmentation (one view).
+
+Augmentation (`cfg.augment`, `edgekd.data.augment`) applies to the training split only: each epoch every
+sample shows one of its `cfg.views` views, drawn from a generator seeded by (seed, epoch), so the teacher
+(live, or its cached outputs for that very view) sees exactly what the student sees, and a resumed run
+sees the same views. With more than one view the teacher cache is filled for every view before the first
+epoch (`fill_cache`), so later epochs cost about what the student alone costs. Mixup (`cfg.mixup`) mixes
+each batch after augmentation with a pair drawn from (seed, epoch, batch); the objective then gets soft
+targets (B x classes), which needs the live teacher.
 
 Under `torchrun` (more than one process) only the student is wrapped in DistributedDataParallel, each
 rank trains on its stride of the same per-epoch permutation, metrics are summed over the ranks, and
@@ -29,6 +38,7 @@ from torch import nn
 from edgekd._io import write_with
 from edgekd.config import TrainConfig
 from edgekd.data import Dataset, Split, to_float
+from edgekd.data import augment as aug
 from edgekd.distill import _ddp as ddp
 from edgekd.distill.objectives import Objective
 from edgekd.errors import TrainingDiverged, UserError
@@ -47,6 +57,13 @@ class TrainResult:
     val_accuracy: float
     run_id: int
     seconds: float
+
+
+def lr_factor(step: int, warm: int, total: int) -> float:
+    """Linear warm-up over `warm` steps, then cosine to zero at `total` (no warm-up: today's cosine)."""
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    return 0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / (total - warm)))
 
 
 def state_path(out: Path) -> Path:
@@ -71,6 +88,25 @@ def index_batches(n: int, batch_size: int, order: np.ndarray | None = None) -> I
 def load_batch(data: Dataset, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """The float (x, y) tensors of the samples `index`."""
     return torch.from_numpy(to_float(data.x[index])), torch.from_numpy(data.y[index])
+
+
+def view_batch(data: Dataset, index: np.ndarray, view: np.ndarray, cfg: TrainConfig) -> torch.Tensor:
+    """The float views `view` of the samples `index` (the stored images when `cfg` does not augment)."""
+    x = data.x[index]
+    if cfg.augment.active:
+        x = aug.views_of(x, cfg.augment, cfg.seed, index, view)
+    return torch.from_numpy(to_float(x))
+
+
+def mixup(
+    x: torch.Tensor, y: torch.Tensor, classes: int, alpha: float, seed: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix each image with a partner: (lam x + (1 - lam) x[perm], the same mix of one-hot targets)."""
+    rng = np.random.default_rng(seed)
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(len(y))).to(x.device)
+    soft = F.one_hot(y, classes).float()
+    return lam * x + (1 - lam) * x[perm], lam * soft + (1 - lam) * soft[perm]
 
 
 def batches(
@@ -137,17 +173,21 @@ class Trainer:
         if self.rank.active and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", self.rank.local)
         ddp.init(self.rank, self.device)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        # AMP on CUDA; on the CPU only when bfloat16 is asked for (CPU float16 autocast is slow and was never on)
+        self.amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+        self.amp = cfg.amp and (self.device.type == "cuda" or self.amp_dtype == torch.bfloat16)
         self.memory_format = memory_format_for(self.train_module)
         to_layout(self.train_module, self.device, self.memory_format)
         self.net = ddp.wrap(self.train_module, self.device, self.rank)  # what trains; `model` is what is saved
+        if cfg.compile:  # compiled around the plain module, whose state dict (keys unprefixed) is what is saved
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
         self.opt = torch.optim.AdamW(self.train_module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(ddp.shard_len(len(split.train), self.rank) / cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        warm = min(round(cfg.warmup_epochs * self.steps_per_epoch), total - 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(step, warm, total))
+        # bfloat16 has float32's exponent range: only float16 needs its gradients scaled
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.run_id = 0
@@ -164,6 +204,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "history": self.history,
             "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "config": self.cfg.model_dump(),
             "arch": self.spec.model_dump(),
             "task": self.meta.get("distill"),
@@ -179,7 +220,12 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state.get("format") != STATE_FORMAT or state["arch"] != self.spec.model_dump():
             raise UserError(f"{path} belongs to another model; delete it or choose another --out")
-        if state["config"] != self.cfg.model_dump() or state.get("task") != self.meta.get("distill"):
+        # a state written before a TrainConfig field existed holds that field's default (e.g. no augmentation)
+        try:
+            config = TrainConfig.model_validate(state["config"]).model_dump()
+        except ValueError:  # pydantic's ValidationError: a field this edgekd does not know
+            config = state["config"]
+        if config != self.cfg.model_dump() or state.get("task") != self.meta.get("distill"):
             raise UserError(f"{path} was made with other training settings; resume with the same ones")
         try:
             self.train_module.load_state_dict(state["model"])
@@ -189,6 +235,8 @@ class Trainer:
         self.sched.load_state_dict(state["sched"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"].cpu())
+        if state.get("rng_cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
         self.epoch, self.run_id, self.history = state["epoch"], state["run_id"], list(state["history"])
         return True
 
@@ -216,6 +264,7 @@ class Trainer:
                         "train": self.cfg.model_dump(),
                         "split": self.split.info,
                         "arch": self.spec.model_dump(),
+                        "augment": self._augment_meta(),
                     },
                 )
                 if self.rank.main
@@ -224,6 +273,9 @@ class Trainer:
             self.run_id = ddp.broadcast_from_main(run_id, self.rank)
         with ExitStack() as stack:
             self.objective.attach(self.model, stack)
+            fill = getattr(self.objective, "fill_cache", None)
+            if fill is not None and aug.view_count(self.cfg) > 1 and self.epoch < self.cfg.epochs:
+                fill(self._all_views())
             with progress_bar(show_progress and self.rank.main) as bar:
                 task = bar.add_task(
                     self.out.stem,
@@ -236,20 +288,36 @@ class Trainer:
                         on_epoch_end(self.history[-1])
         return self._finish(time.perf_counter() - start)
 
+    def _augment_meta(self) -> dict[str, Any]:
+        return aug.describe(self.cfg.augment, aug.view_count(self.cfg), self.split.train.input_shape[0])
+
+    def _all_views(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        """(views, rows) batches over every view of every training sample: what fills the teacher cache."""
+        k, n = aug.view_count(self.cfg), len(self.split.train)
+        for rows in index_batches(n * k, self.cfg.batch_size):
+            x = view_batch(self.split.train, rows // k, rows % k, self.cfg)
+            yield x.to(self.device, memory_format=self.memory_format), rows
+
     def _epoch(self, advance: Callable[[], None]) -> None:
-        epoch = self.epoch
-        logged = self.objective.on_epoch(epoch / self.cfg.epochs)
-        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.split.train))
+        epoch, cfg, train = self.epoch, self.cfg, self.split.train
+        logged = self.objective.on_epoch(epoch / cfg.epochs)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
         order = ddp.shard(order, self.rank)
+        k = aug.view_count(cfg)
+        views = aug.epoch_views(cfg.seed, epoch, len(train), k)
         self.net.train()
         t0 = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
-        for i, index in enumerate(index_batches(len(order), self.cfg.batch_size, order)):
-            x, y = load_batch(self.split.train, index)
+        for i, index in enumerate(index_batches(len(order), cfg.batch_size, order)):
+            x = view_batch(train, index, views[index], cfg)
+            y = torch.from_numpy(train.y[index])
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                loss, logits = self.objective(self.net, x, y, index)
+            target = y
+            if cfg.mixup > 0:
+                x, target = mixup(x, y, train.num_classes, cfg.mixup, (cfg.seed, epoch, i, 0x313))
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                loss, logits = self.objective(self.net, x, target, index * k + views[index])
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss is {float(loss.detach())} at epoch {epoch + 1}, batch {i + 1}; the checkpoint of epoch"
@@ -301,6 +369,7 @@ class Trainer:
             "val_acc": val_acc,
             "split": self.split.info,
             "train": self.cfg.model_dump(),
+            "augment": self._augment_meta(),
             "run_id": self.run_id,
             "store": str(self.store.path),
         }

@@ -34,12 +34,17 @@ def _load_source(model: str, profile: TargetProfile) -> tuple[Any, tuple[int, in
     path = Path(model)
     if path.suffix == ".onnx":
         load_onnx(path)
-        return None, onnx_input_shape(path), {"source": str(path)}
+        # Dynamic C, H or W take the target's input_shape (or --input-shape); fixed ones must match it.
+        return None, onnx_input_shape(path, profile.input_shape, f"target {profile.name}"), {"source": str(path)}
     if ":" in model and not path.exists():
         from edgekd.models import build_model, parse_arch
 
+        parse_arch(model)  # no such module or factory: say so before asking for a shape
         if profile.input_shape is None:
-            raise UserError(f"model {model!r} has no recorded input shape; set input_shape: [C, H, W] in the target")
+            raise UserError(
+                f"model {model!r} has no recorded input shape; pass --input-shape C,H,W"
+                " or set input_shape: [C, H, W] in the target"
+            )
         c, h, _ = profile.input_shape
         return (
             build_model(parse_arch(model, in_channels=c, image_size=h)).eval(),
@@ -222,6 +227,7 @@ def _describe(
         "path": artifact.path.name,
         "onnx": "model.onnx",
         "target": profile.name,
+        "batch": profile.batch,  # the batch `edgekd bench` measures by default
         "runtime_version": version,
         "parity": {
             "onnx": parity,
@@ -254,7 +260,13 @@ def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's own errors (Fail, InvalidGraph, NotImplemented) share no base
+        reason = str(err).strip().splitlines()[0].split(" failed:")[-1][:200]
+        raise UserError(
+            f"ONNX Runtime cannot load the model ({reason}); export it with standard ONNX operators"
+        ) from None
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i : i + 256]})[0] for i in range(0, len(x), 256)])
 

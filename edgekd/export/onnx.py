@@ -75,14 +75,33 @@ def export_onnx(model: object, input_shape: tuple[int, int, int], out: Path, ops
     return out
 
 
-def onnx_input_shape(path: Path) -> tuple[int, int, int]:
-    """C, H, W of an ONNX model's first input (the batch dimension may be symbolic)."""
+def onnx_input_shape(
+    path: Path, given: tuple[int, int, int] | None = None, what: str = "--input-shape"
+) -> tuple[int, int, int]:
+    """C, H, W of an ONNX model's first input (the batch dimension may be symbolic); dynamic C, H or W
+    are taken from `given` (`--input-shape`, or the target's `what`), whose sizes must match the fixed ones."""
     model = load_onnx(path)
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
-        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
-        raise UserError(f"{path}: input must be N x C x H x W with fixed C, H, W, got {shape}")
-    return int(dims[1].dim_value), int(dims[2].dim_value), int(dims[3].dim_value)
+    sizes = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+    return fill_input_shape(sizes, given, str(path), what)
+
+
+def fill_input_shape(
+    dims: list[int | None], given: tuple[int, int, int] | None, source: str, what: str = "--input-shape"
+) -> tuple[int, int, int]:
+    """C, H, W from a model's N x C x H x W input dims (None: dynamic), the dynamic ones from `given`."""
+    shown = "x".join("?" if d is None else str(d) for d in dims)
+    if len(dims) != 4:
+        raise UserError(f"{source}: input must be N x C x H x W, got {shown}")
+    c, h, w = dims[1:]
+    if given is None:
+        if c is None or h is None or w is None:
+            raise UserError(f"{source}: input {shown} has dynamic C, H or W; pass --input-shape C,H,W")
+        return c, h, w
+    if any(d is not None and d != g for d, g in zip(dims[1:], given, strict=True)):
+        wanted = ",".join(str(g) for g in given)
+        raise UserError(f"{source}: input is {shown} but {what} expects input {wanted}; give the model's own sizes")
+    return tuple(int(g) for g in given)  # type: ignore[return-value]
 
 
 def load_onnx(path: Path) -> Any:

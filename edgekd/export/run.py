@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from edgekd._io import atomic_dir, write_text
 from edgekd.config import load_target
+from edgekd.errors import UserError
 from edgekd.export.artifact import build_artifact, export_offline
 from edgekd.store import Store, default_store
 
@@ -19,16 +22,61 @@ def export(
     calibration: str | None = None,
     store: Path | None = None,
     offline: bool = False,
+    input_shape: tuple[int, int, int] | None = None,
+    batch: int | None = None,
 ) -> dict[str, Any]:
     """Export a model to ONNX (parity-checked), build it for `target`, write `out_dir/artifact.json`.
 
     With `offline` (TensorRT targets on a host without TensorRT): the ONNX, `trtexec.sh` and the
     TensorRT pre-check for the device, described in `out_dir/offline.json`; nothing is built.
+    `input_shape` (C, H, W) and `batch` override the target's: a `module:factory` model or an ONNX file
+    with dynamic dimensions needs no input_shape in the target file.
     """
     profile = load_target(target)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # --input-shape and --batch stand in for the target file's input_shape and batch.
+    if input_shape is not None:
+        profile = profile.model_copy(update={"input_shape": tuple(input_shape)})
+    if batch is not None:
+        profile = profile.model_copy(update={"batch": batch})
+    if Path.cwd().resolve().is_relative_to(out_dir.resolve()):
+        raise UserError(f"--out {out_dir} holds the current folder; give the export a folder of its own")
+    db = Store(store) if store else None  # a bad --store fails before any work
+    # Built in a staging folder beside out_dir and renamed onto it at the end: a failed or interrupted
+    # export leaves out_dir as it was (files of an older export there that this one lacks are kept).
+    with atomic_dir(out_dir, merge=True) as tmp:
+        if offline:
+            info = export_offline(model, profile, tmp, data=data)
+        else:
+            info = build_artifact(model, profile, tmp, data=data, calibration=calibration)
+        _relocate(tmp, out_dir)
     if offline:
-        return export_offline(model, profile, out_dir, data=data)
-    info = build_artifact(model, profile, out_dir, data=data, calibration=calibration)
-    Store(store or default_store(out_dir)).log_artifact(out_dir / info["artifact"], info)
+        return _relocated(info, tmp, out_dir)
+    info = _relocated(info, tmp, out_dir)
+    (db or Store(default_store(out_dir))).log_artifact(out_dir / info["artifact"], info)
     return info
+
+
+def _renames(tmp: Path, out_dir: Path) -> list[tuple[str, str]]:
+    return [(str(tmp.resolve()), str(out_dir.resolve())), (str(tmp), str(out_dir))]
+
+
+def _relocated(info: dict[str, Any], tmp: Path, out_dir: Path) -> dict[str, Any]:
+    """`info` with the staging folder's paths (a calibration recipe written there, ...) made out_dir's."""
+    text = json.dumps(info, default=str)
+    for old, new in _renames(tmp, out_dir):
+        text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def _relocate(tmp: Path, out_dir: Path) -> None:
+    """Name out_dir, not the staging folder, in the small text files written there (JSON, YAML, scripts)."""
+    for path in tmp.rglob("*"):
+        if path.suffix not in (".json", ".yaml", ".sh") or not path.is_file():
+            continue
+        text = original = path.read_text()
+        for old, new in _renames(tmp, out_dir):
+            escape = path.suffix == ".json"
+            text = text.replace(json.dumps(old)[1:-1] if escape else old, json.dumps(new)[1:-1] if escape else new)
+        if text != original:
+            write_text(path, text)

@@ -45,7 +45,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def load_model(path: Path) -> tuple[nn.Module, ArchSpec, dict[str, Any]]:
     """Rebuild the model of a checkpoint, in eval mode, with its spec and metadata."""
     payload = load_checkpoint(path)
-    spec = ArchSpec.model_validate(payload["arch"])
+    try:
+        spec = ArchSpec.model_validate(payload.get("arch"))
+    except ValueError:  # pydantic's ValidationError
+        raise UserError(f"{path} records no valid arch spec; re-save it with edgekd") from None
     model = build_model(spec)
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), spec, payload["meta"]
+    try:
+        model.load_state_dict(payload.get("state_dict") or {})
+    except (RuntimeError, TypeError, AttributeError) as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise UserError(
+            f"{path}: its weights do not fit its arch {spec.label()} ({reason}); the file was altered or"
+            " written for another model: train it again"
+        ) from None
+    return model.eval(), spec, dict(payload.get("meta") or {})

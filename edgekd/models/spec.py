@@ -80,6 +80,11 @@ def parse_arch(arch: str, *, in_channels: int = 1, num_classes: int = 10, image_
     raise UserError(f"unknown model {arch!r}; known: {known}, or module:factory")
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
 def _import_factory(ref: str) -> Any:
     module_name, _, attr = ref.partition(":")
     if str(Path.cwd()) not in sys.path:
@@ -90,9 +95,17 @@ def _import_factory(ref: str) -> Any:
         raise UserError(
             f"cannot import {module_name!r} for model {ref!r} ({err}); run from its folder or add it to PYTHONPATH"
         ) from None
+    except Exception as err:  # the module itself fails as it is imported (a syntax error, a raise at import)
+        raise UserError(
+            f"importing {module_name!r} for model {ref!r} failed ({type(err).__name__}: {_first_line(err)});"
+            " fix that module"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UserError(f"{module_name!r} has no callable {attr!r}; name a function that returns an nn.Module")
+        raise UserError(
+            f"no callable factory {attr!r} in module {module_name!r} (model {ref!r});"
+            " name a function returning an nn.Module"
+        )
     return factory
 
 
@@ -107,7 +120,12 @@ def build_model(spec: ArchSpec) -> nn.Module:
         for key in ("num_classes", "in_channels"):
             if key in accepted:
                 kwargs[key] = getattr(spec, key)
-        model = factory(**kwargs)
+        try:
+            model = factory(**kwargs)
+        except Exception as err:  # the user's code failed: say where, in one line
+            raise UserError(
+                f"model factory {spec.family} raised {type(err).__name__}: {_first_line(err)}; fix the factory"
+            ) from None
         if not isinstance(model, nn.Module):
             raise UserError(f"{spec.family} returned {type(model).__name__}, not a torch.nn.Module")
         return model

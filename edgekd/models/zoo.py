@@ -9,6 +9,7 @@ and the automatic layer pairing look at.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -117,25 +118,63 @@ def _register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., n
     return FAMILIES.register(name)
 
 
+def edge_stem(cin: int, cout: int, stem_stride: int) -> nn.Module:
+    """The first conv-BN-ReLU at stride 1 or 2, or (4) stride 2 then a 3x3 max-pool at stride 2, as
+    ResNet's stem: edge models at 96 or 224 pixels downsample before the first stage."""
+    _check_stem(stem_stride)
+    if stem_stride == 4:
+        return nn.Sequential(conv_bn(cin, cout, 3, 2), nn.MaxPool2d(3, 2, 1))
+    return conv_bn(cin, cout, 3, stem_stride)
+
+
+def _check_stem(stem_stride: int) -> None:
+    if stem_stride not in (1, 2, 4):
+        raise TypeError(f"stem_stride must be 1, 2 or 4, got {stem_stride}")
+
+
+def stage_widths(first: float, stages: int) -> list[float]:
+    """Stage widths doubling from `first`: three stages (the default) or up to five (edge inputs)."""
+    if not 1 <= stages <= 5:
+        raise TypeError(f"stages must be 1 to 5, got {stages}")
+    return [first * 2**i for i in range(stages)]
+
+
 @_register("resnet")
-def resnet(in_channels: int = 1, num_classes: int = 10, width: int = 32, depth: int = 2) -> nn.Module:
-    """Teacher: three stages of `depth` basic blocks, widths w, 2w, 4w, strides 1, 2, 2."""
-    widths = [width, 2 * width, 4 * width]
-    stages, cin = [], width
+def resnet(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    width: int = 32,
+    depth: int = 2,
+    stem_stride: int = 1,
+    stages: int = 3,
+) -> nn.Module:
+    """Teacher: three stages of `depth` basic blocks, widths w, 2w, 4w, strides 1, 2, 2. For edge inputs
+    (96 or 224 px): `stem_stride` 2 or 4 (ResNet's conv + max-pool) and up to five `stages` (w .. 16w)."""
+    widths = [int(w) for w in stage_widths(width, stages)]
+    blocks_of: list[nn.Module] = []
+    cin = width
     for i, w in enumerate(widths):
         blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1) for j in range(depth)]
-        stages.append(nn.Sequential(*blocks))
+        blocks_of.append(nn.Sequential(*blocks))
         cin = w
-    return Staged(in_channels, conv_bn(in_channels, width), stages, widths[-1], num_classes)
+    stem = conv_bn(in_channels, width) if stem_stride == 1 else edge_stem(in_channels, width, stem_stride)
+    return Staged(in_channels, stem, blocks_of, widths[-1], num_classes)
 
 
 @_register("cnn")
 def cnn(
-    in_channels: int = 1, num_classes: int = 10, width: int = 12, depth: int = 1, stem: int | None = None
+    in_channels: int = 1,
+    num_classes: int = 10,
+    width: int = 12,
+    depth: int = 1,
+    stem: int | None = None,
+    hidden: int = 0,
 ) -> nn.Module:
     """Plain student: a conv-BN-ReLU stem of `stem` channels (default: `width`), then three stages of
     `depth` conv-BN-ReLU layers (w, 2w, 4w), 2x2 max-pool between stages. A stem wider than the stages is
-    what a student exported from an ensemble family keeps (`edgekd.distill.ensemble`)."""
+    what a student exported from an ensemble family keeps (`edgekd.distill.ensemble`). `hidden` > 0 puts a
+    learned Linear(4w, hidden) + ReLU after the global pool, inside `pool` (the authors' fc1 in pkth
+    `models/cifar_very_tiny.py`), so the penultimate representation is that layer's output."""
     stem = width if stem is None else stem
     widths = [width, 2 * width, 4 * width]
     stages, cin = [], stem
@@ -145,23 +184,182 @@ def cnn(
             layers.append(conv_bn(cin if j == 0 else w, w))
         stages.append(nn.Sequential(*layers))
         cin = w
+    if hidden > 0:
+        pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], hidden), nn.ReLU())
+        return Staged(in_channels, conv_bn(in_channels, stem), stages, hidden, num_classes, pool)
     return Staged(in_channels, conv_bn(in_channels, stem), stages, widths[-1], num_classes)
 
 
 @_register("mobilenet")
 def mobilenet(
-    in_channels: int = 1, num_classes: int = 10, width: float = 1.0, depth: int = 1, expand: int = 4
+    in_channels: int = 1,
+    num_classes: int = 10,
+    width: float = 1.0,
+    depth: int = 1,
+    expand: int = 4,
+    stem_stride: int = 1,
+    stages: int = 3,
 ) -> nn.Module:
-    """Inverted-residual student: widths 16, 32, 64 scaled by `width`; `depth` blocks per stage."""
-    widths = [max(4, int(round(c * width / 4)) * 4) for c in (16, 32, 64)]
-    stages, cin = [], widths[0]
+    """Inverted-residual student (MobileNetV2-style): widths 16, 32, 64 scaled by `width`; `depth` blocks
+    per stage. For edge inputs: `stem_stride` 2 and up to five `stages` (16 .. 256, 32x down in all)."""
+    widths = [max(4, int(round(c * width / 4)) * 4) for c in stage_widths(16, stages)]
+    blocks_of: list[nn.Module] = []
+    cin = widths[0]
     for i, w in enumerate(widths):
         blocks = [
             InvertedResidual(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, expand) for j in range(depth)
         ]
-        stages.append(nn.Sequential(*blocks))
+        blocks_of.append(nn.Sequential(*blocks))
         cin = w
-    return Staged(in_channels, conv_bn(in_channels, widths[0]), stages, widths[-1], num_classes)
+    stem = conv_bn(in_channels, widths[0]) if stem_stride == 1 else edge_stem(in_channels, widths[0], stem_stride)
+    return Staged(in_channels, stem, blocks_of, widths[-1], num_classes)
+
+
+def divisible(channels: float, by: int = 8) -> int:
+    """Channels rounded to a multiple of `by` (never below it, never 10% under `channels`), as the
+    MobileNet and EfficientNet families scale their widths."""
+    rounded = max(by, int(channels + by / 2) // by * by)
+    return rounded + by if rounded < 0.9 * channels else rounded
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's channel gate: global pool, 1x1 reduce + ReLU, 1x1 expand + hard sigmoid, scale."""
+
+    def __init__(self, channels: int, reduce: int = 4) -> None:
+        super().__init__()
+        mid = divisible(channels / reduce)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, channels, 1),
+            nn.Hardsigmoid(inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        result: Tensor = x * self.gate(x)
+        return result
+
+
+def conv_bn_act(
+    cin: int, cout: int, k: int, stride: int, act: type[nn.Module] | None, groups: int = 1
+) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, act(inplace=True)) if act is not None else nn.Sequential(*layers)
+
+
+def mobile_stem(cin: int, cout: int, stem_stride: int, act: type[nn.Module]) -> nn.Sequential:
+    """The stem of the mobile families: a 3x3 conv-BN-`act` at stride 1 or 2, or 2 then a max-pool (4)."""
+    _check_stem(stem_stride)
+    stem = conv_bn_act(cin, cout, 3, min(stem_stride, 2), act)
+    return stem.append(nn.MaxPool2d(3, 2, 1)) if stem_stride == 4 else stem
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: 1x1 expand (none at ratio 1), k x k depthwise, optional
+    squeeze-and-excitation, 1x1 linear project; residual when shapes allow. `act` is ReLU6 in
+    EfficientNet-lite, ReLU or hard-swish in MobileNetV3."""
+
+    def __init__(
+        self, cin: int, cout: int, stride: int, expand: float, kernel: int, se: bool, act: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        mid = divisible(cin * expand) if expand != 1 else cin
+        layers: list[nn.Module] = [conv_bn_act(cin, mid, 1, 1, act)] if mid != cin else []
+        layers.append(conv_bn_act(mid, mid, kernel, stride, act, groups=mid))
+        if se:
+            layers.append(SqueezeExcite(mid))
+        layers.append(conv_bn_act(mid, cout, 1, 1, None))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        result: Tensor = x + self.body(x) if self.residual else self.body(x)
+        return result
+
+
+def _mb_stages(
+    cin: int, plan: Sequence[tuple[int, int, int, int, bool, bool]], expand: float, act: type[nn.Module]
+) -> tuple[list[nn.Module], int]:
+    """Stages of MBConv blocks from (channels, repeats, stride, kernel, se, hard-swish) rows."""
+    stages: list[nn.Module] = []
+    for cout, repeats, stride, kernel, se, hswish in plan:
+        block_act = nn.Hardswish if hswish else act
+        blocks = [
+            MBConv(cin if j == 0 else cout, cout, stride if j == 0 else 1, expand, kernel, se, block_act)
+            for j in range(repeats)
+        ]
+        stages.append(nn.Sequential(*blocks))
+        cin = cout
+    return stages, cin
+
+
+@_register("mobilenetv3")
+def mobilenetv3(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    width: float = 1.0,
+    depth: int = 1,
+    expand: float = 4.0,
+    kernel: int = 5,
+    se: bool = True,
+    stem_stride: int = 2,
+) -> nn.Module:
+    """MobileNetV3-Small-style: hard-swish stem at `stem_stride`, five stages of inverted residuals
+    (16, 24, 40, 48, 96 channels x `width`; strides 2, 2, 2, 1, 2: 32x down in all at stride-2 stem),
+    squeeze-and-excitation (`se`) in all but the second, ReLU in the first two and hard-swish after,
+    `kernel` x `kernel` depthwise from the third; `depth` blocks a stage; a final 1x1 conv to 6x the last
+    width. 96 px ends at 3 x 3, 224 px at 7 x 7."""
+    c = [divisible(ch * width) for ch in (16, 24, 40, 48, 96)]
+    plan = [
+        (c[0], depth, 2, 3, se, False),
+        (c[1], depth, 2, 3, False, False),
+        (c[2], depth, 2, kernel, se, True),
+        (c[3], depth, 1, kernel, se, True),
+        (c[4], depth, 2, kernel, se, True),
+    ]
+    stem_width = divisible(16 * width)
+    stem = mobile_stem(in_channels, stem_width, stem_stride, nn.Hardswish)
+    stages, last = _mb_stages(stem_width, plan, expand, nn.ReLU)
+    features = divisible(6 * last)
+    stages[-1].append(conv_bn_act(last, features, 1, 1, nn.Hardswish))  # type: ignore[operator]
+    return Staged(in_channels, stem, stages, features, num_classes)
+
+
+#: EfficientNet-B0's stages: (channels, repeats, stride, kernel); the first stage expands by 1
+_EFFICIENT_B0 = (
+    (16, 1, 1, 3),
+    (24, 2, 2, 3),
+    (40, 2, 2, 5),
+    (80, 3, 2, 3),
+    (112, 3, 1, 5),
+    (192, 4, 2, 5),
+    (320, 1, 1, 3),
+)
+
+
+@_register("efficientnet")
+def efficientnet(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    width: float = 1.0,
+    depth: float = 1.0,
+    expand: float = 6.0,
+    stem_stride: int = 2,
+) -> nn.Module:
+    """EfficientNet-lite-style (B0's layout, as the lite variants run on edge accelerators): MBConv
+    without squeeze-and-excitation, ReLU6; compound scaling by a `width` multiplier on every stage's
+    channels and a `depth` multiplier on its repeats (rounded up); stem (32) and head (1280) fixed as in
+    lite. Seven stages, 32x down in all at a stride-2 stem."""
+    stem = mobile_stem(in_channels, 32, stem_stride, nn.ReLU6)
+    first = _EFFICIENT_B0[0]
+    head_stage, cin = _mb_stages(32, [(divisible(first[0] * width), 1, first[2], first[3], False, False)], 1, nn.ReLU6)
+    rows = [
+        (divisible(ch * width), max(1, math.ceil(r * depth)), s, k, False, False) for ch, r, s, k in _EFFICIENT_B0[1:]
+    ]
+    stages, last = _mb_stages(cin, rows, expand, nn.ReLU6)
+    stages[-1].append(conv_bn_act(last, 1280, 1, 1, nn.ReLU6))  # type: ignore[operator]
+    return Staged(in_channels, stem, head_stage + stages, 1280, num_classes)
 
 
 def sincos_2d(h: int, w: int, dim: int) -> Tensor:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgekd.recipes.budget import recorded_budget
 from edgekd.recipes.measure import build_folder, measure_key
 from edgekd.recipes.runner import cached_teacher, select_key, student_space
 from edgekd.recipes.schema import Recipe
@@ -68,10 +69,13 @@ def _target(recipe: Recipe, log: StageLog, teacher: Path | None, target: str) ->
     row = log.finished(f"measure teacher on {target}", key, build_folder(recipe, "teacher", target) / "artifact.json")
     if row is None:
         return plan
-    budget, _ = recipe.budget.resolve(row["bench"]["latency_ms"])
+    space = student_space(recipe, teacher)
+    budget = recorded_budget(log, recipe, space, target, row)
     plan.update(build="reuse", budget_ms=budget)
+    if budget is None:  # a separable budget not placed yet
+        return plan
     out = recipe.outputs.workdir / "select" / target / "selection.json"
-    skey = select_key(recipe, teacher, student_space(recipe, teacher), target, budget)
+    skey = select_key(recipe, teacher, space, target, budget)
     if log.finished(f"select for {target}", skey, out) is None:
         return plan
     chosen = json.loads(out.read_text())["chosen"]

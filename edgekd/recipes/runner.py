@@ -18,9 +18,10 @@ from typing import Any
 
 from edgekd import __version__
 from edgekd._io import file_sha256
-from edgekd.bench.protocol import QUICK_TIMING
+from edgekd.bench.protocol import DEFAULT_RULE, QUICK_RULE, QUICK_TIMING
 from edgekd.config import cache_dir
 from edgekd.distill.run import train_teacher
+from edgekd.recipes.budget import budget_stage
 from edgekd.recipes.measure import measured, profile_for, target_profile
 from edgekd.recipes.schema import Recipe
 from edgekd.recipes.stages import StageLog, data_key, stage_key
@@ -43,9 +44,9 @@ def run_recipe(recipe: Recipe, *, progress: bool = True) -> dict[str, Any]:
     rows, selections = [], []
     for target in recipe.targets:
         row = measured(log, recipe, {**entry, "reused": reused}, target)
-        budget, source = recipe.budget.resolve(row["bench"]["latency_ms"])
+        budget, source, why = budget_stage(log, recipe, teacher, space, target, row)
         selection = select_stage(log, recipe, teacher, space, target, budget, progress)
-        selection["budget_source"] = source
+        selection["budget_source"], selection["budget_why"] = source, why
         chosen = selection["chosen"]
         student = {"name": f"chosen-{target}", "arch": chosen["arch"], "checkpoint": Path(chosen["checkpoint"])}
         built = Path(chosen["artifact_dir"])
@@ -150,7 +151,12 @@ def student_space(recipe: Recipe, teacher: Path) -> str | SearchSpace:
 def select_key(recipe: Recipe, teacher: Path, space: str | SearchSpace, target: str, budget: float) -> str:
     """What decides a selection: teacher weights, candidates, target, data, training, task, budget, timing."""
     grid = (space if isinstance(space, SearchSpace) else load_space(space)).model_dump(mode="json")
-    settings = [recipe.training.model_dump(), recipe.distill.task().model_dump(), recipe.timing.value]
+    settings = [
+        recipe.training.model_dump(),
+        recipe.distill.task().model_dump(),
+        recipe.timing.value,
+        recipe.budget_rule.value,
+    ]
     profile = target_profile(recipe, target).model_dump(mode="json")
     return stage_key(file_sha256(teacher), grid, profile, data_key(recipe.data), settings, budget)
 
@@ -167,23 +173,28 @@ def select_stage(
         return selection
     label = recipe.students.space or "the recipe's archs"
     console.print(f"[bold]select for {target}[/]: budget {budget:.4f} ms ({recipe.budget.rule()}), space {label}")
-    options = SelectConfig(budget_ms=budget, students=recipe.outputs.workdir / "students")
-    timing = QUICK_TIMING if recipe.quick else None
+    options = SelectConfig(
+        budget_ms=budget, budget_rule=recipe.budget_rule, students=recipe.outputs.workdir / "students"
+    )
+    timing, rule = (QUICK_TIMING, QUICK_RULE) if recipe.quick else (None, DEFAULT_RULE)
     store = recipe.outputs.workdir / STORE_NAME
     args = (teacher, space, profile_for(recipe, target), recipe.data, out, recipe.training, recipe.distill.task())
-    selection = select(*args, options, timing=timing, store=store, progress=progress)
+    selection = select(*args, options, timing=timing, rule=rule, store=store, progress=progress)
     log.record(stage, key, {"selection": str(out / "selection.json")})
     return selection
 
 
 def selection_summary(sel: dict[str, Any]) -> dict[str, Any]:
     """What the summary says of one selection (the whole of it is in its selection.json)."""
-    keys = ("budget_ms", "budget_source", "met_budget", "missed_by_ms", "chosen", "front", "compute", "files")
+    keys = ("budget_ms", "budget_source", "budget_rule", "met_budget", "missed_by_ms", "chosen", "front", "compute")
+    extra = ("budget_why", "floor", "files")
     return {
         "target": sel["target"]["name"],
         **{k: sel[k] for k in keys},
+        **{k: sel.get(k) for k in extra},
         "candidates": [
-            {k: row.get(k) for k in ("arch", "params", "measured_ms", "val_acc", "fate", "why")}
+            {k: row.get(k) for k in ("arch", "params", "measured_ms", "ci_low_ms", "ci_high_ms", "rounds")}
+            | {k: row.get(k) for k in ("val_acc", "fate", "why")}
             for row in sel["candidates"]
         ],
     }

@@ -17,8 +17,10 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from edgekd.config import Frozen, TrainConfig, load_target, resolve_named_yaml
 from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
+from edgekd.select.intervals import BudgetRule
 
 T = TypeVar("T")
+_SEPARABLE = re.compile(r"^\s*separable(?:\s+near\s+(?P<rule>.+))?$", re.I)
 _RULE = re.compile(r"^\s*(?P<share>\d+(?:\.\d*)?|\.\d+)\s*[x*×]\s*teacher\s+(?P<stat>p50|p90|p99)\s*$", re.I)
 
 
@@ -89,11 +91,15 @@ class ReportFormat(str, enum.Enum):
 
 
 class Budget(Frozen):
-    """The p50 latency budget on every target: fixed (`ms`), or a share of the teacher's latency there."""
+    """The latency budget on every target: fixed (`ms`), a share of the teacher's latency there, or
+    `separable`: placed where the space's candidates differ beyond their latency intervals on the target
+    (the gap between intervals nearest the share of the teacher's latency, by default 0.5 x its p50), so
+    that the candidates on either side of it are told apart by the measurement, not by its noise."""
 
     ms: float | None = Field(default=None, gt=0)
     share: float | None = Field(default=None, gt=0)
     stat: str = "p50"
+    separable: bool = False
 
     @classmethod
     def parse(cls, value: object) -> object:
@@ -107,6 +113,12 @@ class Budget(Frozen):
                     " give a number > 0 or a rule such as '0.5 x teacher p50'"
                 )
             return {"ms": float(value)}
+        separable = _SEPARABLE.match(value) if isinstance(value, str) else None
+        if separable is not None:
+            anchor = _RULE.match(separable["rule"] or "0.5 x teacher p50")
+            if not anchor:
+                raise ValueError(f"budget {value!r}: give 'separable' or 'separable near 0.5 x teacher p50'")
+            return {"share": float(anchor["share"]), "stat": anchor["stat"].lower(), "separable": True}
         if isinstance(value, str):
             match = _RULE.match(value)
             if not match:
@@ -122,7 +134,10 @@ class Budget(Frozen):
         return self.share * float(teacher_latency[self.stat]), self.rule()
 
     def rule(self) -> str:
-        return "given" if self.share is None else f"{self.share:g} x the teacher's {self.stat} here"
+        if self.share is None:
+            return "given"
+        share = f"{self.share:g} x the teacher's {self.stat} here"
+        return f"separable near {share}" if self.separable else share
 
 
 class TeacherSpec(Frozen):
@@ -204,6 +219,7 @@ class Recipe(Frozen):
     distill: Distill = Field(default_factory=Distill)
     targets: tuple[Target, ...] = Field(min_length=1)
     budget: Budget = Field(default_factory=lambda: Budget(share=0.5))
+    budget_rule: BudgetRule = BudgetRule.UPPER  # met when the latency CI's upper end (or the median: p50) is within
     calibration: Annotated[str, AfterValidator(_checked(lambda v: resolve_named_yaml(v, "calibration")))] | None = None
     training: TrainConfig = Field(default_factory=TrainConfig)
     timing: Timing = Timing.DEFAULT

@@ -89,7 +89,7 @@ def _runs(store: Store) -> tuple[list[dict[str, Any]], list[tuple[str, list[floa
 def _selections(store: Store) -> list[dict[str, Any]]:
     """Each `select` run's selection.json, with its plot: every trained candidate at its latency on the
     target (re-measured when finished, screened otherwise) against its last validation accuracy."""
-    from edgekd.report.selection import by_outcome, compute_line, headline, screened_ms
+    from edgekd.report.selection import by_outcome, compute_line, headline, screened_latency, screened_ms
 
     out = []
     for run in store.runs("select"):
@@ -100,6 +100,8 @@ def _selections(store: Store) -> list[dict[str, Any]]:
             continue  # the run folder was moved or cleaned: the store still lists the run
         trained = [r for r in sel["candidates"] if r.get("val_acc") is not None]
         latency = [float((r.get("final") or {}).get("p50_ms") or screened_ms(r) or 0.0) for r in trained]
+        intervals = [_interval(r) for r in trained]
+        floor = (sel.get("floor") or {}).get("median_ms")
         out.append(
             {
                 "target": sel["target"]["name"],
@@ -112,7 +114,7 @@ def _selections(store: Store) -> list[dict[str, Any]]:
                         "params": f"{r['params']:,}",
                         "fate": r["fate"],
                         "why": r["why"],
-                        "latency": fmt_ms(screened_ms(r)),
+                        "latency": screened_latency(r),
                         "epochs": r.get("epochs", 0),
                         "val": fmt_pct(r.get("val_acc")),
                     }
@@ -124,12 +126,21 @@ def _selections(store: Store) -> list[dict[str, Any]]:
                     [r["val_acc"] for r in trained],
                     budget_ms=sel["budget_ms"],
                     ylabel="validation accuracy (%)",
+                    intervals=intervals,
+                    floor_ms=floor,
                 )
                 if trained
                 else "",
             }
         )
     return out
+
+
+def _interval(row: dict[str, Any]) -> tuple[float, float] | None:
+    """The CI (low, high) of a candidate's plotted latency: its final build's, else its screening's."""
+    src = row.get("final") or row
+    low, high = src.get("ci_low_ms"), src.get("ci_high_ms")
+    return None if low is None or high is None else (float(low), float(high))
 
 
 def render_html(store: Store, title: str) -> str:

@@ -17,7 +17,8 @@ def _teacher_line(t: dict[str, Any]) -> str:
 
 def _budget(target: dict[str, Any]) -> str:
     if target["budget_ms"] is None:
-        return f"{target['budget_rule']} (known once the teacher is measured)"
+        measured = "teacher and the candidates are" if target["budget_rule"].startswith("separable") else "teacher is"
+        return f"{target['budget_rule']} (known once the {measured} measured)"
     rule = "" if target["budget_rule"] == "given" else f" = {target['budget_rule']}"
     return f"{fmt_ms(target['budget_ms'])} ms p50{rule}"
 

@@ -51,12 +51,26 @@ def pareto_plot(
     accuracy: Sequence[float],
     budget_ms: float | None = None,
     ylabel: str = "accuracy (%)",
+    intervals: Sequence[tuple[float, float] | None] | None = None,
+    floor_ms: float | None = None,
 ) -> str:
+    """Accuracy against latency with the Pareto front; `intervals` (CI low, high per point) become
+    horizontal error bars, `budget_ms` and `floor_ms` (the per-call floor) vertical lines."""
     fig, ax = _figure()
     if budget_ms is not None:
         ax.axvline(budget_ms, color="#c0392b", linestyle="--", linewidth=1, label=f"budget {budget_ms:.3g} ms")
+    if floor_ms is not None:
+        ax.axvline(floor_ms, color="#555555", linestyle=":", linewidth=1, label=f"per-call floor {floor_ms:.2g} ms")
     points = list(zip(latency_ms, accuracy, strict=True))
     front = pareto_front(points)
+    if intervals is not None and any(iv is not None for iv in intervals):
+        spans = [iv or (lat, lat) for iv, lat in zip(intervals, latency_ms, strict=True)]
+        xerr = [
+            [max(0.0, lat - lo) for (lo, _), lat in zip(spans, latency_ms, strict=True)],
+            [max(0.0, hi - lat) for (_, hi), lat in zip(spans, latency_ms, strict=True)],
+        ]
+        ys = [100 * a for a in accuracy]
+        ax.errorbar(latency_ms, ys, xerr=xerr, fmt="none", ecolor="#888888", capsize=3, zorder=1, label="95% CI")
     ax.scatter(latency_ms, [100 * a for a in accuracy], color="#888888", zorder=2)
     ax.plot(
         [points[i][0] for i in front],
@@ -68,7 +82,7 @@ def pareto_plot(
     )
     for label, lat, acc in zip(labels, latency_ms, accuracy, strict=True):
         ax.annotate(label, (lat, 100 * acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("p50 latency (ms)")
+    ax.set_xlabel("latency (ms, median over rounds)" if intervals is not None else "p50 latency (ms)")
     ax.set_ylabel(ylabel)
     ax.legend(loc="lower right", fontsize=8)
     return _svg(fig)

@@ -8,32 +8,61 @@ from typing import Any
 from edgekd.report.text import fmt_ms, fmt_pct
 
 
+def fmt_interval(median: float | None, low: float | None, high: float | None, rounds: int | None = None) -> str:
+    """A latency as decisions see it: `median [low-high]` (the CI over rounds) and the round count;
+    the median alone when there is no interval (a prediction)."""
+    if median is None:
+        return "-"
+    if low is None or high is None:
+        return fmt_ms(median)
+    text = f"{fmt_ms(median)} [{fmt_ms(low)}-{fmt_ms(high)}]"
+    return f"{text} ({rounds} rounds)" if rounds else text
+
+
+def fmt_latency(r: dict[str, Any], key: str = "p50_ms") -> str:
+    """`fmt_interval` of a record holding `key` (the median) and ci_low_ms, ci_high_ms, rounds."""
+    return fmt_interval(r.get(key), r.get("ci_low_ms"), r.get("ci_high_ms"), r.get("rounds"))
+
+
+def fmt_floor(floor: dict[str, Any] | None) -> str:
+    """The per-call floor (the null model's round statistics), or a dash when none was measured."""
+    if not floor:
+        return "-"
+    return f"{fmt_interval(floor['median_ms'], floor['ci_low_ms'], floor['ci_high_ms'], floor['rounds'])} ms"
+
+
+def fmt_rule(rule: str | None) -> str:
+    """What meeting the budget means under a budget rule."""
+    return "the median" if rule == "p50" else "the CI's upper end"
+
+
 def _chosen(r: dict[str, Any]) -> str:
     if r["missed_by_ms"] > 0 and r.get("screen_met"):
         return (
             f"chosen, but no finished student re-measures within the {fmt_ms(r['budget_ms'])} ms budget: this,"
-            f" the fastest, measures {fmt_ms(r['p50_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms),"
+            f" the fastest, measures {fmt_latency(r)} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms),"
             f" over by {fmt_ms(r['missed_by_ms'])} ms; bench it again, or finish more (--finish-top)"
         )
     if r["missed_by_ms"] > 0:
         return (
             f"chosen: nothing meets the {fmt_ms(r['budget_ms'])} ms budget; this is the fastest,"
-            f" {fmt_ms(r['p50_ms'])} ms, which misses it by {fmt_ms(r['missed_by_ms'])} ms"
+            f" {fmt_latency(r)} ms, whose {fmt_rule(r.get('budget_rule'))} misses it by {fmt_ms(r['missed_by_ms'])} ms"
         )
     return (
-        f"chosen: {fmt_ms(r['p50_ms'])} ms within the {fmt_ms(r['budget_ms'])} ms budget,"
-        f" val acc {fmt_pct(r['val_acc'])}"
+        f"chosen: {fmt_latency(r)} ms, {fmt_rule(r.get('budget_rule'))} within the {fmt_ms(r['budget_ms'])} ms"
+        f" budget, val acc {fmt_pct(r['val_acc'])}"
     )
 
 
 def _dominated(r: dict[str, Any]) -> str:
     if r["by_chosen"]:
+        pace = "tied with chosen on latency" if r.get("tied") else "slower than chosen"
         return (
-            f"slower than chosen ({fmt_ms(r['p50_ms'])} vs {fmt_ms(r['by_p50_ms'])} ms) with lower accuracy"
+            f"{pace} ({fmt_latency(r)} vs {fmt_ms(r['by_p50_ms'])} ms) with lower accuracy, or equal and larger"
             f" ({fmt_pct(r['val_acc'])} vs {fmt_pct(r['by_val_acc'])})"
         )
     return (
-        f"dominated by {r['by']}: {fmt_ms(r['by_p50_ms'])} vs {fmt_ms(r['p50_ms'])} ms, val acc"
+        f"dominated by {r['by']}: {fmt_ms(r['by_p50_ms'])} vs {fmt_latency(r)} ms, val acc"
         f" {fmt_pct(r['by_val_acc'])} vs {fmt_pct(r['val_acc'])}"
     )
 
@@ -45,8 +74,8 @@ _REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
         f" {'x'.join(map(str, r['data_shape']))}: cannot be distilled on it"
     ),
     "over_budget": lambda r: (
-        f"over budget by {fmt_ms(r['by_ms'])} ms ({r['source']} {fmt_ms(r['latency_ms'])} ms"
-        f" against {fmt_ms(r['budget_ms'])} ms); not trained"
+        f"over budget by {fmt_ms(r['by_ms'])} ms ({r['source']} {fmt_latency(r, 'latency_ms')} ms,"
+        f" {fmt_rule(r.get('budget_rule'))} against {fmt_ms(r['budget_ms'])} ms); not trained"
     ),
     "slower_than_fastest": lambda r: (
         f"nothing meets the budget, and it is slower ({fmt_ms(r['latency_ms'])} ms"
@@ -60,12 +89,12 @@ _REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
         f" (best at that epoch: {r['best_arch']}, {fmt_pct(r['best_val_acc'])})"
     ),
     "over_budget_final": lambda r: (
-        f"trained, but the built student measures {fmt_ms(r['p50_ms'])} ms, over budget"
-        f" by {fmt_ms(r['by_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms)"
+        f"trained, but the built student measures {fmt_latency(r)} ms, {fmt_rule(r.get('budget_rule'))} over"
+        f" budget by {fmt_ms(r['by_ms'])} ms (screened at {fmt_ms(r['screen_p50_ms'])} ms)"
     ),
     "dominated": _dominated,
     "less_accurate": lambda r: (
-        f"on the front, faster than chosen ({fmt_ms(r['p50_ms'])} vs"
+        f"on the front, faster than chosen ({fmt_latency(r)} vs"
         f" {fmt_ms(r['chosen_p50_ms'])} ms) but less accurate ({fmt_pct(r['val_acc'])} vs"
         f" {fmt_pct(r['chosen_val_acc'])})"
     ),
@@ -82,6 +111,13 @@ def screened_ms(row: dict[str, Any]) -> float | None:
     return row.get("measured_ms") if row.get("measured_ms") is not None else row.get("predicted_ms")
 
 
+def screened_latency(row: dict[str, Any]) -> str:
+    """A candidate's screening latency as text: the measured interval, else the prediction."""
+    if row.get("measured_ms") is not None:
+        return fmt_latency(row, "measured_ms")
+    return fmt_ms(row.get("predicted_ms")) + (" predicted" if row.get("predicted_ms") is not None else "")
+
+
 def explain(fate: str, reason: dict[str, Any]) -> str:
     """One sentence: why a candidate was chosen or lost."""
     return _REASONS[fate](reason)
@@ -90,12 +126,16 @@ def explain(fate: str, reason: dict[str, Any]) -> str:
 def headline(sel: dict[str, Any]) -> str:
     c = sel["chosen"]
     head = (
-        f"chose {c['arch']} for {sel['target']['name']}: {fmt_ms(c['p50_ms'])} ms p50"
+        f"chose {c['arch']} for {sel['target']['name']}: {fmt_latency(c)} ms"
         f" ({c['precision']}), val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}"
     )
+    floor = f"; per-call floor {fmt_floor(sel.get('floor'))}" if sel.get("floor") else ""
+    rule = fmt_rule(sel.get("budget_rule"))
     if sel["met_budget"]:
-        return f"{head}; within the {fmt_ms(sel['budget_ms'])} ms budget"
-    return f"{head}; BUDGET MISSED: {fmt_ms(sel['budget_ms'])} ms, missed by {fmt_ms(sel['missed_by_ms'])} ms"
+        return f"{head}; {rule} within the {fmt_ms(sel['budget_ms'])} ms budget{floor}"
+    return (
+        f"{head}; BUDGET MISSED: {fmt_ms(sel['budget_ms'])} ms, {rule} over by {fmt_ms(sel['missed_by_ms'])} ms{floor}"
+    )
 
 
 def compute_line(sel: dict[str, Any]) -> str:
@@ -131,14 +171,18 @@ def render_markdown(sel: dict[str, Any]) -> str:
         f"Study {study.get('name', '-')} ({study.get('pruner', '-')}, reduction factor"
         f" {study.get('reduction_factor', '-')}) in {study.get('storage', '-')}.",
         f"Latency predictor: {_predictor(pred)}.",
+        f"Latencies: median over rounds [95% CI] (rounds), measured side by side with a null model; the budget"
+        f" is met when {fmt_rule(sel.get('budget_rule'))} is within it, and overlapping intervals are a tie"
+        f" (broken by accuracy, then size). Per-call floor: {fmt_floor(sel.get('floor'))} (screening),"
+        f" {fmt_floor(sel.get('final_floor'))} (final builds).",
         "",
         "## Pareto front (finished students, built for the target)",
         "",
-        "| student | p50 ms | val acc | test acc | artifact acc |",
+        "| student | latency ms | val acc | test acc | artifact acc |",
         "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {f['arch']} | {fmt_ms(f['p50_ms'])} | {fmt_pct(f['val_acc'])} | {fmt_pct(f['test_acc'])} |"
+        f"| {f['arch']} | {fmt_latency(f)} | {fmt_pct(f['val_acc'])} | {fmt_pct(f['test_acc'])} |"
         f" {fmt_pct(f['artifact_accuracy'])} |"
         for f in sel["front"]
     ]
@@ -158,7 +202,7 @@ def render_markdown(sel: dict[str, Any]) -> str:
     ]
     for row in by_outcome(sel["candidates"]):
         lines.append(
-            f"| {row['arch']} | {row['params']:,} | {fmt_ms(screened_ms(row))} | {row.get('epochs', 0)} |"
+            f"| {row['arch']} | {row['params']:,} | {screened_latency(row)} | {row.get('epochs', 0)} |"
             f" {fmt_pct(row.get('val_acc'))} | {row['why']} |"
         )
     return "\n".join(lines) + "\n"

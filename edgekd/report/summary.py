@@ -45,27 +45,29 @@ def _demo_markdown(summary: dict[str, Any]) -> str:
 
 
 def _selection_markdown(sel: dict[str, Any]) -> list[str]:
-    from edgekd.report.selection import by_outcome, compute_line
+    from edgekd.report.selection import by_outcome, compute_line, fmt_floor, fmt_latency, fmt_rule, screened_latency
 
     c = sel["chosen"]
     verdict = (
         "within the budget"
         if sel["met_budget"]
-        else f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms (the fastest candidate)"
+        else f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms: no finished student meets it"
     )
     lines = [
         "",
         f"## Selection for {sel['target']}",
         "",
-        f"Budget {fmt_ms(sel['budget_ms'])} ms p50 ({sel['budget_source']}). Chosen: **{c['arch']}**,"
-        f" {fmt_ms(c['p50_ms'])} ms, val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])};"
-        f" {verdict}. Compute: {compute_line(sel)}. Full record: {sel['files']['markdown']}.",
+        f"Budget {fmt_ms(sel['budget_ms'])} ms ({sel['budget_source']}), met when"
+        f" {fmt_rule(sel.get('budget_rule'))} is within it; per-call floor {fmt_floor(sel.get('floor'))}."
+        f" Chosen: **{c['arch']}**, {fmt_latency(c)} ms (median [95% CI] over rounds), val acc"
+        f" {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}; {verdict}. Compute: {compute_line(sel)}."
+        f" Full record: {sel['files']['markdown']}.",
         "",
-        "| candidate | params | screened ms | val acc | outcome |",
+        "| candidate | params | screened ms [95% CI] | val acc | outcome |",
         "|---|---:|---:|---:|---|",
     ]
     lines += [
-        f"| {r['arch']} | {r['params']:,} | {fmt_ms(r['measured_ms'])} | {fmt_pct(r['val_acc'])} | {r['why']} |"
+        f"| {r['arch']} | {r['params']:,} | {screened_latency(r)} | {fmt_pct(r['val_acc'])} | {r['why']} |"
         for r in by_outcome(sel["candidates"])
     ]
     return lines

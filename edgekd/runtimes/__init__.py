@@ -64,7 +64,9 @@ class Artifact:
 
 class Session(Protocol):
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits for a float32 N x C x H x W batch."""
+        """Logits for a float32 N x C x H x W batch. A run on the very array of the previous run (the
+        timing loop's case) may return the session's own output buffer, which the next run overwrites:
+        copy it to keep it. A run on any other array returns an array of its own."""
         ...
 
 

@@ -2,7 +2,7 @@
 
 1. Screen: every student's latency on the target, measured with the selection's own machinery
    (`screen` -> `measure_candidate`: an untrained copy built for the target, THE timing loop, cached in the
-   store); the ones over the budget drop out (when none meets it, the fastest goes on alone).
+   store); the ones over the budget drop out (when none meets it, the fastest and those tied with it go on).
 2. Build and re-measure: every student left is exported and built for the target from its checkpoint and
    measured again with its accuracy (`pipeline.final_build`).
 3. Choose: the most accurate on validation among those that re-measure within the budget (else the
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bench import TimingConfig
+from edgekd.bench.protocol import StopRule
 from edgekd.config import TrainConfig, load_target
 from edgekd.distill.ensemble_run import load_manifest
 from edgekd.distill.task import DistillConfig
@@ -55,6 +56,7 @@ def select_from_ensemble(
     teacher: Path | None = None,
     task: DistillConfig | None = None,
     timing: TimingConfig | None = None,
+    rule: StopRule | None = None,
     store: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -77,7 +79,9 @@ def select_from_ensemble(
     screening = timed(
         clock,
         "screen",
-        lambda: screen(candidates, profile, budget, out / "candidates", results, timing, probes=len(candidates)),
+        lambda: screen(
+            candidates, profile, budget, out / "candidates", results, timing, probes=len(candidates), rule=rule
+        ),
     )
     records = [
         TrialRecord(
@@ -96,7 +100,13 @@ def select_from_ensemble(
                 r.test_acc,
                 0,
                 final_build(
-                    job.checkpoint(r.key), target, data, out / "final" / Path(str(r.checkpoint)).stem, results, timing
+                    job.checkpoint(r.key),
+                    target,
+                    data,
+                    out / "final" / Path(str(r.checkpoint)).stem,
+                    results,
+                    timing,
+                    rule,
                 ),
             )
             for r in records

@@ -1,13 +1,14 @@
 """A candidate's latency before training: export it untrained, build it for the target, measure it.
 
 Latency does not depend on the weights, so an untrained copy measures what the distilled student will
-cost. Measurements go through `edgekd.bench.benchmark` (THE timing loop, in its own process), and are
-cached in the results store's file, in a table of their own (`candidate_latency`), keyed by the
-candidate's key plus a hash of what decides latency on the target: runtime and its version, precision,
-device, threads, batch and CPU model. A second `select` on the same machine and target measures
-nothing twice; a new ONNX Runtime version or another CPU measures again. The timing settings are not
-part of the key: a cached number is reused whatever timing the caller asks for (the result records the
-one it was measured with).
+cost. Candidates are measured side by side (`edgekd.bench.compare.compare`: one warm worker each,
+interleaved rounds, a null model as the per-call floor), so each latency is a median over rounds with
+its confidence interval. Results are cached in the results store's file, in a table of their own
+(`candidate_latency`), keyed by the candidate's key plus a hash of what decides latency on the target:
+runtime and its version, precision, device, threads, batch and CPU model. A cached latency is reused
+only with its interval, and only when that interval is at most as wide (relative to its median) as the
+caller's stop rule asks; a wider one, or an old row without an interval, is measured again, and the
+narrower of the two is kept. A new ONNX Runtime version or another CPU measures again.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from edgekd._io import write_json
-from edgekd.bench import TimingConfig, benchmark
-from edgekd.bench.protocol import DEFAULT_TIMING, cpu_model
+from edgekd.bench import TimingConfig
+from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, RoundStats, StopRule, cpu_model
 from edgekd.config import TargetProfile
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact
+from edgekd.select.intervals import Interval, stats_from_json
 from edgekd.select.space import Candidate
 from edgekd.store import Store
 
@@ -43,15 +45,44 @@ CREATE TABLE IF NOT EXISTS candidate_latency (
     created REAL NOT NULL
 );
 """
+#: Columns added for intervals (rows written before them hold NULL: an interval too wide to reuse).
+_INTERVAL_COLUMNS = {
+    "ci_low_ms": "REAL",
+    "ci_high_ms": "REAL",
+    "rel_width": "REAL",
+    "rounds": "INTEGER",
+    "stopped_by": "TEXT",
+    "floor": "TEXT",
+}
 
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """p50 latency (ms) of one candidate on one target; `cached` when no measurement ran."""
+    """One candidate's latency on one target: the median over rounds (`p50_ms`), its round statistics
+    (`stats`, None for a row cached before intervals) and the per-call floor measured beside it;
+    `cached` when no measurement ran."""
 
     p50_ms: float
     cached: bool
     result: dict[str, Any]
+    stats: RoundStats | None = None
+    floor: RoundStats | None = None
+
+    @property
+    def interval(self) -> Interval:
+        return Interval.of(self.stats) if self.stats is not None else Interval.point(self.p50_ms)
+
+    def narrow_enough(self, rule: StopRule) -> bool:
+        """Reusable for `rule`: it has an interval no wider, relative to its median, than the rule asks."""
+        return self.stats is not None and self.stats.rel_width <= rule.rel_width
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any], cached: bool) -> LatencyResult:
+        rounds, floor = result.get("rounds"), result.get("floor")
+        stats = stats_from_json(rounds) if rounds else None
+        floor_stats = stats_from_json({k: v for k, v in floor.items() if k != "name"}) if floor else None
+        p50 = stats.median_ms if stats is not None else float(result["latency_ms"]["p50"])
+        return cls(p50, cached, result, stats, floor_stats)
 
 
 def target_fields(profile: TargetProfile, runtime_version: str) -> dict[str, Any]:
@@ -80,30 +111,52 @@ class LatencyCache:
         self.path = self.store.path
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(candidate_latency)")}
+            for name, kind in _INTERVAL_COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE candidate_latency ADD COLUMN {name} {kind}")
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return self.store.connect()
 
     def get(self, key: str) -> LatencyResult | None:
         with self._connect() as conn:
-            row = conn.execute("SELECT p50_ms, result FROM candidate_latency WHERE key = ?", (key,)).fetchone()
-        return None if row is None else LatencyResult(float(row["p50_ms"]), True, json.loads(row["result"]))
+            row = conn.execute("SELECT result FROM candidate_latency WHERE key = ?", (key,)).fetchone()
+        return None if row is None else LatencyResult.from_result(json.loads(row["result"]), True)
 
     def put(self, key: str, candidate: Candidate, fields: dict[str, Any], result: dict[str, Any]) -> None:
-        # Two processes measuring the same candidate at once: the first number stays.
+        """Store a measurement; over an earlier one only when it is narrower (two processes measuring the
+        same candidate at once keep the more precise number; a row without an interval always yields)."""
+        got = LatencyResult.from_result(result, False)
+        s = got.stats
+        interval = (
+            (s.ci_low_ms, s.ci_high_ms, s.rel_width, s.rounds, s.stopped_by)
+            if s is not None
+            else (None, None, None, None, None)
+        )
+        floor = json.dumps(result["floor"], sort_keys=True) if result.get("floor") else None
         with self._connect() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO candidate_latency(key, candidate, arch, spec, target, p50_ms, result, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO candidate_latency(key, candidate, arch, spec, target, p50_ms, result, created,"
+                " ci_low_ms, ci_high_ms, rel_width, rounds, stopped_by, floor)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET p50_ms = excluded.p50_ms, result = excluded.result,"
+                " created = excluded.created, ci_low_ms = excluded.ci_low_ms, ci_high_ms = excluded.ci_high_ms,"
+                " rel_width = excluded.rel_width, rounds = excluded.rounds, stopped_by = excluded.stopped_by,"
+                " floor = excluded.floor"
+                " WHERE candidate_latency.rel_width IS NULL"
+                " OR (excluded.rel_width IS NOT NULL AND excluded.rel_width < candidate_latency.rel_width)",
                 (
                     key,
                     candidate.key,
                     candidate.arch,
                     candidate.spec.model_dump_json(),
                     json.dumps(fields, sort_keys=True),
-                    float(result["latency_ms"]["p50"]),
+                    got.p50_ms,
                     json.dumps(result, sort_keys=True, default=str),
                     time.time(),
+                    *interval,
+                    floor,
                 ),
             )
 
@@ -120,6 +173,37 @@ def lookup(candidate: Candidate, profile: TargetProfile, store: Store | Path) ->
     return LatencyCache(store).get(cache_key(candidate, fields))
 
 
+def measure_candidates(
+    candidates: list[Candidate],
+    profile: TargetProfile,
+    workdir: Path,
+    store: Store | Path,
+    timing: TimingConfig | None = None,
+    rule: StopRule | None = None,
+) -> dict[str, LatencyResult]:
+    """Latency of each untrained candidate built for `profile` (by candidate key): the cached ones whose
+    interval is narrow enough for `rule`, the others measured side by side in one comparison."""
+    from edgekd.runtimes import get_runtime
+
+    rule = rule or DEFAULT_RULE
+    adapter = get_runtime(profile.runtime)  # an absent runtime fails here, before any work
+    fields = target_fields(profile, adapter.version())
+    cache = LatencyCache(store)
+    found: dict[str, LatencyResult] = {}
+    for c in candidates:
+        hit = cache.get(cache_key(c, fields))
+        if hit is not None and hit.narrow_enough(rule):
+            found[c.key] = hit
+    todo = [c for c in candidates if c.key not in found]
+    if todo:
+        folders = {c.key: Path(workdir) / cache_key(c, fields) for c in todo}
+        results = benchmark_candidates(todo, profile, folders, timing, rule)
+        for c in todo:
+            cache.put(cache_key(c, fields), c, fields, results[c.key])
+            found[c.key] = LatencyResult.from_result(results[c.key], False)
+    return {c.key: found[c.key] for c in candidates}
+
+
 def measure_candidate(
     candidate: Candidate,
     profile: TargetProfile,
@@ -128,20 +212,12 @@ def measure_candidate(
     timing: TimingConfig | None = None,
     *,
     repeats: int = 1,
+    rule: StopRule | None = None,
 ) -> LatencyResult:
-    """p50 latency of the untrained `candidate` built for `profile`; cached in the store."""
-    from edgekd.runtimes import get_runtime
-
-    adapter = get_runtime(profile.runtime)  # an absent runtime fails here, before any work
-    fields = target_fields(profile, adapter.version())
-    key = cache_key(candidate, fields)
-    cache = LatencyCache(store)
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
-    result = benchmark_candidate(candidate, profile, Path(workdir) / key, timing, repeats=repeats)
-    cache.put(key, candidate, fields, result)
-    return LatencyResult(float(result["latency_ms"]["p50"]), False, result)
+    """One candidate's latency (`measure_candidates` of one). `repeats` is accepted for older callers
+    and ignored: the rounds of the stop rule replaced repeated processes."""
+    del repeats
+    return measure_candidates([candidate], profile, workdir, store, timing, rule)[candidate.key]
 
 
 def candidate_folder(candidate: Candidate, profile: TargetProfile, workdir: Path) -> Path:
@@ -151,28 +227,31 @@ def candidate_folder(candidate: Candidate, profile: TargetProfile, workdir: Path
     return Path(workdir) / cache_key(candidate, target_fields(profile, get_runtime(profile.runtime).version()))
 
 
-def benchmark_candidate(
-    candidate: Candidate, profile: TargetProfile, folder: Path, timing: TimingConfig | None = None, *, repeats: int = 1
-) -> dict[str, Any]:
-    """Benchmark one untrained candidate built in `folder` (no cache), exporting and building it first
-    unless the folder already holds its build. With `repeats` > 1 the artifact is measured that many
-    times, each in its own process, and the run with the lowest p50 is returned (load from other
-    processes only ever adds time); `p50_runs` lists every run's p50."""
-    if repeats < 1:
-        raise UserError(f"repeats must be >= 1, got {repeats}")
-    artifact = _built(folder) or _build(candidate, profile, folder)
-    runs = [benchmark(artifact, batch=profile.batch, timing=timing or DEFAULT_TIMING) for _ in range(repeats)]
-    best = min(runs, key=lambda r: float(r["latency_ms"]["p50"]))
+def benchmark_candidates(
+    candidates: list[Candidate],
+    profile: TargetProfile,
+    folders: dict[str, Path],
+    timing: TimingConfig | None = None,
+    rule: StopRule | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Measure untrained candidates side by side (no cache), each built in its folder first unless the
+    folder already holds its build: one `compare` run, interleaved rounds, a null model as the floor.
+    Returns each candidate's `bench --json` record (with `rounds` and `floor`), by candidate key."""
+    from edgekd.bench.compare import compare
+
+    artifacts = {c.key: _built(folders[c.key]) or _build(c, profile, folders[c.key]) for c in candidates}
+    comparison = compare(artifacts, batch=profile.batch, timing=timing or ROUND_TIMING, rule=rule or DEFAULT_RULE)
+    by_key = {m.name: m.to_json() for m in comparison.models}
+    return {c.key: {**by_key[c.key], "candidate": _describe(c)} for c in candidates}
+
+
+def _describe(candidate: Candidate) -> dict[str, Any]:
     return {
-        **best,
-        "p50_runs": [float(r["latency_ms"]["p50"]) for r in runs],
-        "candidate": {
-            "arch": candidate.arch,
-            "key": candidate.key,
-            "image_size": candidate.spec.image_size,
-            "params": candidate.params,
-            "flops": candidate.flops,
-        },
+        "arch": candidate.arch,
+        "key": candidate.key,
+        "image_size": candidate.spec.image_size,
+        "params": candidate.params,
+        "flops": candidate.flops,
     }
 
 

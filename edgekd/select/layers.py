@@ -11,7 +11,7 @@ activation straight after a convolution into that convolution. Shape-only operat
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from typing import Any
 
@@ -61,6 +61,9 @@ class LayerKind(str, enum.Enum):
     ELTWISE = "eltwise"  # everything else that computes: add, mul, softmax, norms, activations
 
 
+_CONVS = (LayerKind.CONV, LayerKind.POINTWISE, LayerKind.DEPTHWISE)
+
+
 @dataclass(frozen=True)
 class Layer:
     """One operator at batch 1. For convolutions and matrix products, `macs` is
@@ -74,6 +77,7 @@ class Layer:
     cin_per_group: int = 0
     cout: int = 0
     positions: int = 0  # output positions times kernel area: the MACs of one channel pair
+    first: bool = False  # the first convolution: it reads the image in plain N x C x H x W
 
 
 def model_layers(model: Any, input_shape: tuple[int, int, int]) -> list[Layer]:
@@ -123,6 +127,8 @@ def _recorder() -> Any:
             first = out[0] if isinstance(out, tuple | list) else out
             layer = _classify(name, args, first)
             self._after_conv = layer.kind in (LayerKind.CONV, LayerKind.POINTWISE, LayerKind.DEPTHWISE)
+            if self._after_conv and not any(la.kind in _CONVS for la in self.layers):
+                layer = replace(layer, first=True)
             self.layers.append(layer)
 
     return Recorder()

@@ -7,10 +7,13 @@
 3. Finish: the best `finish_top` trials (furthest trained, then most accurate) that were pruned resume
    from their checkpoint to the full epoch budget.
 4. Build and re-measure: every finished student is exported and built for the target (INT8 with
-   calibration when the profile says so) and measured again, with its accuracy on the test split.
-5. Choose: the most accurate on validation among those that re-measure within the budget; when none
-   does, the fastest, with how much it misses by. Every other candidate gets the reason it lost
-   (`verdicts.py`), and DIR/selection.json and DIR/selection.md are written.
+   calibration when the profile says so) and measured again, side by side in interleaved rounds beside
+   a null model (`edgekd.bench.compare`), with its accuracy on the test split.
+5. Choose (`intervals.py`): the most accurate on validation among those whose latency interval meets
+   the budget by the budget rule (upper end, or median, within it); when none does, the fastest and
+   those tied with it (overlapping intervals), best by accuracy then size, with how much it misses by.
+   Every other candidate gets the reason it lost (`verdicts.py`), and DIR/selection.json and
+   DIR/selection.md are written.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any, TypeVar
 from pydantic import Field
 
 from edgekd.bench import TimingConfig
+from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, RoundStats, StopRule
 from edgekd.config import Frozen, TargetProfile, TrainConfig, load_target
 from edgekd.distill.task import DistillConfig
 from edgekd.errors import EdgekdError, UserError
+from edgekd.select.intervals import BudgetRule, Interval, stats_from_json
 from edgekd.select.screen import Screening, screen
 from edgekd.select.search import (
     PrunerKind,
@@ -42,13 +47,15 @@ from edgekd.select.space import Candidate, SearchSpace, load_space
 from edgekd.store import Store, default_store
 
 T = TypeVar("T")
-FINAL_REPEATS = 3  # timings of each final build; the lowest p50 counts
 
 
 class SelectConfig(Frozen):
     """How the selection searches (the training itself is a TrainConfig and a DistillConfig)."""
 
-    budget_ms: float | None = Field(default=None, description="p50 latency budget; None = the target's")
+    budget_ms: float | None = Field(default=None, description="latency budget in ms; None = the target's")
+    budget_rule: BudgetRule = Field(
+        default=BudgetRule.UPPER, description="met when the CI's upper end (upper) or the median (p50) is within it"
+    )
     n_trials: int | None = Field(default=None, ge=1, description="None = one per in-budget candidate")
     workers: int = Field(default=1, ge=1, description="worker processes on the study")
     pruner: PrunerKind = PrunerKind.SUCCESSIVE_HALVING
@@ -76,7 +83,18 @@ class Finished:
 
     @property
     def p50_ms(self) -> float:
+        """The median over rounds."""
         return float(self.final["p50_ms"])
+
+    @property
+    def stats(self) -> RoundStats | None:
+        rounds = self.final.get("round_stats")
+        return stats_from_json(rounds) if rounds else None
+
+    @property
+    def interval(self) -> Interval:
+        stats = self.stats
+        return Interval.of(stats) if stats is not None else Interval.point(self.p50_ms)
 
 
 def select(
@@ -90,10 +108,12 @@ def select(
     options: SelectConfig | None = None,
     *,
     timing: TimingConfig | None = None,
+    rule: StopRule | None = None,
     store: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Choose the student for `target` within the latency budget; returns what DIR/selection.json holds."""
+    """Choose the student for `target` within the latency budget; returns what DIR/selection.json holds.
+    `timing` is one round's block and `rule` when rounds stop, for screening and final measurements."""
     from edgekd.runtimes import get_runtime
 
     options = options or SelectConfig()
@@ -110,7 +130,17 @@ def select(
     screening = timed(
         clock,
         "screen",
-        lambda: screen(candidates, profile, budget, out / "candidates", results, timing, probes=options.probes),
+        lambda: screen(
+            candidates,
+            profile,
+            budget,
+            out / "candidates",
+            results,
+            timing,
+            probes=options.probes,
+            rule=rule,
+            budget_rule=options.budget_rule,
+        ),
     )
     job = make_job(teacher, data, out, results, cfg, task, screening, options)
     url = options.storage or f"sqlite:///{results.path.resolve()}"
@@ -127,7 +157,7 @@ def select(
     )
     records = trial_records(study)
     resumed = timed(clock, "finish", lambda: finish(records, job, options.finish_top, progress))
-    finished = timed(clock, "final", lambda: build_finals(records, resumed, job, target, out, results, timing))
+    finished = timed(clock, "final", lambda: build_finals(records, resumed, job, target, out, results, timing, rule))
     from edgekd.select.verdicts import assemble
 
     selection = assemble(profile, screening, mismatched, records, finished, job, clock)
@@ -262,35 +292,75 @@ def build_finals(
     out: Path,
     store: Store,
     timing: TimingConfig | None,
+    rule: StopRule | None = None,
 ) -> list[Finished]:
-    """Export, build and re-measure every student trained for the full budget."""
-    finished = []
+    """Export and build every student trained for the full budget, then re-measure them side by side."""
+    done: list[tuple[TrialRecord, float, float | None, int]] = []
     for r in records:
         if r.state == "complete" and r.val_acc is not None:
-            val, test, added = r.val_acc, r.test_acc, 0
+            done.append((r, r.val_acc, r.test_acc, 0))
         elif r.number in resumed:
             result, added = resumed[r.number]
-            val, test = float(result.val_accuracy), float(result.test_accuracy)
-            r = TrialRecord(
-                r.number,
-                r.key,
-                "finished",
-                tuple((int(h["epoch"]), float(h["val_acc"])) for h in result.history),
-                test,
-                r.checkpoint,
-            )
-        else:
-            continue
-        folder = out / "final" / job.checkpoint(r.key).parent.name
-        finished.append(
-            Finished(r, val, test, added, final_build(job.checkpoint(r.key), target, job.data, folder, store, timing))
-        )
-    if not finished:
+            history = tuple((int(h["epoch"]), float(h["val_acc"])) for h in result.history)
+            test = float(result.test_accuracy)
+            record = TrialRecord(r.number, r.key, "finished", history, test, r.checkpoint)
+            done.append((record, float(result.val_accuracy), test, added))
+    if not done:
         errors = [r.error for r in records if r.error]
         raise EdgekdError(
             "no candidate finished training" + (f"; first error: {errors[0]}" if errors else "; see the workers' logs")
         )
-    return finished
+    builds = {}
+    for r, *_ in done:
+        folder = out / "final" / job.checkpoint(r.key).parent.name
+        builds[r.key] = (folder, export_final(job.checkpoint(r.key), target, job.data, folder, store))
+    finals = measure_finals(builds, job.data, store, timing, rule)
+    return [Finished(r, val, test, added, finals[r.key]) for r, val, test, added in done]
+
+
+def export_final(checkpoint: Path, target: str, data: str, folder: Path, store: Store) -> dict[str, Any]:
+    """The student built for the target as `edgekd export` builds it (its artifact.json fields)."""
+    from edgekd.export.run import export
+
+    info: dict[str, Any] = export(str(checkpoint), target, folder, data=data, store=store.path)
+    return info
+
+
+def measure_finals(
+    builds: dict[str, tuple[Path, dict[str, Any]]],
+    data: str,
+    store: Store,
+    timing: TimingConfig | None,
+    rule: StopRule | None,
+) -> dict[str, dict[str, Any]]:
+    """Measure built students side by side (`compare`: warm workers, interleaved rounds, a null floor),
+    by the same round timing and stop rule as the screening, so the two latencies compare; each with
+    its accuracy on `data`'s test split. Returns each student's `final` record, by name."""
+    from edgekd.bench import resolve_artifact
+    from edgekd.bench.compare import compare
+
+    artifacts = {name: resolve_artifact(folder) for name, (folder, _) in builds.items()}
+    comparison = compare(artifacts, data=data, timing=timing or ROUND_TIMING, rule=rule or DEFAULT_RULE)
+    finals = {}
+    for m in comparison.models:
+        store.log_benchmark(str(m.artifact.path), m.to_json())
+        folder, info = builds[m.name]
+        s = m.rounds.stats
+        finals[m.name] = {
+            "dir": str(folder),
+            "artifact": info["artifact"],
+            "precision": info["precision"],
+            "p50_ms": s.median_ms,
+            "ci_low_ms": s.ci_low_ms,
+            "ci_high_ms": s.ci_high_ms,
+            "rounds": s.rounds,
+            "stopped_by": s.stopped_by,
+            "round_stats": s.to_json(),
+            "floor": m.floor.rounds.stats.to_json() if m.floor is not None else None,
+            "accuracy": m.ready.get("accuracy"),
+            "quantization": info.get("quantization"),
+        }
+    return finals
 
 
 def final_build(
@@ -300,31 +370,12 @@ def final_build(
     folder: Path,
     store: Store,
     timing: TimingConfig | None,
-    repeats: int = FINAL_REPEATS,
+    rule: StopRule | None = None,
 ) -> dict[str, Any]:
-    """The student built for the target (as `edgekd export` builds it) and measured with its accuracy,
-    by the same timing loop and settings as the screening, so the two latencies compare. It is timed
-    `repeats` times, each in its own process, and the lowest p50 counts: on a shared machine other
-    processes only ever add time, and one unlucky run must not decide that a student misses the budget."""
-    from edgekd.bench import benchmark, resolve_artifact
-    from edgekd.bench.protocol import DEFAULT_TIMING
-    from edgekd.export.run import export
-
-    info = export(str(checkpoint), target, folder, data=data, store=store.path)
-    artifact = resolve_artifact(folder)
-    runs = [benchmark(artifact, data=data if i == 0 else None, timing=timing or DEFAULT_TIMING) for i in range(repeats)]
-    for result in runs:
-        store.log_benchmark(str(artifact.path), result)
-    p50s = [float(r["latency_ms"]["p50"]) for r in runs]
-    return {
-        "dir": str(folder),
-        "artifact": info["artifact"],
-        "precision": info["precision"],
-        "p50_ms": min(p50s),
-        "p50_runs": p50s,
-        "accuracy": runs[0].get("accuracy"),
-        "quantization": info.get("quantization"),
-    }
+    """One student built for the target and measured in rounds beside the null model, with its accuracy
+    (`export_final` + `measure_finals` of one)."""
+    info = export_final(checkpoint, target, data, folder, store)
+    return measure_finals({"student": (folder, info)}, data, store, timing, rule)["student"]
 
 
 def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
@@ -341,6 +392,7 @@ def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
         f"select-{selection['target']['name']}",
         {
             "budget_ms": selection["budget_ms"],
+            "budget_rule": selection["budget_rule"],
             "chosen": chosen["arch"],
             "met_budget": selection["met_budget"],
             "study": selection.get("study"),
@@ -349,6 +401,7 @@ def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
     )
     metrics = {
         "p50_ms": chosen["p50_ms"],
+        "ci_high_ms": chosen.get("ci_high_ms"),
         "val_acc": chosen["val_acc"],
         "test_acc": chosen.get("test_acc"),
         "student_epochs": selection["compute"]["student_epochs"],

@@ -1,9 +1,12 @@
 """Student search spaces: a YAML grid over the built-in families that expands to candidate architectures.
 
 A space names one or more families (the family is the block type: `cnn` plain conv-BN-ReLU layers,
-`mobilenet` inverted residuals, `resnet` basic blocks) and, for each, the values of its parameters
-(`width`: channels for cnn/resnet, a multiplier for mobilenet; `depth`: layers or blocks per stage;
-`expand`: mobilenet's expansion ratio), plus the input resolutions and limits. Short form:
+`mobilenet` inverted residuals, `resnet` basic blocks, `mobilenetv3` inverted residuals with
+squeeze-and-excitation and hard-swish, `efficientnet` EfficientNet-lite MBConv) and, for each, the values
+of its parameters (`width`: channels for cnn/resnet, a multiplier for the others; `depth`: layers or
+blocks per stage, a repeat multiplier for efficientnet; `expand`: the expansion ratio; `stem_stride` and
+`stages` for edge inputs), plus the input resolutions and limits. The built-in edge spaces `edge96` and
+`edge224` take 3-channel images at 96 and 224 pixels. Short form:
 
     family: cnn            # or a list: [cnn, resnet], each with the same grid
     width: [8, 12, 16]

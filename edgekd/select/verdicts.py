@@ -2,7 +2,9 @@
 
 Reasons are data (a `fate` and its numbers); `edgekd.report.selection.explain` turns them into the
 sentences of selection.json and selection.md. Decisions use validation accuracy only; test accuracy is
-reported beside it, never chosen on.
+reported beside it, never chosen on. Latencies are compared by their intervals (`intervals.py`): the
+budget is met by the budget rule, overlapping intervals are a tie broken by accuracy then size, and the
+Pareto front counts a student dominated only by one not clearly slower.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from edgekd.bench.protocol import RoundStats
 from edgekd.config import TargetProfile
-from edgekd.report.plots import pareto_front
+from edgekd.select.intervals import Interval, choose, clearly_faster, dominates, front, meets, missed_by
 from edgekd.select.screen import Screened, Screening
 from edgekd.select.search import SearchJob, TrialRecord
 
@@ -41,10 +44,13 @@ def assemble(
     """selection.json's content (less the study block, which the pipeline adds)."""
     from edgekd.report.selection import explain
 
-    budget = screening.budget_ms
-    within = [f for f in finished if f.p50_ms <= budget]
-    chosen = max(within, key=lambda f: (f.val_acc, -f.p50_ms)) if within else min(finished, key=lambda f: f.p50_ms)
-    front = [finished[i] for i in pareto_front([(f.p50_ms, f.val_acc) for f in finished])]
+    budget, rule = screening.budget_ms, screening.budget_rule
+
+    def size(f: Any) -> int:
+        return int(job.entry(f.record.key).params)
+
+    chosen = choose(finished, lambda f: f.interval, lambda f: f.val_acc, size, budget, rule)
+    on_front = [finished[i] for i in front([(f.interval, f.val_acc, size(f)) for f in finished])]
     rows = [_row(s, screening, records, finished, chosen, job) for s in screening.rows]
     rows += [
         {
@@ -69,10 +75,13 @@ def assemble(
             "batch": profile.batch,
         },
         "budget_ms": budget,
-        "met_budget": chosen.p50_ms <= budget,
-        "missed_by_ms": None if chosen.p50_ms <= budget else chosen.p50_ms - budget,
+        "budget_rule": rule.value,
+        "met_budget": meets(chosen.interval, budget, rule),
+        "missed_by_ms": None if meets(chosen.interval, budget, rule) else missed_by(chosen.interval, budget, rule),
+        "floor": _stats_json(screening.floor),
+        "final_floor": chosen.final.get("floor"),
         "chosen": _finished_json(chosen, job),
-        "front": [_finished_json(f, job) for f in front],
+        "front": [_finished_json(f, job) for f in on_front],
         "front_at_epoch": _early_front(records, screening),
         "candidates": rows,
         "predictor": {
@@ -88,6 +97,22 @@ def assemble(
             "epochs_per_student": job.epochs,
             "seconds": clock,
         },
+    }
+
+
+def _stats_json(stats: RoundStats | None) -> dict[str, Any] | None:
+    return None if stats is None else stats.to_json()
+
+
+def _interval_json(stats: RoundStats | None) -> dict[str, Any]:
+    """The interval fields of a latency: CI ends, rounds and why they stopped (None when unmeasured)."""
+    if stats is None:
+        return {"ci_low_ms": None, "ci_high_ms": None, "rounds": None, "stopped_by": None}
+    return {
+        "ci_low_ms": stats.ci_low_ms,
+        "ci_high_ms": stats.ci_high_ms,
+        "rounds": stats.rounds,
+        "stopped_by": stats.stopped_by,
     }
 
 
@@ -108,6 +133,7 @@ def _finished_json(f: Any, job: SearchJob) -> dict[str, Any]:
         "arch": entry.arch,
         "key": entry.key,
         "p50_ms": f.p50_ms,
+        **_interval_json(f.stats),
         "screen_p50_ms": entry.latency_ms,
         "val_acc": f.val_acc,
         "test_acc": f.test_acc,
@@ -122,7 +148,13 @@ def _finished_json(f: Any, job: SearchJob) -> dict[str, Any]:
 def _row(
     s: Screened, screening: Screening, records: list[TrialRecord], finished: list[Any], chosen: Any, job: SearchJob
 ) -> dict[str, Any]:
-    row = {**_describe(s.candidate), "predicted_ms": s.predicted_ms, "measured_ms": s.measured_ms, "probe": s.probe}
+    row = {
+        **_describe(s.candidate),
+        "predicted_ms": s.predicted_ms,
+        "measured_ms": s.measured_ms,
+        **_interval_json(s.stats),
+        "probe": s.probe,
+    }
     record = next((r for r in records if r.key == s.candidate.key), None)
     done = next((f for f in finished if f.record.key == s.candidate.key), None)
     if record is not None:
@@ -151,13 +183,17 @@ def _fate(
     chosen: Any,
     job: SearchJob,
 ) -> tuple[Fate, dict[str, Any]]:
-    budget = screening.budget_ms
+    budget, rule = screening.budget_ms, screening.budget_rule
     if done is chosen:
         return Fate.CHOSEN, {
             "p50_ms": chosen.p50_ms,
+            "ci_low_ms": chosen.interval.low_ms,
+            "ci_high_ms": chosen.interval.high_ms,
+            "rounds": chosen.stats.rounds if chosen.stats is not None else None,
             "val_acc": chosen.val_acc,
             "budget_ms": budget,
-            "missed_by_ms": max(0.0, chosen.p50_ms - budget),
+            "budget_rule": rule.value,
+            "missed_by_ms": max(0.0, missed_by(chosen.interval, budget, rule)),
             "screen_met": screening.met,
             "screen_p50_ms": job.entry(chosen.record.key).latency_ms,
         }
@@ -172,12 +208,16 @@ def _fate(
             }
         return Fate.OVER_BUDGET, {
             "latency_ms": s.latency_ms,
-            "by_ms": s.latency_ms - budget,
+            "ci_low_ms": s.interval.low_ms,
+            "ci_high_ms": s.interval.high_ms,
+            "rounds": s.stats.rounds if s.stats is not None else None,
+            "by_ms": missed_by(s.interval, budget, rule),
             "budget_ms": budget,
+            "budget_rule": rule.value,
             "source": "measured" if s.measured_ms is not None else "predicted",
         }
     if done is not None:
-        return _finished_fate(done, finished, chosen, budget, job)
+        return _finished_fate(done, finished, chosen, screening, job)
     if record is None:
         return Fate.NOT_TRIED, {"n_trials": job.n_trials}
     if record.state != "pruned":
@@ -199,30 +239,36 @@ def _pruned(record: TrialRecord, records: list[TrialRecord], job: SearchJob) -> 
 
 
 def _finished_fate(
-    done: Any, finished: list[Any], chosen: Any, budget: float, job: SearchJob
+    done: Any, finished: list[Any], chosen: Any, screening: Screening, job: SearchJob
 ) -> tuple[Fate, dict[str, Any]]:
-    mine = {"p50_ms": done.p50_ms, "val_acc": done.val_acc}
-    if done.p50_ms > budget:
+    budget, rule = screening.budget_ms, screening.budget_rule
+    mine = {
+        "p50_ms": done.p50_ms,
+        "ci_low_ms": done.interval.low_ms,
+        "ci_high_ms": done.interval.high_ms,
+        "rounds": done.stats.rounds if done.stats is not None else None,
+        "val_acc": done.val_acc,
+    }
+    if not meets(done.interval, budget, rule):
         return Fate.OVER_BUDGET_FINAL, {
             **mine,
-            "by_ms": done.p50_ms - budget,
+            "by_ms": missed_by(done.interval, budget, rule),
             "budget_ms": budget,
+            "budget_rule": rule.value,
             "screen_p50_ms": job.entry(done.record.key).latency_ms,
         }
-    better = [
-        f
-        for f in finished
-        if f is not done
-        and f.p50_ms <= done.p50_ms
-        and f.val_acc >= done.val_acc
-        and (f.p50_ms < done.p50_ms or f.val_acc > done.val_acc)
-    ]
+
+    def point(f: Any) -> tuple[Interval, float, int]:
+        return f.interval, f.val_acc, int(job.entry(f.record.key).params)
+
+    better = [f for f in finished if f is not done and dominates(point(f), point(done))]
     if better:
         by = chosen if chosen in better else max(better, key=lambda f: f.val_acc)
         return Fate.DOMINATED, {
             **mine,
             "by": job.entry(by.record.key).arch,
             "by_chosen": by is chosen,
+            "tied": not clearly_faster(by.interval, done.interval),
             "by_p50_ms": by.p50_ms,
             "by_val_acc": by.val_acc,
         }
@@ -236,14 +282,18 @@ def _finished_fate(
 
 def _early_front(records: list[TrialRecord], screening: Screening, epoch: int = 1) -> dict[str, Any]:
     """Every trial after its first epoch (all of them got that far): a front at equal, short training."""
-    latency = {s.candidate.key: s.latency_ms for s in screening.rows}
-    arch = {s.candidate.key: s.candidate.arch for s in screening.rows}
+    by_key = {s.candidate.key: s for s in screening.rows}
     points = [(r, r.at(epoch)) for r in records if r.at(epoch) is not None]
-    front = pareto_front([(latency[r.key], acc or 0.0) for r, acc in points])
+    kept = front([(by_key[r.key].interval, acc or 0.0, by_key[r.key].candidate.params) for r, acc in points])
     return {
         "epoch": epoch,
         "points": [
-            {"arch": arch[points[i][0].key], "latency_ms": latency[points[i][0].key], "val_acc": points[i][1]}
-            for i in front
+            {
+                "arch": by_key[points[i][0].key].candidate.arch,
+                "latency_ms": by_key[points[i][0].key].latency_ms,
+                **_interval_json(by_key[points[i][0].key].stats),
+                "val_acc": points[i][1],
+            }
+            for i in kept
         ],
     }

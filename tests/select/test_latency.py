@@ -1,24 +1,41 @@
-"""A candidate's latency before training: measured once per target and machine, then read from the store."""
+"""A candidate's latency before training: measured once per target and machine (side by side, in rounds,
+with an interval and a floor), then read from the store while its interval is narrow enough."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edgekd.bench import TimingConfig
+from edgekd.bench.protocol import RoundStats, StopRule
 from edgekd.config import TargetProfile
 from edgekd.errors import UserError
 from edgekd.runtimes import get_runtime
 from edgekd.select import Candidate, latency, lookup, measure_candidate
-from edgekd.select.latency import LatencyCache, benchmark_candidate, candidate_folder
+from edgekd.select.latency import LatencyCache, benchmark_candidates, cache_key, candidate_folder, target_fields
 from edgekd.select.space import SearchSpace
 from edgekd.store import STORE_NAME, Store
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 FAST = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=20, min_time_s=0.05)
+SHORT = StopRule(min_rounds=3, max_rounds=4, time_cap_s=5.0, resamples=200)
+LOOSE = StopRule(rel_width=0.5)  # asks a CI within 50% of the median
+
+
+def record(p50s: list[float]) -> dict[str, Any]:
+    """A `bench --json` record with rounds over synthetic per-round p50s, and a floor."""
+    stats = RoundStats.from_p50s(p50s, StopRule(), "precision")
+    floor = RoundStats.from_p50s([0.004, 0.0041, 0.0042], StopRule(), "precision")
+    return {
+        "latency_ms": {"p50": stats.median_ms},
+        "rounds": stats.to_json(),
+        "floor": {"name": "null", **floor.to_json()},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +54,16 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
 
     def fake(
-        candidate: Candidate, profile: TargetProfile, folder: Path, timing: Any = None, *, repeats: int = 1
+        candidates: list[Candidate], profile: TargetProfile, folders: Any, timing: Any = None, rule: Any = None
     ) -> dict[str, Any]:
-        calls.append(candidate.key)
-        return {"latency_ms": {"p50": 0.1 * len(calls)}, "p50_runs": [0.1 * len(calls)] * repeats}
+        out = {}
+        for c in candidates:
+            calls.append(c.key)
+            p = 0.1 * len(calls)
+            out[c.key] = record([p, p * 1.01, p * 0.99])  # a CI of about 2% of the median
+        return out
 
-    monkeypatch.setattr(latency, "benchmark_candidate", fake)
+    monkeypatch.setattr(latency, "benchmark_candidates", fake)
     return calls
 
 
@@ -54,6 +75,7 @@ def test_second_measure_is_read_from_the_store(
     again = measure_candidate(candidates[0], profile, tmp_path, store.path)  # a path to the store works too
     assert (first.cached, again.cached) == (False, True)
     assert again.p50_ms == first.p50_ms == pytest.approx(0.1)
+    assert again.stats == first.stats and again.floor is not None and again.floor.median_ms == pytest.approx(0.0041)
     assert fake_bench == [candidates[0].key]  # measured once
     assert LatencyCache(store).count() == 1
     assert lookup(candidates[0], profile, store) == again
@@ -73,6 +95,51 @@ def test_another_candidate_or_target_setting_is_measured_again(
     assert measure_candidate(candidates[0], renamed, tmp_path, store).cached
     assert len(fake_bench) == 4
     assert LatencyCache(store).count() == 4
+
+
+def test_a_cached_interval_wider_than_asked_is_measured_again(
+    tmp_path: Path, candidates: list[Candidate], profile: TargetProfile, fake_bench: list[str]
+) -> None:
+    store = Store(tmp_path / STORE_NAME)
+    assert measure_candidate(candidates[0], profile, tmp_path, store, rule=LOOSE).stats is not None
+    assert measure_candidate(candidates[0], profile, tmp_path, store, rule=LOOSE).cached  # ~2% <= 50%
+    narrow = StopRule(rel_width=0.001)  # narrower than the cached interval: measured again
+    again = measure_candidate(candidates[0], profile, tmp_path, store, rule=narrow)
+    assert not again.cached and fake_bench == [candidates[0].key] * 2
+    assert LatencyCache(store).count() == 1  # one row per candidate and target
+
+
+def test_the_cache_keeps_the_narrower_interval(tmp_path: Path, candidates: list[Candidate]) -> None:
+    cache, c, fields = LatencyCache(tmp_path / STORE_NAME), candidates[0], {"t": 1}
+    cache.put("k", c, fields, record([1.0, 1.01, 0.99]))
+    cache.put("k", c, fields, record([1.0, 2.0, 0.5]))  # wider: does not replace
+    got = cache.get("k")
+    assert got is not None and got.stats is not None and got.stats.ci_high_ms < 1.5
+    cache.put("k", c, fields, record([1.0, 1.0, 1.0]))  # narrower: replaces
+    got = cache.get("k")
+    assert got is not None and got.stats is not None and got.stats.rel_width == 0.0
+
+
+def test_an_old_row_without_an_interval_counts_as_too_wide(
+    tmp_path: Path, candidates: list[Candidate], profile: TargetProfile, fake_bench: list[str]
+) -> None:
+    path = tmp_path / STORE_NAME
+    fields = target_fields(profile, get_runtime(profile.runtime).version())
+    key = cache_key(candidates[0], fields)
+    with sqlite3.connect(path) as conn:  # the table as it was before intervals
+        conn.execute(
+            "CREATE TABLE candidate_latency (key TEXT PRIMARY KEY, candidate TEXT NOT NULL, arch TEXT NOT NULL,"
+            " spec TEXT NOT NULL, target TEXT NOT NULL, p50_ms REAL NOT NULL, result TEXT NOT NULL,"
+            " created REAL NOT NULL)"
+        )
+        old = json.dumps({"latency_ms": {"p50": 0.5}})
+        conn.execute("INSERT INTO candidate_latency VALUES (?, 'c', 'a', '{}', '{}', 0.5, ?, 0)", (key, old))
+    old_row = lookup(candidates[0], profile, path)
+    assert old_row is not None and old_row.stats is None and old_row.p50_ms == 0.5
+    assert not old_row.narrow_enough(StopRule(rel_width=10.0))
+    measured = measure_candidate(candidates[0], profile, tmp_path, path, rule=LOOSE)
+    assert not measured.cached and measured.stats is not None and fake_bench == [candidates[0].key]
+    assert measure_candidate(candidates[0], profile, tmp_path, path, rule=LOOSE).cached  # the new row replaced it
 
 
 def test_absent_runtime_fails_before_any_work(
@@ -96,16 +163,18 @@ def test_real_measurement_exports_builds_and_benchmarks(
     tmp_path: Path, candidates: list[Candidate], profile: TargetProfile
 ) -> None:
     store = Store(tmp_path / STORE_NAME)
-    measured = measure_candidate(candidates[0], profile, tmp_path, store, FAST, repeats=2)
+    measured = measure_candidate(candidates[0], profile, tmp_path, store, FAST, rule=SHORT)
     assert not measured.cached and measured.p50_ms > 0
-    assert measured.p50_ms == min(measured.result["p50_runs"]) and len(measured.result["p50_runs"]) == 2
+    stats = measured.stats
+    assert stats is not None and stats.ci_low_ms <= stats.median_ms <= stats.ci_high_ms and 3 <= stats.rounds <= 4
+    assert measured.floor is not None and measured.floor.rounds == stats.rounds  # the null model took part
     fingerprint = measured.result["fingerprint"]
     assert (fingerprint["runtime"], fingerprint["threads"], fingerprint["batch"]) == ("onnxruntime", 1, 1)
     assert Path(measured.result["artifact"]).is_file()
     assert measured.result["candidate"]["arch"] == candidates[0].arch
-    assert measure_candidate(candidates[0], profile, tmp_path, store).cached
+    assert measure_candidate(candidates[0], profile, tmp_path, store, rule=StopRule(rel_width=10.0)).cached
     # re-timing without the cache reuses the build in the candidate's folder
     folder = candidate_folder(candidates[0], profile, tmp_path)
     built = (folder / "model.onnx").stat().st_mtime_ns
-    again = benchmark_candidate(candidates[0], profile, folder, FAST)
+    again = benchmark_candidates(candidates[:1], profile, {candidates[0].key: folder}, FAST, SHORT)[candidates[0].key]
     assert again["latency_ms"]["p50"] > 0 and (folder / "model.onnx").stat().st_mtime_ns == built

@@ -130,3 +130,16 @@ def test_fit_measures_probes_through_the_store(tmp_path: Path, space: list[Candi
     assert all(predictor.predict(c) > 0 for c in space)
     loaded = LatencyPredictor.load(predictor.save(tmp_path / "latency_predictor.json"))
     assert loaded.predict(space[0]) == pytest.approx(predictor.predict(space[0]))
+
+
+def test_the_first_convolution_reads_the_image_unpadded() -> None:
+    # runtimes block channels after the first convolution: an RGB stem's 3 input channels stay 3
+    from edgekd.models import parse_arch
+    from edgekd.select.space import make_candidate
+
+    rgb = make_candidate(parse_arch("mobilenetv3(width=0.5)", in_channels=3, image_size=32))
+    convs = [la for la in candidate_layers(rgb) if la.kind in (LayerKind.CONV, LayerKind.POINTWISE)]
+    assert convs[0].first and convs[0].cin_per_group == 3 and not any(la.first for la in convs[1:])
+    assert padded_macs(convs[0], 16) == convs[0].positions * 3 * 16
+    later = next(la for la in convs[1:] if la.kind is LayerKind.POINTWISE and la.cin_per_group % 16)
+    assert padded_macs(later, 16) > later.macs

@@ -13,10 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from edgekd.bench import TimingConfig
+from edgekd.bench.protocol import StopRule
 from edgekd.cli import cli
 from edgekd.config import TrainConfig
 from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
+from edgekd.report.text import fmt_ms
 from edgekd.runtimes import get_runtime
 from edgekd.select import SearchSpace, search
 from edgekd.select.pipeline import SelectConfig, select
@@ -27,6 +29,7 @@ from edgekd.store import STORE_NAME, Store
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 FAST = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=20, min_time_s=0.05)
+SHORT = StopRule(min_rounds=3, max_rounds=4, time_cap_s=5.0, resamples=200)  # few rounds: tests stay quick
 SPACE = {"family": "cnn", "width": [2, 4, 8], "depth": [1]}
 TRAIN = TrainConfig(epochs=2, batch_size=64)
 
@@ -58,6 +61,7 @@ def run_select(teacher: Path, data: Path, out: Path, store: Path, **options: Any
         DistillConfig(),
         SelectConfig(**options),
         timing=FAST,
+        rule=SHORT,
         store=store,
         progress=False,
     )
@@ -68,9 +72,12 @@ def test_select_chooses_a_student_within_budget_and_says_why_the_others_lost(
 ) -> None:
     sel = run_select(teacher, fmnist_npz, tmp_path / "run", shared_store, budget_ms=1.0, probes=2)
 
-    assert sel["met_budget"] and sel["missed_by_ms"] is None
+    assert sel["met_budget"] and sel["missed_by_ms"] is None and sel["budget_rule"] == "upper"
     chosen = sel["chosen"]
-    assert chosen["p50_ms"] <= 1.0 and Path(chosen["checkpoint"]).is_file()
+    assert chosen["ci_high_ms"] <= 1.0 and Path(chosen["checkpoint"]).is_file()
+    # every latency is an interval over rounds, measured beside a null model (the floor)
+    assert chosen["ci_low_ms"] <= chosen["p50_ms"] <= chosen["ci_high_ms"] and 3 <= chosen["rounds"] <= 4
+    assert sel["floor"]["median_ms"] > 0 and sel["final_floor"]["median_ms"] > 0
     assert (Path(chosen["artifact_dir"]) / "artifact.json").is_file()
     rows = {r["arch"]: r for r in sel["candidates"]}
     assert len(rows) == 3 and rows[chosen["arch"]]["fate"] == Fate.CHOSEN.value
@@ -88,24 +95,39 @@ def test_select_chooses_a_student_within_budget_and_says_why_the_others_lost(
     written = json.loads((tmp_path / "run" / "selection.json").read_text())
     assert written["chosen"]["arch"] == chosen["arch"]
     markdown = (tmp_path / "run" / "selection.md").read_text()
-    assert "Pareto front" in markdown and chosen["arch"] in markdown
+    assert "Pareto front" in markdown and chosen["arch"] in markdown and "Per-call floor" in markdown
+    assert f"[{fmt_ms(chosen['ci_low_ms'])}-{fmt_ms(chosen['ci_high_ms'])}] ({chosen['rounds']} rounds)" in markdown
     store = Store(shared_store)
     assert [r["name"] for r in store.runs("select")] == ["select-cpu-ort-fp32"]
     assert any(b["accuracy"] is not None for b in store.benchmarks())
 
 
-def test_a_budget_nothing_meets_gets_the_fastest_and_says_by_how_much(
+def test_a_budget_below_the_floor_is_refused_before_any_training(
     teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path
 ) -> None:
+    with pytest.raises(UserError, match=r"budget 0.0001 ms is below the per-call floor .* measured on cpu-ort-fp32"):
+        run_select(teacher, fmnist_npz, tmp_path / "run", shared_store, budget_ms=1e-4)
+    assert not (tmp_path / "run" / "students").exists() and not (tmp_path / "run" / "selection.json").exists()
+
+
+def test_a_budget_nothing_meets_gets_the_fastest_and_says_by_how_much(
+    teacher: Path, fmnist_npz: Path, shared_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekd.select import screen
+
+    monkeypatch.setattr(screen, "check_floor", lambda *args: None)  # a budget no model can meet, floor or not
     sel = run_select(teacher, fmnist_npz, tmp_path / "run", shared_store, budget_ms=1e-4)
 
     assert not sel["met_budget"]
-    assert sel["missed_by_ms"] == pytest.approx(sel["chosen"]["p50_ms"] - 1e-4)
+    assert sel["missed_by_ms"] == pytest.approx(sel["chosen"]["ci_high_ms"] - 1e-4)  # the upper end counts
     rows = {r["arch"]: r for r in sel["candidates"]}
-    # the fastest as measured on this machine (tiny models can swap places under load; the rule cannot)
-    assert sel["chosen"]["arch"] == min(rows, key=lambda a: rows[a]["measured_ms"])
-    assert sel["compute"]["student_epochs"] == TRAIN.epochs  # only the fastest is trained
-    assert {r["fate"] for a, r in rows.items() if a != sel["chosen"]["arch"]} == {"slower_than_fastest"}
+    # the fastest as measured on this machine and those tied with it (overlapping intervals) go on
+    fastest = rows[min(rows, key=lambda a: rows[a]["measured_ms"])]
+    going = {a for a, r in rows.items() if r["fate"] != "slower_than_fastest"}
+    assert fastest["arch"] in going and sel["chosen"]["arch"] in going
+    assert all(rows[a]["ci_low_ms"] <= fastest["ci_high_ms"] for a in going)
+    assert all(r["ci_low_ms"] > fastest["ci_high_ms"] for a, r in rows.items() if a not in going)
+    assert 0 < sel["compute"]["student_epochs"] <= TRAIN.epochs * len(going)
     assert "misses it by" in rows[sel["chosen"]["arch"]]["why"]
     assert "BUDGET MISSED" in (tmp_path / "run" / "selection.md").read_text()
 
@@ -249,6 +271,22 @@ def cli_select(teacher: Path, data: Path, out: Path, *extra: str, space: str | N
     return CliRunner().invoke(cli, args)
 
 
+def test_cli_refuses_a_budget_below_the_floor_in_one_line(
+    teacher: Path, fmnist_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekd.select import latency
+
+    monkeypatch.setattr(latency, "DEFAULT_RULE", SHORT)  # the CLI's rounds, shortened for a test
+    space = tmp_path / "two.yaml"
+    space.write_text("family: cnn\nwidth: [2, 4]\ndepth: [1]\n")
+    result = cli_select(
+        teacher, fmnist_npz, tmp_path / "run", "--budget-ms=0.00001", "--budget-rule=p50", space=str(space)
+    )
+    assert result.exit_code == 2, result.output
+    assert "is below the per-call floor" in result.output and "give a budget above it" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("budget", ["0", "-1"])
 def test_cli_refuses_a_budget_of_zero_or_less(teacher: Path, fmnist_npz: Path, tmp_path: Path, budget: str) -> None:
     result = cli_select(teacher, fmnist_npz, tmp_path / "run", f"--budget-ms={budget}")
@@ -334,6 +372,7 @@ def test_select_builds_int8_when_the_target_asks(
         DistillConfig(),
         SelectConfig(budget_ms=1.0),
         timing=FAST,
+        rule=SHORT,
         store=shared_store,
         progress=False,
     )
@@ -363,6 +402,7 @@ def test_a_study_reuses_what_an_earlier_one_trained_with_the_same_settings_only(
         DistillConfig(),
         SelectConfig(budget_ms=1.0, students=students),
         timing=FAST,
+        rule=SHORT,
         store=shared_store,
         progress=False,
     )

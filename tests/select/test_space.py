@@ -88,7 +88,10 @@ def test_limits_that_exclude_everything_name_the_limit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("family: transformer\nwidth: [8]\n", "unknown family 'transformer'; known: cnn, mobilenet, resnet"),
+        (
+            "family: transformer\nwidth: [8]\n",
+            "unknown family 'transformer'; known: cnn, efficientnet, mobilenet, mobilenetv3, resnet",
+        ),
         ("family: cnn\nheight: [8]\n", "family cnn has no parameter height; known: width, depth"),
         ("family: cnn\nwidth: []\n", "width lists no values"),
         ("families: []\n", "names no family"),

@@ -37,10 +37,13 @@ def _read_split(root: Path, classes: tuple[str, ...] | None = None) -> Dataset:
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() not in EXTENSIONS:
                 continue
-            with Image.open(path) as img:
-                if size is None:
-                    size, mode = img.size, ("L" if img.mode in ("L", "1", "I;16") else "RGB")
-                arr = np.asarray(img.convert(mode).resize(size))
+            try:
+                with Image.open(path) as img:
+                    if size is None:
+                        size, mode = img.size, ("L" if img.mode in ("L", "1", "I;16") else "RGB")
+                    arr = np.asarray(img.convert(mode).resize(size))
+            except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+                raise UserError(f"cannot read image {path} ({type(err).__name__}); remove or replace it") from None
             images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
             labels.append(label)
     if not images:

@@ -1,0 +1,107 @@
+"""`edgekd federate` on Flower's simulation engine: a short run through the CLI whose model is an
+ordinary edgekd checkpoint (export takes it), resume after an interruption to the same result, and
+bad input as one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgekd.cli import cli
+
+pytest.importorskip("flwr", reason="Flower is not installed: pip install -e '.[federated]'")
+
+from edgekd.federate import server  # noqa: E402
+from edgekd.federate.config import FederationConfig  # noqa: E402
+from edgekd.federate.run import federate  # noqa: E402
+from edgekd.models import load_checkpoint  # noqa: E402
+
+SMALL = ["--clients", "4", "--sample", "2", "--alpha", "0.5", "--arch", "cnn-xs", "--batch-size", "64"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def small(fmnist: str, rounds: int) -> FederationConfig:
+    return FederationConfig(
+        strategy="fedgen", data=fmnist, arch="cnn-xs", clients=4, sample=2, rounds=rounds, alpha=0.5, batch_size=64
+    )
+
+
+@pytest.fixture(scope="module")
+def federated(tmp_path_factory: pytest.TempPathFactory, fmnist_npz: Path) -> tuple[Path, dict[str, object]]:
+    out = tmp_path_factory.mktemp("fed")
+    code, output = run("federate", "--strategy", "fedgen", "--rounds", "2", *SMALL, "--data", str(fmnist_npz),
+                       "--out", str(out), "--json")  # fmt: skip
+    assert code == 0, output
+    return out, json.JSONDecoder().raw_decode(output[output.index("{") :])[0]  # Ray may log after it
+
+
+def test_federate_writes_an_edgekd_checkpoint_every_round(federated: tuple[Path, dict[str, object]]) -> None:
+    out, result = federated
+    history = result["history"]
+    assert isinstance(history, list) and [row["round"] for row in history] == [1, 2]
+    assert all(0.0 <= row["test_acc"] <= 1.0 and row["bytes_up"] > 0 for row in history)
+    assert history[1]["bytes_down"] > history[0]["bytes_down"]  # from round 2 the generator travels too
+    payload = load_checkpoint(out / "model.pt")
+    assert payload["meta"]["kind"] == "federated" and payload["meta"]["round"] == 2
+    assert (out / "federated.md").is_file() and (out / "federated.svg").read_text().startswith("<svg")
+
+
+def test_export_takes_the_federated_model(federated: tuple[Path, dict[str, object]], tmp_path: Path) -> None:
+    out, _ = federated
+    code, output = run("export", str(out / "model.pt"), "--target", "cpu-ort-fp32", "--out", str(tmp_path / "b"))
+    assert code == 0, output
+    assert (tmp_path / "b" / "model.onnx").is_file()
+
+
+@pytest.mark.slow  # two more simulations, about a minute: -m slow
+def test_resume_after_an_interruption_gives_the_same_model(
+    federated: tuple[Path, dict[str, object]], fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, _ = federated
+    real = server.checkpoint
+
+    def stop_after_round_one(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)  # type: ignore[arg-type]
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(server, "checkpoint", stop_after_round_one)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        federate(small(fmnist, 2), tmp_path)
+    assert load_checkpoint(tmp_path / "model.pt")["meta"]["round"] == 1
+    monkeypatch.setattr(server, "checkpoint", real)
+    result = federate(small(fmnist, 2), tmp_path, resume=True)
+    assert result.rounds == 2
+    resumed, uninterrupted = load_checkpoint(tmp_path / "model.pt"), load_checkpoint(reference / "model.pt")
+    assert resumed["meta"]["history"] == uninterrupted["meta"]["history"]
+    for key, value in uninterrupted["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--clients", "4", "--sample", "5"], "--sample 5 is more than --clients 4"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--clients", "200", "--sample", "2", "--alpha", "0.1"], "without data"),
+    ],
+)
+def test_bad_federations_are_one_line_exit_2(args: list[str], needle: str, fmnist: str, tmp_path: Path) -> None:
+    code, output = run("federate", *args, "--data", fmnist, "--out", str(tmp_path))
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2, output
+    assert len(lines) == 1 and lines[0].startswith("edgekd: error:") and needle in lines[0], output
+
+
+def test_resume_refuses_another_federations_state(federated: tuple[Path, dict[str, object]], fmnist: str) -> None:
+    out, _ = federated
+    code, output = run("federate", "--rounds", "3", *SMALL[:-2], "--batch-size", "32", "--data", fmnist,
+                       "--out", str(out), "--resume")  # fmt: skip
+    assert code == 2 and "another federation" in output, output

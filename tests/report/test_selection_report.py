@@ -1,0 +1,63 @@
+"""Selection reports show every latency as median [CI low-high] with its rounds, and the floor; the
+plots draw the intervals as error bars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.report.plots import pareto_plot
+from edgekd.report.selection import explain, fmt_interval, headline, render_markdown
+
+FLOOR = {"median_ms": 0.0042, "ci_low_ms": 0.0041, "ci_high_ms": 0.0043, "rounds": 5}
+
+
+def selection() -> dict[str, Any]:
+    chosen = {
+        "arch": "cnn(width=4)",
+        "p50_ms": 0.12,
+        "ci_low_ms": 0.11,
+        "ci_high_ms": 0.13,
+        "rounds": 7,
+        "precision": "fp32",
+        "val_acc": 0.8,
+        "test_acc": 0.79,
+        "artifact_accuracy": 0.79,
+    }
+    row = {"arch": "cnn(width=8)", "params": 1234, "measured_ms": 0.3, "ci_low_ms": 0.28, "ci_high_ms": 0.33}
+    reason = {"latency_ms": 0.3, "ci_low_ms": 0.28, "ci_high_ms": 0.33, "rounds": 6, "by_ms": 0.08}
+    reason["budget_ms"] = 0.25
+    row.update(rounds=6, fate="over_budget", why=explain("over_budget", {**reason, "source": "measured"}))
+    return {
+        "target": {"name": "cpu-ort-fp32", "runtime": "onnxruntime", "precision": "fp32", "device": "cpu"}
+        | {"threads": 2, "batch": 1},
+        "budget_ms": 0.25,
+        "budget_rule": "upper",
+        "met_budget": True,
+        "missed_by_ms": None,
+        "floor": FLOOR,
+        "final_floor": FLOOR,
+        "chosen": chosen,
+        "front": [chosen],
+        "front_at_epoch": {"epoch": 1, "points": []},
+        "candidates": [row],
+        "predictor": {"mape_pct": None, "measured_held_out": 0, "margin": None},
+        "compute": {"student_epochs": 2, "reused_epochs": 0, "exhaustive_epochs": 4, "ratio": 0.5, "seconds": {}},
+    }
+
+
+def test_intervals_rounds_and_floor_are_in_the_markdown() -> None:
+    sel = selection()
+    assert fmt_interval(0.12, 0.11, 0.13, 7) == "0.120 [0.110-0.130] (7 rounds)"
+    assert fmt_interval(0.12, None, None) == "0.120"
+    text = render_markdown(sel)
+    assert "0.120 [0.110-0.130] (7 rounds)" in text and "0.300 [0.280-0.330] (6 rounds)" in text
+    assert "Per-call floor: 0.0042 [0.0041-0.0043] (5 rounds) ms" in text
+    assert "the CI's upper end within the 0.250 ms budget" in headline(sel)
+    assert "measured 0.300 [0.280-0.330] (6 rounds) ms, the CI's upper end against 0.250 ms" in text
+
+
+def test_the_pareto_plot_draws_error_bars_and_the_floor() -> None:
+    svg = pareto_plot(["a", "b"], [0.12, 0.3], [0.8, 0.85], budget_ms=0.25, intervals=[(0.11, 0.13), None])
+    plain = pareto_plot(["a", "b"], [0.12, 0.3], [0.8, 0.85], budget_ms=0.25)
+    assert "95% CI" in svg and "95% CI" not in plain
+    assert "per-call floor" in pareto_plot(["a"], [0.12], [0.8], intervals=[(0.11, 0.13)], floor_ms=0.004)
