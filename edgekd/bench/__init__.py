@@ -103,13 +103,18 @@ def bench_artifacts(
     store: Path | None = None,
     on_round: Callable[[int, float], None] | None = None,
     input_shape: tuple[int, int, int] | None = None,
+    shift: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure artifacts side by side in one run (`edgekd.bench.compare`: warm workers, interleaved
     rounds, a null floor). One artifact: its `bench --json` record, with `rounds` and `floor`; several:
     `{"models": [record, ...], "floors": [...], "stopped_by", "rule", "timing", "order"}`. `input_shape`
-    (C, H, W) fills the dynamic dimensions of model files built outside edgekd (`--input-shape`)."""
+    (C, H, W) fills the dynamic dimensions of model files built outside edgekd (`--input-shape`). `shift`
+    ({"corruptions": [[name, severity], ...], "domains": {name: spec}, "seed"}) adds `shift` (accuracy per
+    domain) and `mean_corruption_error` to each record; it needs `data`."""
     from edgekd.bench.compare import compare
 
+    if shift and data is None:
+        raise UserError("--shift and --domain score the model on shifted test data; give --data too")
     resolved: dict[str, Artifact] = {}
     for path in artifacts:  # the same path given twice is measured twice, as two models
         name = str(path) if str(path) not in resolved else f"{path}#{len(resolved) + 1}"
@@ -126,6 +131,7 @@ def bench_artifacts(
         timing=ROUND_TIMING,
         rule=rule,
         on_round=on_round,
+        shift=shift,
     )
     for measured in result.models:
         record = measured.to_json()

@@ -100,16 +100,18 @@ def compare(
     seed: int = 0,
     null: bool = True,
     on_round: Callable[[int, float], None] | None = None,
+    shift: dict[str, Any] | None = None,
 ) -> Comparison:
     """Measure `artifacts` (name -> artifact) side by side in one run: one warm worker each, interleaved
-    rounds until `rule` stops them, and a null model per runtime/device/threads/shape as the floor."""
+    rounds until `rule` stops them, and a null model per runtime/device/threads/shape as the floor.
+    `shift` (the worker's "shift" request) adds accuracy per shifted domain to each model's record."""
     if not artifacts:
         raise UserError("nothing to compare; give at least one artifact")
     _check(batch, threads, limit)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="edgekd-null-") as tmp:
         workers = {}
         for name, art in artifacts.items():
-            request = _request(art, batch, threads, data, limit, timing, seed)
+            request = {**_request(art, batch, threads, data, limit, timing, seed), "shift": shift}
             workers[name] = stack.enter_context(WarmWorker(request, _threads(art, threads)))
         ready = {name: worker.ready() for name, worker in workers.items()}
         floor_of: dict[str, str] = {}

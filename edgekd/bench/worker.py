@@ -5,7 +5,8 @@ imports torch: PyTorch's OpenMP pool in the same process slows ONNX Runtime down
 (`call`) lives here too, so both ends of the request format are in one file.
 
 Request: {"artifact": Artifact.to_json(), "batch": int, "threads": int | null, "timing": {...},
-"data": spec | null, "limit": int | null, "seed": int, "adapter": module | null (`adapter_module`)}.
+"data": spec | null, "limit": int | null, "seed": int, "adapter": module | null (`adapter_module`),
+"shift": {"corruptions": [[name, severity], ...], "domains": {name: spec}, "seed": int} | null}.
 Reply: one JSON object on stdout; on bad input {"error": ..., "kind": "user"} and exit 2, on a failure
 inside {"error": ..., "kind": "internal"} and exit 1.
 With `--serve` the process stays: one load, then one round per request line (`serve`, `WarmWorker`).
@@ -36,6 +37,7 @@ from edgekd.bench.protocol import (
     measure,
 )
 from edgekd.data import Dataset, evaluation_split, to_float
+from edgekd.data.shift import shifted
 from edgekd.errors import UserError
 from edgekd.runtimes import RUNTIMES, Artifact, RuntimeAdapter, Session, get_runtime
 
@@ -178,6 +180,7 @@ class _Loaded:
         self.timing = TimingConfig.from_json(request.get("timing") or {})
         self.adapter = _adapter(self.artifact.runtime, request.get("adapter"))
         self.test, self.scored_on = _test_split(request.get("data"), request.get("limit"), self.artifact)
+        self.domains = _domains(request.get("shift"), request.get("limit"), self.artifact)
         self.session = self.adapter.load(self.artifact)
         self.inputs = _fixed_input(self.test, self.batch, self.artifact.input_shape, seed)
         _check_outputs(self.session, self.inputs, self.test)
@@ -197,7 +200,23 @@ class _Loaded:
             "artifact": str(art.path),
             "timing": self.timing.to_json(),
             "torch_loaded": "torch" in sys.modules,
+            **self._shift(),
         }
+
+    def _shift(self) -> dict[str, Any]:
+        """With a "shift" request: accuracy per domain (corruptions as NAME-SEVERITY, then user domains) and
+        the unnormalised mean corruption error, mean over corruptions of (1 - accuracy); else nothing."""
+        shift = self.request.get("shift")
+        if not shift or self.test is None:
+            return {}
+        chunk, seed = max(self.batch, EVAL_BATCH), int(shift.get("seed") or 0)
+        scores = {
+            f"{name}-{severity}": _accuracy(self.session, shifted(self.test, name, int(severity), seed), chunk)
+            for name, severity in shift.get("corruptions") or []
+        }
+        errors = [1.0 - acc for acc in scores.values()]
+        scores.update({name: _accuracy(self.session, data, chunk) for name, data in self.domains.items()})
+        return {"shift": scores, "mean_corruption_error": sum(errors) / len(errors) if errors else None}
 
 
 def serve(inp: IO[str], out: IO[str]) -> int:
@@ -260,6 +279,16 @@ def _test_split(spec: str | None, limit: int | None, artifact: Artifact) -> tupl
             f" {_shape(artifact.input_shape)}; give data of the shape the model was exported for"
         )
     return test, described
+
+
+def _domains(shift: dict[str, Any] | None, limit: int | None, artifact: Artifact) -> dict[str, Dataset]:
+    """User target domains (`--domain NAME=SPEC`), each held-out split checked against the model's shape."""
+    out: dict[str, Dataset] = {}
+    for name, spec in ((shift or {}).get("domains") or {}).items():
+        data, _ = _test_split(spec, limit, artifact)
+        assert data is not None
+        out[name] = data
+    return out
 
 
 def _fixed_input(test: Dataset | None, batch: int, shape: tuple[int, ...], seed: int) -> np.ndarray:

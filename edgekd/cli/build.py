@@ -113,6 +113,11 @@ def export_cmd(
     help="rounds go on until every model's 95% CI is narrower than this fraction of its median",
 )
 @click.option("--time-cap-s", type=click.FloatRange(min=0, min_open=True), default=None, help="stop rounds after S s")
+@click.option(
+    "--shift", default=None, help="accuracy under seeded corruptions of the test split: all or name[,name...]"
+)
+@click.option("--severity", default="3", show_default=True, help="corruption severity for --shift: 1-5 or all")
+@click.option("--domain", "domains", multiple=True, help="NAME=PATH: also score on this data (folder or .npz)")
 @click.option("--store", type=PathArg, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
@@ -126,6 +131,9 @@ def bench_cmd(
     quick: bool,
     rounds_ci: float,
     time_cap_s: float | None,
+    shift: str | None,
+    severity: str,
+    domains: tuple[str, ...],
     store: Path | None,
     as_json: bool,
 ) -> None:
@@ -140,9 +148,16 @@ def bench_cmd(
       edgekd bench build/student --data fashion-mnist --json
       edgekd bench build/a build/b build/c --rounds-ci 0.03 --time-cap-s 300
       edgekd bench model.xml --input-shape 1,28,28 --batch 32   # an IR with dynamic dims
+      edgekd bench build/s-int8 --data fashion-mnist --shift all --severity all --domain photos=shots/
     """
     from edgekd.bench import bench_artifacts
+    from edgekd.data.shift import parse_domains, parse_shift
     from edgekd.report.text import print_bench, print_comparison
+
+    shift_request = None
+    if shift or domains:
+        corruptions = parse_shift(shift, severity) if shift else []
+        shift_request = {"corruptions": corruptions, "domains": parse_domains(domains), "seed": 0}
 
     result = bench_artifacts(
         list(artifacts),
@@ -155,6 +170,7 @@ def bench_cmd(
         time_cap_s=time_cap_s,
         store=store,
         input_shape=input_shape,
+        shift=shift_request,
     )
     emit(result, as_json, print_bench if len(artifacts) == 1 else print_comparison)
 

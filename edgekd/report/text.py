@@ -46,10 +46,33 @@ def print_bench(result: dict[str, Any]) -> None:
     )
     if result.get("accuracy_on"):
         out.print(f"accuracy on {result['accuracy_samples']} images of {result['accuracy_on']}")
+    if result.get("shift"):
+        print_shift(result)
     if result.get("rounds"):
         out.print(f"over rounds: {fmt_rounds(result['rounds'])}")
     if result.get("floor"):
         out.print(f"null-model floor: {fmt_rounds(result['floor'])}")
+
+
+def print_shift(result: dict[str, Any]) -> None:
+    """Accuracy per shifted domain next to clean accuracy, and the unnormalised mean corruption error."""
+    table = Table(title="accuracy under domain shift", title_justify="left")
+    for col in ("domain", "accuracy", "vs clean"):
+        table.add_column(col, justify="right" if col != "domain" else "left")
+    clean = result.get("accuracy")
+    table.add_row("clean", fmt_pct(clean), "")
+    for domain, acc in result["shift"].items():
+        table.add_row(domain, fmt_pct(acc), "-" if clean is None else f"{100 * (acc - clean):+.2f} pt")
+    out.print(table)
+    if result.get("mean_corruption_error") is not None:
+        out.print(
+            f"mean corruption error {fmt_pct(result['mean_corruption_error'])} (mean of 1 - accuracy over the"
+            f" corruptions; unnormalised, not ImageNet-C's mCE), clean error {fmt_pct(_error(clean))}"
+        )
+
+
+def _error(accuracy: float | None) -> float | None:
+    return None if accuracy is None else 1.0 - accuracy
 
 
 def fmt_rounds(r: dict[str, Any]) -> str:
