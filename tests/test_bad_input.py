@@ -75,7 +75,7 @@ def _rows(root: Path) -> dict[str, int]:
     return counts
 
 
-def fails_cleanly(ws: Path, args: list[str], *needles: str) -> str:
+def check_fails_cleanly(ws: Path, args: list[str], *needles: str) -> str:
     """Run the CLI in `ws`; assert the contract; return the one line."""
     before, rows = _tree(ws), _rows(ws)
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -572,7 +572,7 @@ def test_bad_input(
     monkeypatch.chdir(ws)
     monkeypatch.syspath_prepend(str(ws))
     args = build(ws, kit)
-    fails_cleanly(ws, args, *needles)
+    check_fails_cleanly(ws, args, *needles)
 
 
 def test_the_corpus_is_large_enough() -> None:

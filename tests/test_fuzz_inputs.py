@@ -40,7 +40,7 @@ def documents(fields: list[str]) -> st.SearchStrategy[str]:
     return st.one_of(mapping.map(lambda d: yaml.safe_dump(d)), st.text(max_size=80))
 
 
-def only_user_errors(load: Callable[[Path], Any], text: str, name: str = "f.yaml") -> None:
+def check_only_user_errors(load: Callable[[Path], Any], text: str, name: str = "f.yaml") -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_text(text)
@@ -67,7 +67,7 @@ TARGET_FIELDS = [
 def test_target_profiles(text: str) -> None:
     from edgekd.config import load_target
 
-    only_user_errors(lambda p: load_target(str(p)), text)
+    check_only_user_errors(lambda p: load_target(str(p)), text)
 
 
 RECIPE_FIELDS = ["dataset", "samples", "sampling", "seed", "split", "split_seed", "val_fraction", "validation_samples"]
@@ -78,7 +78,7 @@ RECIPE_FIELDS = ["dataset", "samples", "sampling", "seed", "split", "split_seed"
 def test_calibration_recipes(text: str) -> None:
     from edgekd.data.calibration import load_recipe
 
-    only_user_errors(lambda p: load_recipe(str(p)), text)
+    check_only_user_errors(lambda p: load_recipe(str(p)), text)
 
 
 family = st.fixed_dictionaries(
@@ -98,7 +98,7 @@ family = st.fixed_dictionaries(
 def test_search_spaces(text: str) -> None:
     from edgekd.select.space import load_space
 
-    only_user_errors(lambda p: load_space(p).specs(), text)
+    check_only_user_errors(lambda p: load_space(p).specs(), text)
 
 
 @FUZZ
