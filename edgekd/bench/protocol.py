@@ -41,6 +41,15 @@ class Runnable(Protocol):
     def run(self, inputs: np.ndarray) -> Any: ...
 
 
+def _known_fields(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """`data` checked against the dataclass `cls`'s fields: an unknown one is bad input, named with `what`."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ProtocolError(f"{what}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+    return data
+
+
 # ---- settings -------------------------------------------------------------------------------------
 
 
@@ -65,11 +74,7 @@ class TimingConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TimingConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ProtocolError(f"timing: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**_known_fields(cls, data, "timing"))
 
 
 DEFAULT_TIMING = TimingConfig()
@@ -217,11 +222,7 @@ class StopRule:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StopRule:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ProtocolError(f"rounds: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**_known_fields(cls, data, "rounds"))
 
 
 DEFAULT_RULE = StopRule()

@@ -70,7 +70,10 @@ def train_ensemble(
     store: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the family of `student` at `widths`, write every student alone and the manifest; returns it."""
+    """Online ensemble compression: train `student` at decreasing `widths` (fractions of its width) at once,
+    on a shared stem, optionally guided by a `teacher` with the `guide` method on the logits (default kd).
+    Writes OUT_DIR/family.pt, one OUT_DIR/student-w<fraction>.pt per width (a plain student, exported like
+    any) and OUT_DIR/ensemble.json, the manifest it returns. See `edgekd.distill.ensemble`."""
     from edgekd.data import load_data
     from edgekd.distill.trainer import Trainer
     from edgekd.models import build_model, parse_arch
