@@ -23,6 +23,7 @@ from typing import Any
 import edgekd
 from edgekd._io import atomic_dir, write_json, write_text
 from edgekd.bench import protocol, resolve_artifact
+from edgekd.bench.null_model import NULL_RUNTIMES, write_null_onnx
 from edgekd.bench.protocol import BUNDLED_NAME, DEFAULT_TIMING, TimingConfig, sha256_file
 from edgekd.config import TargetProfile, load_target
 from edgekd.errors import EdgekdError, UserError
@@ -31,6 +32,7 @@ from edgekd.store import Store, default_store
 
 RUNNER_SOURCE = Path(__file__).resolve().parent / "_shipped" / "edgekd_runner.py"  # scripts/edgekd_runner.py
 RUNNER_NAME = "run.py"
+NULL_NAME = "null.onnx"  # the null model: the artifact's shapes, no compute (the device's per-call floor)
 PROTOCOL_SOURCE = Path(protocol.__file__).resolve()
 README_NAME = "README.txt"
 _INSTALL = {
@@ -90,7 +92,8 @@ def package(
         shutil.copyfile(RUNNER_SOURCE, tmp / RUNNER_NAME)
         shutil.copyfile(PROTOCOL_SOURCE, tmp / BUNDLED_NAME)
         write_text(tmp / README_NAME, _readme(art))
-        manifest = _manifest(art, profile, files, tmp, timing, store_path, runner.BUNDLE_SCHEMA)
+        null = _write_null(art, export_dir / files[-1], tmp)
+        manifest = _manifest(art, profile, files, tmp, timing, store_path, runner.BUNDLE_SCHEMA, null)
         manifest["bundle_id"] = runner.manifest_id(manifest)
         write_json(tmp / runner.MANIFEST, manifest)
     Store(store_path).start_run("package", manifest["bundle_id"], {"bundle": str(out.resolve()), "manifest": manifest})
@@ -155,6 +158,22 @@ def _artifact_files(art: Artifact, export_dir: Path) -> list[str]:
     return names
 
 
+def _write_null(art: Artifact, onnx_path: Path, folder: Path) -> str | None:
+    """Write the bundle's null model (`NULL_NAME`) for a runtime that reads ONNX as it is; its name, or None.
+
+    The runner times it in rounds interleaved with the model, as `edgekd bench` does on the host, so the
+    device's result carries its own per-call floor. The output width comes from the float ONNX."""
+    if art.runtime not in NULL_RUNTIMES or onnx_path.suffix != ".onnx":
+        return None
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != 2 or not dims[1].HasField("dim_value"):
+        return None  # not N x classes: no floor rather than a wrong one
+    write_null_onnx(folder / NULL_NAME, tuple(art.input_shape), int(dims[1].dim_value))
+    return NULL_NAME
+
+
 def _check_out(out: Path) -> None:
     """`out` may be new, empty, or an older bundle (which is replaced); nothing else is overwritten."""
     if out.is_dir() and not any(out.iterdir()):
@@ -176,6 +195,7 @@ def _manifest(
     timing: TimingConfig,
     store: Path,
     schema: str,
+    null: str | None = None,
 ) -> dict[str, Any]:
     model = art.info.get("model") or {}
     described = art.info.get("input") or {}
@@ -205,8 +225,10 @@ def _manifest(
         "artifact": files[0],
         "artifact_files": files,
         "files": {
-            name: sha256_file(folder / name) for name in sorted([*files, RUNNER_NAME, BUNDLED_NAME, README_NAME])
+            name: sha256_file(folder / name)
+            for name in sorted([*files, RUNNER_NAME, BUNDLED_NAME, README_NAME, *([null] if null else [])])
         },
+        "null_model": null,
         "protocol_sha256": sha256_file(folder / BUNDLED_NAME),
         "timing": timing.to_json(),
         "export": {

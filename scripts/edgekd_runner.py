@@ -12,7 +12,9 @@ cuda-python); it never imports edgekd or torch. `edgekd package` copies this fil
 `bench` times in rounds, as `edgekd bench` does: the protocol's warm-up + timed block repeated in this
 one process until the median's 95% bootstrap CI over rounds is within --rounds-ci of it (or the time
 cap); `latency_ms` is the typical round and `rounds` holds the round statistics and the stop reason.
-No null model is measured on the device (`floor` is null): building one needs the onnx package.
+A null model (`null.onnx`, written by `edgekd package`: the model's input and output shapes and no
+compute) takes part in every round, as on the host, and its round statistics are the result's `floor`,
+the per-call cost below which no model can go (null on TensorRT, whose engines are built on the device).
 
 `edgekd ingest RESULTS_JSON` reads the output of `bench` back into the results store. Exit codes: 0 on
 success, 2 on bad input (one line naming the problem and the fix), 1 on a failure inside.
@@ -211,12 +213,35 @@ class OpenVinoSession:
         elif precision == "fp16" and device.startswith("GPU"):
             config["INFERENCE_PRECISION_HINT"] = "f16"
         supported = core.get_property(base, "SUPPORTED_PROPERTIES")
-        config = {k: v for k, v in config.items() if supported.get(k) == "RW"}
-        self._request = core.compile_model(str(path), device, config).create_infer_request()
+        self._ov, self._core, self._device = ov, core, device
+        self._config = {k: v for k, v in config.items() if supported.get(k) == "RW"}
+        self._model = core.read_model(str(path))
+        self._shape: tuple[int, ...] | None = None
+        self._request: Any = None
+        self._last: Any = None  # the array the request's input tensor wraps (reused: infer() alone)
         self.version = _version(("openvino",), ov)
 
+    def _compile(self, shape: tuple[int, ...]) -> None:
+        """Compile for this very input shape (static, as the host's session and benchmark_app's -shape do:
+        a dynamic batch costs shape inference and an output allocation on every call)."""
+        model = self._model.clone()
+        try:
+            model.reshape({model.inputs[0]: self._ov.PartialShape(list(shape))})
+        except Exception:  # a graph that cannot be reshaped (constant Reshape targets): run it as it is
+            model = self._model
+        self._request = self._core.compile_model(model, self._device, self._config).create_infer_request()
+        self._shape, self._last = shape, None
+
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        self._request.infer({0: np.ascontiguousarray(inputs, dtype=np.float32)}, share_inputs=True)
+        if inputs is self._last:  # the timing loop's fixed input: bound already, no copy, no allocation
+            self._request.infer()
+            return self._request.get_output_tensor(0).data  # type: ignore[no-any-return]
+        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        if x.shape != self._shape:
+            self._compile(tuple(x.shape))
+        self._request.set_input_tensor(self._ov.Tensor(x, shared_memory=True))
+        self._last = inputs if x is inputs else None
+        self._request.infer()
         return np.array(self._request.get_output_tensor(0).data, copy=True)
 
 
@@ -278,12 +303,12 @@ SESSIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def open_session(bundle: Path, manifest: dict[str, Any], threads: int) -> Any:
+def open_session(bundle: Path, manifest: dict[str, Any], threads: int, artifact: str | None = None) -> Any:
     factory = SESSIONS.get(manifest["runtime"])
     if factory is None:
         raise BadInput(f"this runner does not know runtime {manifest['runtime']!r}; use the run.py of the bundle")
     return factory(
-        bundle / manifest["artifact"],
+        bundle / (artifact or manifest["artifact"]),
         str(manifest.get("device", "cpu")),
         threads,
         str(manifest.get("hint", "latency")),
@@ -457,10 +482,17 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"the artifact cannot run a batch of shape {list(inputs.shape)} ({reason})") from None
     if logits.ndim != 2 or logits.shape[0] != batch:
         raise BadInput(f"the model gives outputs of shape {list(logits.shape)} for a batch of {batch}")
-    # Rounds of the one loop in this one process (a bundle holds one model; nothing to interleave it
-    # with): the same round statistics and stop rule as `edgekd bench`.
-    rounds = protocol.interleaved_rounds({"model": lambda: protocol.measure(session, inputs, timing)}, _rule(args))
+    # Rounds of the one loop in this one process, the model interleaved with the null model (its floor):
+    # the same round statistics and stop rule as `edgekd bench`; only the model's CI must narrow.
+    measure_round = {"model": lambda: protocol.measure(session, inputs, timing)}
+    null_name = manifest.get("null_model")
+    if null_name and manifest["runtime"] in ("onnxruntime", "openvino"):
+        null = open_session(bundle, manifest, threads, artifact=null_name)
+        null.run(inputs)
+        measure_round["null"] = lambda: protocol.measure(null, inputs, timing)
+    rounds = protocol.interleaved_rounds(measure_round, _rule(args), watch=["model"])
     stats = rounds["model"].typical()
+    floor = {"name": "null", **rounds["null"].stats.to_json()} if "null" in rounds else None
     fp = protocol.fingerprint(
         manifest["runtime"],
         session.version,
@@ -474,7 +506,7 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         **stats.fields_json(),
         "rounds": rounds["model"].stats.to_json(),
         "rule": _rule(args).to_json(),
-        "floor": None,
+        "floor": floor,
         "accuracy": None,
         "accuracy_samples": None,
         "data": None,

@@ -86,7 +86,7 @@ def test_package_writes_artifact_manifest_runner(built: dict[str, Path]) -> None
     bundle = built["bundle"]
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "model.ort.onnx", "model.onnx", "run.py", BUNDLED_NAME, "README.txt"]
+        ["manifest.json", "model.ort.onnx", "model.onnx", "null.onnx", "run.py", BUNDLED_NAME, "README.txt"]
     )
     assert (bundle / "run.py").read_bytes() == RUNNER_SOURCE.read_bytes()
     # the very file edgekd times with, its hash in the manifest
@@ -97,7 +97,8 @@ def test_package_writes_artifact_manifest_runner(built: dict[str, Path]) -> None
     assert manifest["input"]["shape"] == [1, 28, 28] and manifest["input"]["normalisation"] == "inside the model"
     assert manifest["classes"] == CLASSES
     assert manifest["timing"] == QUICK.to_json()
-    assert set(manifest["files"]) == {"model.ort.onnx", "model.onnx", "run.py", BUNDLED_NAME, "README.txt"}
+    assert set(manifest["files"]) == {"model.ort.onnx", "model.onnx", "null.onnx", "run.py", BUNDLED_NAME, "README.txt"}
+    assert manifest["null_model"] == "null.onnx"
     assert manifest["bundle_id"] == runner.manifest_id(manifest)
     [row] = Store(built["store"]).runs("package")
     assert row["name"] == manifest["bundle_id"]
@@ -160,6 +161,10 @@ def test_bench_prints_the_protocol_json(built: dict[str, Path]) -> None:
     expected = fingerprint("onnxruntime", metadata.version("onnxruntime"), "fp32", 1, 1, "cpu")
     assert result["fingerprint"] == expected  # host and device results carry the same fingerprint
     assert result["torch_loaded"] is False
+    # the null model ran in the same rounds: its floor is below the model's typical round
+    floor = result["floor"]
+    assert floor["name"] == "null" and floor["rounds"] == result["rounds"]["rounds"]
+    assert 0 < floor["median_ms"] < result["latency_ms"]["p50"] * 1.5
 
 
 def test_predict_matches_edgekd_on_npy_pgm_and_png(built: dict[str, Path], tmp_path: Path) -> None:
@@ -220,6 +225,7 @@ def test_openvino_bundle_carries_the_ir_weights(built: dict[str, Path], tmp_path
     assert out["predictions"][0]["top"][0]["index"] == edgekd_top1(tmp_path / "ov", image)
     bench = reply(run_py(tmp_path / "b", "bench", "--batch", "2"))
     assert bench["fingerprint"]["runtime_version"] == metadata.version("openvino") and bench["batch"] == 2
+    assert bench["floor"]["name"] == "null" and bench["floor"]["median_ms"] > 0
 
 
 def test_runner_parses_on_python_3_8() -> None:
