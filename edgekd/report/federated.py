@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edgekd._io import write_with
+from edgekd._io import write_json, write_text, write_with
 from edgekd.report.plots import PALETTE, _figure, _svg
 
 History = Sequence[Mapping[str, float]]
@@ -62,3 +63,53 @@ def write_federated_report(runs: Mapping[str, History], out: Path) -> Path:
     table = final_table({k: [v] for k, v in runs.items()})
     write_with(md, lambda tmp: _write(tmp, f"# Federated runs\n\n{table}\n![accuracy per round]({svg.name})\n"))
     return md
+
+
+def find_federations(folder: Path) -> dict[str, History]:
+    """Accuracy per round of the federations in `folder`: its own `model.pt` and its sub-folders'
+    (`edgekd federate --out` folders), labelled by strategy, or by strategy and folder when a strategy repeats."""
+    from edgekd.errors import UserError
+    from edgekd.models import load_checkpoint
+
+    found: list[tuple[str, str, History]] = []
+    for path in [p for p in [folder / "model.pt", *sorted(folder.glob("*/model.pt"))] if p.is_file()]:
+        try:
+            meta = load_checkpoint(path).get("meta") or {}
+        except UserError:  # not an edgekd checkpoint: not a federation
+            continue
+        if meta.get("kind") == "federated" and meta.get("history"):
+            found.append((str(meta["federation"]["strategy"]), path.parent.name, meta["history"]))
+    strategies = [strategy for strategy, _, _ in found]
+    unique = len(set(strategies)) == len(strategies)
+    return {(s if unique else f"{s} ({name})"): history for s, name, history in found}
+
+
+def _html_table(markdown: str) -> str:
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()]
+    head, body = rows[0], rows[2:]
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    lines = [f"<table><tr>{cells}</tr>"]
+    lines += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
+    return "\n".join(lines) + "\n</table>"
+
+
+def write_federation_reports(runs: Mapping[str, History], out: Path, formats: Sequence[str]) -> list[Path]:
+    """`edgekd report` on federations: federated.md + federated.svg (md), report.json (every round's
+    numbers) and report.html (the accuracy-per-round plot inline, and the table)."""
+    written: list[Path] = []
+    if "json" in formats:
+        write_json(out / "report.json", {"federations": {label: list(h) for label, h in runs.items()}})
+        written.append(out / "report.json")
+    if "html" in formats:
+        table = _html_table(final_table({k: [v] for k, v in runs.items()}))
+        page = (
+            '<!doctype html>\n<html><head><meta charset="utf-8"><title>Federated runs</title></head><body>\n'
+            f"<h1>Federated runs</h1>\n<h2>Test accuracy per round</h2>\n{accuracy_plot(runs)}\n{table}\n"
+            "</body></html>\n"
+        )
+        write_text(out / "report.html", page)
+        written.append(out / "report.html")
+    if "md" in formats:
+        md = write_federated_report(runs, out)
+        written += [md, md.with_suffix(".svg")]
+    return written

@@ -102,13 +102,20 @@ def _store_markdown(store: Store) -> str:
 
 
 def write_reports(run_dir: Path, formats: list[str]) -> list[Path]:
-    """Reports of the results store in `run_dir`."""
+    """Reports of the results store in `run_dir`, or of the federations in it (`find_federations`)."""
     unknown = set(formats) - {"md", "json", "html"}
     if unknown:
         raise UserError(f"unknown report format(s) {sorted(unknown)}; choose from html, md, json")
     store_path = run_dir / STORE_NAME
     if not store_path.is_file():
-        raise UserError(f"{run_dir} holds no results store ({STORE_NAME}); give a run folder edgekd wrote")
+        from edgekd.report.federated import find_federations, write_federation_reports
+
+        federations = find_federations(run_dir)
+        if federations:  # `edgekd federate --out` folders keep no store: their checkpoints hold each round
+            return write_federation_reports(federations, run_dir, formats)
+        raise UserError(
+            f"{run_dir} holds no results store ({STORE_NAME}) and no federation; give a run folder edgekd wrote"
+        )
     store = Store(store_path)
     written = []
     if "json" in formats:

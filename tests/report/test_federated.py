@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edgekd.report.federated import final_table, write_federated_report
@@ -23,3 +24,38 @@ def test_report_writes_markdown_beside_the_plot(tmp_path: Path) -> None:
     assert "| fedgen | 1 | 2 | 40.00 |" in md.read_text()
     svg = (tmp_path / "federated.svg").read_text()
     assert svg.startswith("<svg") and "fedavg" in svg
+
+
+def federation(folder: Path, strategy: str, *accs: float) -> None:
+    """A federation's folder as `edgekd federate` leaves it: model.pt with each round in its meta."""
+    from edgekd.models import build_model, parse_arch, save_checkpoint
+
+    spec = parse_arch("cnn-xs", in_channels=1, num_classes=10, image_size=28)
+    meta = {"kind": "federated", "federation": {"strategy": strategy}, "history": history(*accs)}
+    folder.mkdir(parents=True)
+    save_checkpoint(folder / "model.pt", build_model(spec), spec, meta)
+
+
+def test_edgekd_report_plots_accuracy_per_round_for_each_federation_in_a_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    federation(tmp_path / "avg", "fedavg", 0.3, 0.35)
+    federation(tmp_path / "gen", "fedgen", 0.2, 0.4, 0.5)
+    (tmp_path / "notes").mkdir()  # a folder without a model is no federation
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report.html").read_text()
+    assert "<svg" in page and "fedavg" in page and "<td>fedgen</td><td>1</td><td>3</td><td>50.00</td>" in page
+    assert "| fedavg | 1 | 2 | 35.00 |" in (tmp_path / "federated.md").read_text()
+    assert set(json.loads((tmp_path / "report.json").read_text())["federations"]) == {"fedavg", "fedgen"}
+
+
+def test_a_folder_without_store_or_federation_is_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgekd.cli import cli
+
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no results store" in result.output and "no federation" in result.output
