@@ -485,9 +485,8 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     # Rounds of the one loop in this one process, the model interleaved with the null model (its floor):
     # the same round statistics and stop rule as `edgekd bench`; only the model's CI must narrow.
     measure_round = {"model": lambda: protocol.measure(session, inputs, timing)}
-    null_name = manifest.get("null_model")
-    if null_name and manifest["runtime"] in ("onnxruntime", "openvino"):
-        null = open_session(bundle, manifest, threads, artifact=null_name)
+    if manifest.get("null_model"):  # `edgekd package` writes one only for runtimes that read ONNX as it is
+        null = open_session(bundle, manifest, threads, artifact=manifest["null_model"])
         null.run(inputs)
         measure_round["null"] = lambda: protocol.measure(null, inputs, timing)
     rounds = protocol.interleaved_rounds(measure_round, _rule(args), watch=["model"])
