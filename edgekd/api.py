@@ -8,10 +8,26 @@ from __future__ import annotations
 
 from edgekd._io import file_sha256
 from edgekd.bench import bench_artifact as bench
+from edgekd.data.domains import DomainPlan, parse_plan
+from edgekd.data.shift import shifted
 from edgekd.distill.cache import teacher_cache
 from edgekd.distill.ensemble_run import train_ensemble as ensemble
 from edgekd.distill.run import distill, train_teacher
+from edgekd.distill.shift_eval import domain_accuracy
 from edgekd.export.run import export
 from edgekd.select.pipeline import select
 
-__all__ = ["bench", "distill", "ensemble", "export", "file_sha256", "select", "teacher_cache", "train_teacher"]
+__all__ = [
+    "DomainPlan",
+    "bench",
+    "distill",
+    "domain_accuracy",
+    "ensemble",
+    "export",
+    "file_sha256",
+    "parse_plan",
+    "select",
+    "shifted",
+    "teacher_cache",
+    "train_teacher",
+]

@@ -108,9 +108,18 @@ class Store:
         )
 
     def log_metric(self, run_id: int, name: str, value: float, epoch: int | None = None) -> None:
+        """One metric; an epoch's metric is written once (a run resumed after a kill that fell between
+        logging an epoch and saving its checkpoint trains that epoch again, and logs it again)."""
+        if epoch is None:
+            self._insert(
+                "INSERT INTO metrics(run_id, epoch, name, value, created) VALUES (?, ?, ?, ?, ?)",
+                (run_id, epoch, name, float(value), time.time()),
+            )
+            return
         self._insert(
-            "INSERT INTO metrics(run_id, epoch, name, value, created) VALUES (?, ?, ?, ?, ?)",
-            (run_id, epoch, name, float(value), time.time()),
+            "INSERT INTO metrics(run_id, epoch, name, value, created) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM metrics WHERE run_id = ? AND epoch = ? AND name = ?)",
+            (run_id, epoch, name, float(value), time.time(), run_id, epoch, name),
         )
 
     def log_artifact(self, path: Path, info: dict[str, Any]) -> int:

@@ -39,3 +39,17 @@ def test_benchmark_record_round_trips(tmp_path: Path) -> None:
     store.log_benchmark("a/model.onnx", result)
     (row,) = store.benchmarks()
     assert row["p50_ms"] == 1.5 and row["runtime"] == "onnxruntime" and row["result"] == result
+
+
+def test_an_epochs_metric_is_written_once(tmp_path: Path) -> None:
+    """A run resumed after a kill between logging an epoch and saving its state logs that epoch again."""
+    store = Store(tmp_path / "s.sqlite")
+    run = store.start_run("distill", "s.pt", {})
+    for _ in range(2):
+        store.log_metric(run, "val_acc", 0.5, 1)
+        store.log_metric(run, "note", 1.0)  # no epoch: every call is a row
+    assert store.metrics(run) == [
+        {"epoch": 1, "name": "val_acc", "value": 0.5},
+        {"epoch": None, "name": "note", "value": 1.0},
+        {"epoch": None, "name": "note", "value": 1.0},
+    ]

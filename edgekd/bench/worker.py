@@ -37,6 +37,7 @@ from edgekd.bench.protocol import (
     measure,
 )
 from edgekd.data import Dataset, evaluation_split, to_float
+from edgekd.data.domains import check_same_classes
 from edgekd.data.shift import shifted
 from edgekd.errors import UserError
 from edgekd.runtimes import RUNTIMES, Artifact, RuntimeAdapter, Session, get_runtime
@@ -180,7 +181,7 @@ class _Loaded:
         self.timing = TimingConfig.from_json(request.get("timing") or {})
         self.adapter = _adapter(self.artifact.runtime, request.get("adapter"))
         self.test, self.scored_on = _test_split(request.get("data"), request.get("limit"), self.artifact)
-        self.domains = _domains(request.get("shift"), request.get("limit"), self.artifact)
+        self.domains = _domains(request.get("shift"), request.get("limit"), self.artifact, self.test)
         self.session = self.adapter.load(self.artifact)
         self.inputs = _fixed_input(self.test, self.batch, self.artifact.input_shape, seed)
         _check_outputs(self.session, self.inputs, self.test)
@@ -281,12 +282,17 @@ def _test_split(spec: str | None, limit: int | None, artifact: Artifact) -> tupl
     return test, described
 
 
-def _domains(shift: dict[str, Any] | None, limit: int | None, artifact: Artifact) -> dict[str, Dataset]:
-    """User target domains (`--domain NAME=SPEC`), each held-out split checked against the model's shape."""
+def _domains(
+    shift: dict[str, Any] | None, limit: int | None, artifact: Artifact, test: Dataset | None
+) -> dict[str, Dataset]:
+    """User target domains (`--domain NAME=SPEC`), each held-out split checked against the model's shape
+    and the clean data's classes."""
     out: dict[str, Dataset] = {}
     for name, spec in ((shift or {}).get("domains") or {}).items():
         data, _ = _test_split(spec, limit, artifact)
         assert data is not None
+        if test is not None:
+            check_same_classes(test.classes, data, name)
         out[name] = data
     return out
 

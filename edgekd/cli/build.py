@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,6 +34,16 @@ _INPUT_SHAPE = click.option(
 )
 
 
+def _shift_request(shift: str | None, severity: str, domains: tuple[str, ...]) -> dict[str, Any] | None:
+    """The shift request of --shift, --severity and --domain (export and bench), or None."""
+    from edgekd.data.shift import parse_domains, parse_shift
+
+    if not shift and not domains:
+        return None
+    corruptions = parse_shift(shift, severity) if shift else []
+    return {"corruptions": corruptions, "domains": parse_domains(domains), "seed": 0}
+
+
 @cli.command("export")
 @click.argument("model")
 @click.option("--target", required=True, help="a profile name in targets/ (e.g. cpu-ort-fp32) or a YAML path")
@@ -48,6 +59,9 @@ _INPUT_SHAPE = click.option(
     is_flag=True,
     help="TensorRT targets, no TensorRT here: write the ONNX, trtexec.sh and the pre-check for the device",
 )
+@click.option("--shift", default=None, help="torch, ONNX and artifact accuracy under seeded corruptions: all or a,b")
+@click.option("--severity", default="3", show_default=True, help="corruption severity for --shift: 1-5 or all")
+@click.option("--domain", "domains", multiple=True, help="NAME=PATH: also score the chain on this data")
 @click.option("--store", type=PathArg, default=None)
 @click.option("--json", "as_json", is_flag=True)
 @guarded
@@ -60,6 +74,9 @@ def export_cmd(
     input_shape: tuple[int, int, int] | None,
     batch: int | None,
     offline: bool,
+    shift: str | None,
+    severity: str,
+    domains: tuple[str, ...],
     store: Path | None,
     as_json: bool,
 ) -> None:
@@ -69,6 +86,7 @@ def export_cmd(
     Examples:
       edgekd export student.pt --target cpu-ort-fp32 --out build/student
       edgekd export mypkg.nets:small --input-shape 3,224,224 --target cpu-openvino-fp32 --out build/small
+      edgekd export student.pt --target cpu-ort-int8 --out build/s-int8 --shift all   # accuracy per domain
     """
     from edgekd.export.run import export
     from edgekd.report.text import print_artifact
@@ -83,6 +101,7 @@ def export_cmd(
         offline=offline,
         input_shape=input_shape,
         batch=batch,
+        shift=_shift_request(shift, severity, domains),
     )
     if offline:
         emit(
@@ -151,13 +170,9 @@ def bench_cmd(
       edgekd bench build/s-int8 --data fashion-mnist --shift all --severity all --domain photos=shots/
     """
     from edgekd.bench import bench_artifacts
-    from edgekd.data.shift import parse_domains, parse_shift
     from edgekd.report.text import print_bench, print_comparison
 
-    shift_request = None
-    if shift or domains:
-        corruptions = parse_shift(shift, severity) if shift else []
-        shift_request = {"corruptions": corruptions, "domains": parse_domains(domains), "seed": 0}
+    shift_request = _shift_request(shift, severity, domains)
 
     result = bench_artifacts(
         list(artifacts),

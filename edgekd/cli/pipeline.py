@@ -175,6 +175,13 @@ def report_cmd(run_dir: Path, formats: str) -> None:
     help="where candidates are distilled (default: OUT/students); selections for several targets that"
     " share it train each student once",
 )
+@click.option(
+    "--rank-by",
+    default="clean",
+    show_default=True,
+    help="rank finished students by validation accuracy: clean, under a corruption NAME-SEVERITY (blur-3,"
+    " noise-2, ...), or mean-shift (the mean over every corruption at severity 3)",
+)
 @click.option("--store", type=PathArg, default=None, help="results store (default: OUT/edgekd.sqlite)")
 @click.option("--json", "as_json", is_flag=True)
 @guarded
@@ -201,6 +208,7 @@ def select_cmd(
     pruner: str,
     finish_top: int,
     students: Path | None,
+    rank_by: str,
     store: Path | None,
     as_json: bool,
 ) -> None:
@@ -235,6 +243,7 @@ def select_cmd(
             "storage": storage,
             "study_name": study_name,
             "students": students,
+            "rank_by": rank_by,
         },
         "selection options",
     )

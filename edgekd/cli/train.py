@@ -23,6 +23,7 @@ from edgekd.cli._app import (
     weight_options,
     weights,
 )
+from edgekd.cli._domains import domain_options, held_out_report, print_held_out
 
 
 @cli.command("train-teacher")
@@ -39,6 +40,8 @@ from edgekd.cli._app import (
 )
 @training_options
 @accel_options
+@augment_options
+@domain_options
 @guarded
 def train_teacher_cmd(
     arch: str,
@@ -57,22 +60,53 @@ def train_teacher_cmd(
     as_json: bool,
     amp_dtype: str,
     compile_: bool,
+    augment: str,
+    views: int,
+    mixup: float,
+    warmup_epochs: float,
+    preset: str | None,
+    domains: str | None,
+    hold_out: str | None,
 ) -> None:
     """Train a teacher (or any model on labels alone).
+
+    --augment, --warmup-epochs and --preset train it as `distill` trains a student (a student alone on
+    the same recipe is the baseline a distilled one is compared with); --views K draws each sample's
+    augmentation from K fixed views, as a distilled student with a K-view teacher cache sees it.
 
     \b
     Examples:
       edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out teacher.pt
       edgekd train-teacher --arch resnet --hssakd --branches stage1,stage2 --epochs 5 --out teacher-hs.pt
+      edgekd train-teacher --arch resnet --domains clean,contrast-2,blur-2 --hold-out rotate-3 --out t-dg.pt
+      edgekd train-teacher --arch vit-s --augment standard --views 64 --warmup-epochs 1 --epochs 40 --out t.pt
     """
+    from edgekd.data.domains import parse_plan
     from edgekd.distill.run import train_teacher
 
-    cfg = train_config(epochs, limit, seed, batch_size, lr, device, amp_dtype=amp_dtype, compile=compile_)
-    stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
-    result = train_teacher(
-        arch, data, out, cfg, resume=resume, store=store, progress=not as_json, hssakd=hssakd, branches=stages
+    extra, _ = augment_settings(
+        click.get_current_context(),
+        preset,
+        "",
+        {"epochs": epochs, "augment": augment, "views": views, "mixup": mixup, "warmup_epochs": warmup_epochs},
     )
-    emit(training_json(result), as_json, print_training)
+    epochs = extra.pop("epochs")
+    cfg = train_config(epochs, limit, seed, batch_size, lr, device, amp_dtype=amp_dtype, compile=compile_, **extra)
+    stages = [b.strip() for b in branches.split(",") if b.strip()] if branches is not None else None
+    plan = parse_plan(domains, hold_out)
+    result = train_teacher(
+        arch,
+        data,
+        out,
+        cfg,
+        resume=resume,
+        store=store,
+        progress=not as_json,
+        hssakd=hssakd,
+        branches=stages,
+        domains=plan,
+    )
+    emit({**training_json(result), **held_out_report(result, data, plan, limit)}, as_json, _printer)
 
 
 def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -153,9 +187,17 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     default=None,
     help="with --recipe pkth: the auxiliary's epochs on labels (default the authors' 80; transfer: half)",
 )
+@click.option(
+    "--gradient-filter",
+    type=click.Choice(["none", "agree", "confidence"]),
+    default=None,
+    help="kddg's gradient filter: confidence (default: KD scaled by the teacher's probability of the label),"
+    " agree (KD only where the teacher is right) or none (see --list-methods)",
+)
 @training_options
 @accel_options
 @augment_options
+@domain_options
 @guarded
 def distill_cmd(
     teacher: Path,
@@ -172,6 +214,7 @@ def distill_cmd(
     auxiliary_width: str | None,
     recipe: str,
     auxiliary_epochs: int | None,
+    gradient_filter: str | None,
     data: str,
     epochs: int,
     out: Path,
@@ -190,6 +233,8 @@ def distill_cmd(
     mixup: float,
     warmup_epochs: float,
     preset: str | None,
+    domains: str | None,
+    hold_out: str | None,
 ) -> None:
     """Distil one student from a teacher with a named method.
 
@@ -207,10 +252,14 @@ def distill_cmd(
       edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
       edgekd distill --teacher teacher-hs.pt --student cnn-s --method hssakd --out s-hs.pt
       edgekd distill --teacher teacher.pt --student cnn-xs --preset patient --out s-patient.pt
+      edgekd distill --teacher t-dg.pt --student cnn-xs --method kddg --domains clean,contrast-2,blur-2 \\
+          --hold-out rotate-3,noise-3 --out s-kddg.pt
     """
     from edgekd.config import parse
+    from edgekd.data.domains import parse_plan
     from edgekd.distill.run import distill
     from edgekd.distill.task import DistillConfig
+    from edgekd.errors import UserError
 
     ctx = click.get_current_context()
     extra, preset_params = augment_settings(
@@ -221,6 +270,10 @@ def distill_cmd(
     )
     chosen = weights(temperature, ce_weight, kd_weight)
     chosen["loss_params"] = {**preset_params, **chosen["loss_params"]}  # --temperature beats the preset
+    if gradient_filter is not None:
+        if method != "kddg":
+            raise UserError("--gradient-filter is kddg's switch; add --method kddg or drop it")
+        chosen["loss_params"]["filter"] = gradient_filter
     task = parse(
         DistillConfig,
         {
@@ -239,8 +292,16 @@ def distill_cmd(
     )
     epochs = extra.pop("epochs")
     cfg = train_config(epochs, limit, seed, batch_size, lr, device, amp_dtype=amp_dtype, compile=compile_, **extra)
-    result = distill(teacher, student, data, out, cfg, task, resume=resume, store=store, progress=not as_json)
-    emit(training_json(result), as_json, print_training)
+    plan = parse_plan(domains, hold_out)
+    result = distill(
+        teacher, student, data, out, cfg, task, resume=resume, store=store, progress=not as_json, domains=plan
+    )
+    emit({**training_json(result), **held_out_report(result, data, plan, limit)}, as_json, _printer)
+
+
+def _printer(result: dict[str, Any]) -> None:
+    print_training(result)
+    print_held_out(result)
 
 
 def _out_folder(fn: Callable[..., Any]) -> Callable[..., Any]:

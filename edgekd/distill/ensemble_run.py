@@ -2,12 +2,17 @@
 
 What `edgekd ensemble --out DIR` leaves (the contract `select --from-ensemble` reads):
 - `DIR/family.pt`: the family checkpoint (shared stem and every student; no adapters), loadable with
-  `edgekd.models.load_model`; while training, `DIR/family.pt.state` holds the resumable state;
+  `edgekd.models.load_model`;
 - `DIR/student-w<fraction>.pt`, one per width: a plain built-in student (e.g. `cnn(depth=1,stem=12,width=7)`)
   with the shared stem copied in, whose meta records its width fraction, validation and test accuracy,
   the ensemble run it came from and the ensemble's training time; it exports like any student;
 - `DIR/ensemble.json`: the manifest (`FORMAT`), listing the students and those numbers;
 - `DIR/edgekd.sqlite`: the results store, unless another is named.
+
+The folder is written whole or not at all: training runs in the work folder `.DIR.partial` beside it
+(`family.pt.state` there is what `--resume` continues from), and the finished family, students and
+manifest are staged beside DIR and renamed onto it (`edgekd._io.atomic_dir`), so a failed or interrupted
+run leaves an earlier DIR as it was.
 
 Times: `train_seconds` sums the training epochs' own time (optimisation steps only, across resumes), the
 same measure a separate distillation's epochs record; `wall_seconds` is the last invocation end to end.
@@ -15,13 +20,14 @@ same measure a separate distillation's epochs record; `wall_seconds` is the last
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from edgekd._io import write_json
+from edgekd._io import atomic_dir, recover, write_json
 from edgekd.config import TrainConfig, parse
 from edgekd.data import Split
 from edgekd.distill import _ddp as ddp
@@ -46,10 +52,16 @@ from edgekd.store import Store, default_store
 
 if TYPE_CHECKING:
     from edgekd.distill.trainer import TrainResult
+    from edgekd.models import ArchSpec
 
 FORMAT = "edgekd-ensemble-1"
 MANIFEST = "ensemble.json"
 FAMILY = "family.pt"
+
+
+def work_dir(out_dir: Path) -> Path:
+    """Where the family trains until it is done: beside OUT_DIR, so OUT_DIR changes only when complete."""
+    return out_dir.parent / f".{out_dir.name}.partial"
 
 
 def student_file(fraction: float) -> str:
@@ -109,26 +121,52 @@ def train_ensemble(
         "teacher": str(teacher) if teacher else None,
         "train": cfg.model_dump(),
     }
+    recover(out_dir)  # a swap that a kill cut short is finished (or undone) before the store is opened
     out_dir.mkdir(parents=True, exist_ok=True)
     results = Store(store or default_store(out_dir))
+    work = work_dir(out_dir)
+    work.mkdir(exist_ok=True)
     trainer = Trainer(
         family,
         spec,
         OnlineEnsemble(adapters, guidance),
         split,
         cfg,
-        out_dir / FAMILY,
+        work / FAMILY,
         results,
         "ensemble",
         meta,
         train_module=EnsembleTraining(family, adapters),
     )
-    result = trainer.fit(resume=resume, show_progress=progress)
+    trained = _trained(work / FAMILY, family, spec, {**meta, "train": cfg.model_dump()}) if resume else None
+    result = trained or trainer.fit(resume=resume, show_progress=progress)
     rank = ddp.from_env()
     if rank.main:  # under torchrun, rank 0 alone writes (the other ranks hold the same weights)
-        write_json(out_dir / MANIFEST, _write_students(result, family, members, split, out_dir, results, meta))
+        with atomic_dir(out_dir, merge=True) as stage:
+            shutil.copyfile(work / FAMILY, stage / FAMILY)
+            students = _write_students(result, family, members, split, out_dir, stage, results, meta)
+            write_json(stage / MANIFEST, students)
+        shutil.rmtree(work, ignore_errors=True)
     ddp.barrier(rank)
     return load_manifest(out_dir)
+
+
+def _trained(path: Path, family: EnsembleFamily, spec: ArchSpec, meta: dict[str, Any]) -> TrainResult | None:
+    """The family a killed run finished training but had not yet written out (its checkpoint in the work
+    folder, no resumable state left), if trained with these settings: loaded into `family`, so a resume
+    writes it out without training again."""
+    from edgekd.distill.trainer import TrainResult, state_path
+    from edgekd.models import load_checkpoint
+
+    if not path.is_file() or state_path(path).is_file():
+        return None
+    payload = load_checkpoint(path)
+    held = payload.get("meta") or {}
+    if payload.get("arch") != spec.model_dump() or any(held.get(k) != meta[k] for k in ("train", "distill")):
+        return None
+    family.load_state_dict(payload["state_dict"])
+    history = list(held["history"])
+    return TrainResult(path, history, float(held["test_acc"]), float(held["val_acc"]), int(held["run_id"]), 0.0)
 
 
 def _write_students(
@@ -137,10 +175,12 @@ def _write_students(
     members: Sequence[Member],
     split: Split,
     out_dir: Path,
+    stage: Path,
     store: Store,
     meta: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every student alone (`student-w<fraction>.pt`), and the manifest that lists them."""
+    """Every student alone (`student-w<fraction>.pt`, written to `stage`, which becomes `out_dir`), and the
+    manifest that lists them."""
     run = {
         "run_id": result.run_id,
         "family_checkpoint": str(out_dir / FAMILY),
@@ -152,7 +192,7 @@ def _write_students(
     }
     train = TrainConfig.model_validate(meta["train"])
     students = [
-        _write_student(family, j, m, split, out_dir, store, {**meta, "ensemble": run}) for j, m in enumerate(members)
+        _write_student(family, j, m, split, stage, store, {**meta, "ensemble": run}) for j, m in enumerate(members)
     ]
     data = meta["data"]
     return {

@@ -72,6 +72,14 @@ DEFAULTS: dict[str, MethodDefaults] = {
         " and costs 5 points; 100 keeps it below CE's",
         pooled=False,
     ),
+    "kddg": MethodDefaults(
+        0.5,
+        0.5,
+        "KD's even split and T = 4, not yet measured for kddg; loss_params"
+        " filter (--gradient-filter): confidence (default: each sample's KD scaled by"
+        " the teacher's probability of the label), agree (KD only where the teacher"
+        " is right) or none; teacher and student on --domains (benchmarks/kddg_comparison.py)",
+    ),
     "hssakd": MethodDefaults(
         1.0,
         1.0,

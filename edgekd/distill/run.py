@@ -10,6 +10,7 @@ from typing import Any
 
 from edgekd._io import file_sha256
 from edgekd.config import TrainConfig
+from edgekd.data.domains import DomainPlan, source_split
 from edgekd.distill.cache import teacher_cache
 from edgekd.distill.task import DistillConfig
 from edgekd.errors import UserError
@@ -40,8 +41,12 @@ def train_teacher(
     progress: bool = True,
     hssakd: bool = False,
     branches: Sequence[str] | None = None,
+    domains: DomainPlan | None = None,
 ) -> Any:
     """Train a model on labels alone (a teacher, or a student baseline). Returns a TrainResult.
+
+    With `domains`, the training and validation images are drawn from its source domains
+    (`edgekd.data.domains.source_split`) and the plan is recorded with the split.
 
     With `hssakd`, auxiliary branches after the stages `branches` (default: every stage but the last) train
     with it on rotated images and are stored in the checkpoint for `distill` with method `hssakd`.
@@ -53,7 +58,9 @@ def train_teacher(
     from edgekd.models import build_model, parse_arch
     from edgekd.models.probe import check_accepts
 
-    split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
+    split = source_split(
+        load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit), domains, cfg.seed
+    )
     c, h, _ = split.train.input_shape
     spec = parse_arch(arch, in_channels=c, num_classes=split.train.num_classes, image_size=h)
     import torch
@@ -94,8 +101,11 @@ def distill(
     store: Path | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    domains: DomainPlan | None = None,
 ) -> Any:
     """Distil a student from a teacher checkpoint with a registered method. Returns a TrainResult.
+    With `domains`, the student trains on its source domains (as `train_teacher`); the teacher's own
+    recorded domains are kept beside them in the checkpoint (`teacher_domains`).
 
     Layer pairs are resolved and checked on both models before any training; with `task.cache`, the
     teacher's outputs are cached by sample index under EDGEKD_CACHE after the first epoch.
@@ -111,7 +121,9 @@ def distill(
     from edgekd.models.probe import check_accepts
 
     t_model, t_spec, t_meta = load_model(teacher)
-    split = load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit)
+    split = source_split(
+        load_data(data, val_fraction=cfg.val_fraction, seed=cfg.seed, limit=cfg.limit), domains, cfg.seed
+    )
     shape = split.train.input_shape
     _check_input((t_spec.in_channels, t_spec.image_size, t_spec.image_size), shape, "teacher")
     check_classes(output_count(t_model, shape), split.train, "teacher")
@@ -152,6 +164,7 @@ def distill(
         "schedule": task.schedule,
         "teacher_sha256": file_sha256(teacher),
         "teacher_test_acc": t_meta.get("test_acc"),
+        "teacher_domains": (t_meta.get("split") or {}).get("domains"),
         "auxiliary": str(auxiliary) if auxiliary else None,
         "auxiliary_sha256": file_sha256(auxiliary) if auxiliary else None,
         **extra,

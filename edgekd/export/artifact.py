@@ -129,9 +129,16 @@ def _float_onnx(
 
 
 def build_artifact(
-    model: str, profile: TargetProfile, out_dir: Path, *, data: str | None = None, calibration: str | None = None
+    model: str,
+    profile: TargetProfile,
+    out_dir: Path,
+    *,
+    data: str | None = None,
+    calibration: str | None = None,
+    shift: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Export, build, verify; write `artifact.json` last (atomically), so its presence means success."""
+    """Export, build, verify; write `artifact.json` last (atomically), so its presence means success.
+    `shift` (bench's shift request) adds accuracy per shifted domain for torch, ONNX and the artifact."""
     adapter = get_runtime(profile.runtime)  # a missing runtime fails before any work
     module, shape, meta, onnx_path, parity, (x, y, inputs_desc) = _float_onnx(model, profile, out_dir, data)
     reference = _run_onnx(onnx_path, x) if module is None else _run_torch(module, x)
@@ -158,8 +165,29 @@ def build_artifact(
     )
     if profile.precision is not Precision.FP32:
         info["quantization"] = _accuracy_gate(artifact.info.get("quantization") or {}, profile, accuracy)
+    if shift:
+        info.update(_shift_chain(module, onnx_path, adapter.load(artifact), data or meta.get("data"), meta, shift))
     write_json(out_dir / "artifact.json", info)
     return info
+
+
+def _shift_chain(
+    module: Any, onnx_path: Path, session: Any, data: str | None, meta: dict[str, Any], shift: dict[str, Any]
+) -> dict[str, Any]:
+    """Accuracy per shifted domain of torch, ONNX and the artifact (`edgekd.export.shift_chain`)."""
+    from edgekd.data import evaluation_split
+    from edgekd.export.shift_chain import score_chain, shift_sets
+
+    if data is None:
+        raise UserError("--shift and --domain score the model on shifted test data; give --data too")
+    test = evaluation_split(data, meta.get("split"))[0].head(PARITY_SAMPLES)
+    runners = {
+        "torch": None if module is None else (lambda x: _run_torch(module, x)),
+        "onnx": lambda x: _run_onnx(onnx_path, x),
+        "artifact": lambda x: _run_batched(session, x),
+    }
+    corrupted = [f"{n}-{s}" for n, s in shift.get("corruptions") or []]
+    return score_chain(shift_sets(test, shift, PARITY_SAMPLES), runners, corrupted)
 
 
 def _calibration_for(profile: TargetProfile, calibration: str | None, data: str | None, out_dir: Path) -> str | None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from edgekd._io import atomic_dir, write_text
+from edgekd._io import atomic_dir, relocate, relocated
 from edgekd.config import load_target
 from edgekd.errors import UserError
 from edgekd.export.artifact import build_artifact, export_offline
@@ -24,13 +23,15 @@ def export(
     offline: bool = False,
     input_shape: tuple[int, int, int] | None = None,
     batch: int | None = None,
+    shift: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export a model to ONNX (parity-checked), build it for `target`, write `out_dir/artifact.json`.
 
     With `offline` (TensorRT targets on a host without TensorRT): the ONNX, `trtexec.sh` and the
     TensorRT pre-check for the device, described in `out_dir/offline.json`; nothing is built.
     `input_shape` (C, H, W) and `batch` override the target's: a `module:factory` model or an ONNX file
-    with dynamic dimensions needs no input_shape in the target file.
+    with dynamic dimensions needs no input_shape in the target file. `shift` (`bench --shift`'s request)
+    adds accuracy per shifted domain along the chain (torch, ONNX, artifact) to artifact.json.
     """
     profile = load_target(target)
     # --input-shape and --batch stand in for the target file's input_shape and batch.
@@ -47,36 +48,10 @@ def export(
         if offline:
             info = export_offline(model, profile, tmp, data=data)
         else:
-            info = build_artifact(model, profile, tmp, data=data, calibration=calibration)
-        _relocate(tmp, out_dir)
+            info = build_artifact(model, profile, tmp, data=data, calibration=calibration, shift=shift)
+        relocate(tmp, out_dir)
     if offline:
-        return _relocated(info, tmp, out_dir)
-    info = _relocated(info, tmp, out_dir)
+        return relocated(info, tmp, out_dir)
+    info = relocated(info, tmp, out_dir)
     (db or Store(default_store(out_dir))).log_artifact(out_dir / info["artifact"], info)
     return info
-
-
-def _renames(tmp: Path, out_dir: Path) -> list[tuple[str, str]]:
-    return [(str(tmp.resolve()), str(out_dir.resolve())), (str(tmp), str(out_dir))]
-
-
-def _relocated(info: dict[str, Any], tmp: Path, out_dir: Path) -> dict[str, Any]:
-    """`info` with the staging folder's paths (a calibration recipe written there, ...) made out_dir's."""
-    text = json.dumps(info, default=str)
-    for old, new in _renames(tmp, out_dir):
-        text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def _relocate(tmp: Path, out_dir: Path) -> None:
-    """Name out_dir, not the staging folder, in the small text files written there (JSON, YAML, scripts)."""
-    for path in tmp.rglob("*"):
-        if path.suffix not in (".json", ".yaml", ".sh") or not path.is_file():
-            continue
-        text = original = path.read_text()
-        for old, new in _renames(tmp, out_dir):
-            escape = path.suffix == ".json"
-            text = text.replace(json.dumps(old)[1:-1] if escape else old, json.dumps(new)[1:-1] if escape else new)
-        if text != original:
-            write_text(path, text)

@@ -60,6 +60,10 @@ def _artifacts(store: Store) -> list[dict[str, Any]]:
                 "artifact": fmt_pct(acc.get("artifact")),
                 "diff": f"{parity['max_abs_diff']:.1e}" if "max_abs_diff" in parity else "-",
                 "agreement": fmt_pct(parity.get("top1_agreement")),
+                "shift": [
+                    {"domain": domain, **{stage: fmt_pct(acc.get(stage)) for stage in ("torch", "onnx", "artifact")}}
+                    for domain, acc in (info.get("shift") or {}).items()
+                ],
             }
         )
     return rows

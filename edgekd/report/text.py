@@ -111,6 +111,22 @@ def print_comparison(result: dict[str, Any]) -> None:
     )
     for floor in result["floors"]:
         out.print(f"{floor['name']} (per-call floor, no compute): {fmt_rounds(floor['rounds'])}")
+    if any(m.get("shift") for m in result["models"]):
+        print_shift_side_by_side(result["models"])
+
+
+def print_shift_side_by_side(models: list[dict[str, Any]]) -> None:
+    """Accuracy per domain, one column per model, clean first and the mean corruption error last."""
+    table = Table(title="accuracy under domain shift, side by side", title_justify="left")
+    table.add_column("domain")
+    for m in models:
+        table.add_column(str(m["name"]), justify="right", overflow="fold")
+    domains = list(dict.fromkeys(d for m in models for d in (m.get("shift") or {})))
+    table.add_row("clean", *(fmt_pct(m.get("accuracy")) for m in models))
+    for domain in domains:
+        table.add_row(domain, *(fmt_pct((m.get("shift") or {}).get(domain)) for m in models))
+    table.add_row("mean corruption error", *(fmt_pct(m.get("mean_corruption_error")) for m in models))
+    out.print(table)
 
 
 def print_artifact(info: dict[str, Any], out_dir: Path) -> None:
@@ -125,4 +141,29 @@ def print_artifact(info: dict[str, Any], out_dir: Path) -> None:
         out.print(
             f"  accuracy: torch {fmt_pct(acc.get('torch'))} -> onnx {fmt_pct(acc.get('onnx'))}"
             f" -> artifact {fmt_pct(acc.get('artifact'))}"
+        )
+    if info.get("shift"):
+        print_shift_chain(info)
+
+
+def print_shift_chain(info: dict[str, Any]) -> None:
+    """Accuracy per domain along the export chain (torch, ONNX, artifact), clean first, then the mean
+    corruption error of each stage."""
+    stages = ("torch", "onnx", "artifact")
+    table = Table(title="accuracy under domain shift along the export chain", title_justify="left")
+    table.add_column("domain")
+    for col in (*stages, "artifact vs torch"):
+        table.add_column(col, justify="right")
+    rows = {"clean": info.get("accuracy") or {}, **info["shift"]}
+    for domain, acc in rows.items():
+        reference = acc.get("torch") if acc.get("torch") is not None else acc.get("onnx")
+        got = acc.get("artifact")
+        delta = "-" if reference is None or got is None else f"{100 * (got - reference):+.2f} pt"
+        table.add_row(domain, *(fmt_pct(acc.get(s)) for s in stages), delta)
+    out.print(table)
+    mce = info.get("mean_corruption_error") or {}
+    if any(v is not None for v in mce.values()):
+        out.print(
+            "mean corruption error (unnormalised, mean of 1 - accuracy over the corruptions): "
+            + ", ".join(f"{s} {fmt_pct(mce.get(s))}" for s in stages)
         )

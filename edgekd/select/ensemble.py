@@ -4,10 +4,11 @@
    (`screen` -> `measure_candidate`: an untrained copy built for the target, THE timing loop, cached in the
    store); the ones over the budget drop out (when none meets it, the fastest and those tied with it go on).
 2. Build and re-measure: every student left is exported and built for the target from its checkpoint and
-   measured again with its accuracy (`pipeline.final_build`).
+   measured again with its accuracy (`pipeline.final_build`), in a folder staged beside DIR.
 3. Choose: the most accurate on validation among those that re-measure within the budget (else the
    fastest), with every other student's reason (`verdicts.assemble`); DIR/selection.json and .md are
-   written as for `select` over a space, so `edgekd report` reads the run alike.
+   written as for `select` over a space, so `edgekd report` reads the run alike, and the staged folder is
+   renamed onto DIR (a failed or interrupted run leaves the previous outcome as it was).
 4. Training time: the ensemble's measured training time against distilling each student separately for
    the same epochs. That is estimated from real epochs: each width is distilled for up to two epochs with
    the same data and settings (the teacher: `--teacher`, else the ensemble's guiding teacher, else labels
@@ -21,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekd._io import atomic_dir, recover
 from edgekd.bench import TimingConfig
 from edgekd.bench.protocol import StopRule
 from edgekd.config import TrainConfig, load_target
 from edgekd.distill.ensemble_run import load_manifest
 from edgekd.distill.task import DistillConfig
 from edgekd.models import ArchSpec
-from edgekd.select.pipeline import Finished, check_budget, final_build, timed, write_selection
+from edgekd.select.pipeline import Finished, Pending, check_budget, final_build, log_selection, timed, write_selection
 from edgekd.select.screen import Screening, screen
 from edgekd.select.search import Entry, SearchJob, TrialRecord
 from edgekd.select.space import Candidate, make_candidate, one_thread
@@ -70,6 +72,7 @@ def select_from_ensemble(
     profile = load_target(target)
     budget = check_budget(budget_ms, profile)
     get_runtime(profile.runtime)  # an absent runtime fails here, before any work
+    recover(out)  # a swap that a kill cut short is finished (or undone) before the store is opened
     out.mkdir(parents=True, exist_ok=True)
     results = Store(store or default_store(out))
     data, epochs = manifest["data"], int(manifest["epochs"])
@@ -90,39 +93,43 @@ def select_from_ensemble(
         for j, (c, s) in enumerate(zip(candidates, manifest["students"], strict=True))
     ]
     job = _job(manifest, out, results, candidates, screening, records, task)
-    finished = timed(
-        clock,
-        "final",
-        lambda: [
-            Finished(
-                r,
-                float(r.val_acc or 0.0),
-                r.test_acc,
-                0,
-                final_build(
-                    job.checkpoint(r.key),
-                    target,
-                    data,
-                    out / "final" / Path(str(r.checkpoint)).stem,
-                    results,
-                    timing,
-                    rule,
-                ),
-            )
-            for r in records
-            if any(s.candidate.key == r.key for s in screening.survivors)
-        ],
-    )
     estimate = timed(
         clock,
         "separate timing",
         lambda: separate_estimate(manifest, out / "timing", teacher, task or DistillConfig(), results, progress),
     )
-    selection = assemble(profile, screening, [], records, finished, job, clock)
-    selection.update(_ensemble_blocks(manifest, run_dir, estimate, clock, results))
-    _explain_screened(selection)
-    write_selection(out, selection, results)
-    _append_savings(out, selection)
+    pending = Pending()
+    with atomic_dir(out, merge=True) as stage:  # the outcome is staged and renamed onto OUT in one step
+        finished = timed(
+            clock,
+            "final",
+            lambda: [
+                Finished(
+                    r,
+                    float(r.val_acc or 0.0),
+                    r.test_acc,
+                    0,
+                    final_build(
+                        job.checkpoint(r.key),
+                        target,
+                        data,
+                        stage / "final" / Path(str(r.checkpoint)).stem,
+                        pending,
+                        timing,
+                        rule,
+                    ),
+                )
+                for r in records
+                if any(s.candidate.key == r.key for s in screening.survivors)
+            ],
+        )
+        selection = assemble(profile, screening, [], records, finished, job, clock)
+        selection.update(_ensemble_blocks(manifest, run_dir, estimate, clock, results))
+        _explain_screened(selection)
+        selection = write_selection(stage, out, selection)
+        _append_savings(stage, selection)
+    pending.commit(results, stage, out)
+    log_selection(selection, results)
     return selection
 
 

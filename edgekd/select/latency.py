@@ -245,6 +245,11 @@ def benchmark_candidates(
     return {c.key: {**by_key[c.key], "candidate": _describe(c)} for c in candidates}
 
 
+def build_candidate(candidate: Candidate, profile: TargetProfile, folder: Path) -> Artifact:
+    """The untrained candidate built for `profile` in `folder` (the build already there, if whole)."""
+    return _built(folder) or _build(candidate, profile, folder)
+
+
 def _describe(candidate: Candidate) -> dict[str, Any]:
     return {
         "arch": candidate.arch,

@@ -78,6 +78,7 @@ class Layer:
     cout: int = 0
     positions: int = 0  # output positions times kernel area: the MACs of one channel pair
     first: bool = False  # the first convolution: it reads the image in plain N x C x H x W
+    out_shape: tuple[int, ...] = ()  # the output without the batch dimension: how a runtime's node is matched
 
 
 def model_layers(model: Any, input_shape: tuple[int, int, int]) -> list[Layer]:
@@ -149,10 +150,12 @@ def _classify(name: str, args: Any, out: Any) -> Layer:
             k,
             n,
             out.numel() // n,
+            out_shape=_dims(out.shape[1:]),
         )
     x = args[0]
     kind = LayerKind.POOL if name in _POOL else LayerKind.ELTWISE
-    return Layer(kind, f"{name} {_shape(x.shape)} -> {_shape(out.shape)}", 0, x.numel() + out.numel())
+    config = f"{name} {_shape(x.shape)} -> {_shape(out.shape)}"
+    return Layer(kind, config, 0, x.numel() + out.numel(), out_shape=_dims(out.shape[1:]))
 
 
 def _conv(x: Any, weight: Any, stride: Any, groups: int, out: Any) -> Layer:
@@ -168,9 +171,14 @@ def _conv(x: Any, weight: Any, stride: Any, groups: int, out: Any) -> Layer:
     s = "x".join(map(str, stride)) if len(set(stride)) > 1 else str(stride[0])
     config = f"conv{k} s{s} g{groups} {cin}->{cout} @{_shape(x.shape[2:])}"
     positions = out.numel() // cout * prod(kernel)
+    macs = positions * cin_per_group * cout
     return Layer(
-        kind, config, positions * cin_per_group * cout, x.numel() + out.numel(), cin_per_group, cout, positions
+        kind, config, macs, x.numel() + out.numel(), cin_per_group, cout, positions, out_shape=_dims(out.shape[1:])
     )
+
+
+def _dims(shape: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in shape)
 
 
 def _shape(shape: Any) -> str:

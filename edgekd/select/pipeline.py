@@ -14,18 +14,24 @@
    those tied with it (overlapping intervals), best by accuracy then size, with how much it misses by.
    Every other candidate gets the reason it lost (`verdicts.py`), and DIR/selection.json and
    DIR/selection.md are written.
+
+What a rerun resumes from stays in DIR as it is written (the store with the study, students/,
+candidates/, workers/; each file written atomically). The outcome, DIR/final/ and DIR/selection.json/.md,
+is staged beside DIR and renamed onto it in one step (`edgekd._io.atomic_dir`), and its store records are
+written after that: a failed or interrupted selection leaves the previous outcome as it was.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from edgekd._io import atomic_dir, recover, relocate, relocated, write_json, write_text
 from edgekd.bench import TimingConfig
 from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, RoundStats, StopRule
 from edgekd.config import Frozen, TargetProfile, TrainConfig, load_target
@@ -43,6 +49,7 @@ from edgekd.select.search import (
     spawn_workers,
     trial_records,
 )
+from edgekd.select.shift_rank import check_rank_by, rank_under_shift
 from edgekd.select.space import Candidate, SearchSpace, load_space
 from edgekd.store import Store, default_store
 
@@ -69,6 +76,15 @@ class SelectConfig(Frozen):
         description="where candidates are distilled; None = OUT/students."
         " Selections for several targets that share it train each student once",
     )
+    rank_by: str = Field(
+        default="clean",
+        description="rank finished students by validation accuracy: clean, NAME-SEVERITY or mean-shift (shift_rank.py)",
+    )
+
+    @field_validator("rank_by")
+    @classmethod
+    def _rank_by(cls, value: str) -> str:
+        return check_rank_by(value)
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,13 @@ class Finished:
     test_acc: float | None
     added_epochs: int
     final: dict[str, Any]
+    rank_acc: float | None = None  # validation accuracy under --rank-by's shift (None: clean)
+    rank_scores: dict[str, float] | None = None
+
+    @property
+    def score(self) -> float:
+        """What the choice ranks on: validation accuracy, under --rank-by's shift when given."""
+        return self.val_acc if self.rank_acc is None else self.rank_acc
 
     @property
     def p50_ms(self) -> float:
@@ -124,6 +147,7 @@ def select(
         raise UserError(f"teacher checkpoint not found: {teacher}; train one with `edgekd train-teacher`")
     searchable = space if isinstance(space, SearchSpace) else load_space(space)
     candidates, mismatched = match_data(searchable.candidates(), Path(teacher), data, cfg)
+    recover(out)  # a swap that a kill cut short is finished (or undone) before the store is opened
     out.mkdir(parents=True, exist_ok=True)
     results = Store(store or default_store(out))
     clock: dict[str, float] = {}
@@ -157,20 +181,28 @@ def select(
     )
     records = trial_records(study)
     resumed = timed(clock, "finish", lambda: finish(records, job, options.finish_top, progress))
-    finished = timed(clock, "final", lambda: build_finals(records, resumed, job, target, out, results, timing, rule))
     from edgekd.select.verdicts import assemble
 
-    selection = assemble(profile, screening, mismatched, records, finished, job, clock)
-    selection["study"] = {
-        "storage": hide_password(url),
-        "name": name,
-        "pruner": job.pruner.value,
-        "reduction_factor": job.reduction_factor,
-        "n_trials": job.n_trials,
-        "workers": options.workers,
-        "finish_top": options.finish_top,
-    }
-    write_selection(out, selection, results)
+    pending = Pending()
+    with atomic_dir(out, merge=True) as stage:
+        finished = timed(
+            clock, "final", lambda: build_finals(records, resumed, job, target, stage, pending, timing, rule)
+        )
+        finished = timed(clock, "rank", lambda: rank_under_shift(finished, job.checkpoint, job.data, options.rank_by))
+        selection = assemble(profile, screening, mismatched, records, finished, job, clock)
+        selection["rank_by"] = options.rank_by
+        selection["study"] = {
+            "storage": hide_password(url),
+            "name": name,
+            "pruner": job.pruner.value,
+            "reduction_factor": job.reduction_factor,
+            "n_trials": job.n_trials,
+            "workers": options.workers,
+            "finish_top": options.finish_top,
+        }
+        selection = write_selection(stage, out, selection)
+    pending.commit(results, stage, out)
+    log_selection(selection, results)
     return selection
 
 
@@ -284,17 +316,35 @@ def finish(records: list[TrialRecord], job: SearchJob, top: int, progress: bool)
     return resumed
 
 
+@dataclass
+class Pending:
+    """Store records of builds made in a staging folder, written once it is renamed onto its output folder
+    (`commit`), so the store names the output's paths and nothing of an output that never came to be."""
+
+    artifacts: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def commit(self, store: Store, stage: Path, out: Path) -> None:
+        for path, info in self.artifacts:
+            store.log_artifact(Path(relocated(str(path), stage, out)), relocated(info, stage, out))
+        for artifact, result in self.benchmarks:
+            store.log_benchmark(relocated(artifact, stage, out), relocated(result, stage, out))
+        self.artifacts.clear()
+        self.benchmarks.clear()
+
+
 def build_finals(
     records: list[TrialRecord],
     resumed: dict[int, tuple[Any, int]],
     job: SearchJob,
     target: str,
     out: Path,
-    store: Store,
+    pending: Pending,
     timing: TimingConfig | None,
     rule: StopRule | None = None,
 ) -> list[Finished]:
-    """Export and build every student trained for the full budget, then re-measure them side by side."""
+    """Export and build every student trained for the full budget into OUT/final (OUT: the staging folder),
+    then re-measure them side by side; their store records are left in `pending`."""
     done: list[tuple[TrialRecord, float, float | None, int]] = []
     for r in records:
         if r.state == "complete" and r.val_acc is not None:
@@ -313,23 +363,26 @@ def build_finals(
     builds = {}
     for r, *_ in done:
         folder = out / "final" / job.checkpoint(r.key).parent.name
-        builds[r.key] = (folder, export_final(job.checkpoint(r.key), target, job.data, folder, store))
-    finals = measure_finals(builds, job.data, store, timing, rule)
+        builds[r.key] = (folder, export_final(job.checkpoint(r.key), target, job.data, folder, pending))
+    finals = measure_finals(builds, job.data, pending, timing, rule)
     return [Finished(r, val, test, added, finals[r.key]) for r, val, test, added in done]
 
 
-def export_final(checkpoint: Path, target: str, data: str, folder: Path, store: Store) -> dict[str, Any]:
-    """The student built for the target as `edgekd export` builds it (its artifact.json fields)."""
-    from edgekd.export.run import export
+def export_final(checkpoint: Path, target: str, data: str, folder: Path, pending: Pending) -> dict[str, Any]:
+    """The student built for the target as `edgekd export` builds it (its artifact.json fields), into
+    `folder` inside a staging folder; its store record is left in `pending`."""
+    from edgekd.export.artifact import build_artifact
 
-    info: dict[str, Any] = export(str(checkpoint), target, folder, data=data, store=store.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = build_artifact(str(checkpoint), load_target(target), folder, data=data)
+    pending.artifacts.append((folder / info["artifact"], info))
     return info
 
 
 def measure_finals(
     builds: dict[str, tuple[Path, dict[str, Any]]],
     data: str,
-    store: Store,
+    pending: Pending,
     timing: TimingConfig | None,
     rule: StopRule | None,
 ) -> dict[str, dict[str, Any]]:
@@ -343,7 +396,7 @@ def measure_finals(
     comparison = compare(artifacts, data=data, timing=timing or ROUND_TIMING, rule=rule or DEFAULT_RULE)
     finals = {}
     for m in comparison.models:
-        store.log_benchmark(str(m.artifact.path), m.to_json())
+        pending.benchmarks.append((str(m.artifact.path), m.to_json()))
         folder, info = builds[m.name]
         s = m.rounds.stats
         finals[m.name] = {
@@ -368,24 +421,31 @@ def final_build(
     target: str,
     data: str,
     folder: Path,
-    store: Store,
+    pending: Pending,
     timing: TimingConfig | None,
     rule: StopRule | None = None,
 ) -> dict[str, Any]:
     """One student built for the target and measured in rounds beside the null model, with its accuracy
     (`export_final` + `measure_finals` of one)."""
-    info = export_final(checkpoint, target, data, folder, store)
-    return measure_finals({"student": (folder, info)}, data, store, timing, rule)["student"]
+    info = export_final(checkpoint, target, data, folder, pending)
+    return measure_finals({"student": (folder, info)}, data, pending, timing, rule)["student"]
 
 
-def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
-    """DIR/selection.json, DIR/selection.md, and a `select` run in the results store."""
-    from edgekd._io import write_json, write_text
+def write_selection(stage: Path, out: Path, selection: dict[str, Any]) -> dict[str, Any]:
+    """selection.json and selection.md into the staging folder `stage` of `out`, naming `out`'s paths
+    (in them and in the text files of the builds staged there); returns the selection so named."""
     from edgekd.report.selection import render_markdown
 
-    selection["files"] = {"json": str(out / "selection.json"), "markdown": str(out / "selection.md")}
-    write_json(out / "selection.json", selection)
-    write_text(out / "selection.md", render_markdown(selection))
+    named: dict[str, Any] = relocated(selection, stage, out)
+    named["files"] = {"json": str(out / "selection.json"), "markdown": str(out / "selection.md")}
+    relocate(stage, out)
+    write_json(stage / "selection.json", named)
+    write_text(stage / "selection.md", render_markdown(named))
+    return named
+
+
+def log_selection(selection: dict[str, Any], store: Store) -> None:
+    """A `select` run in the results store, once the selection's folder is in place."""
     chosen = selection["chosen"]
     run = store.start_run(
         "select",
@@ -396,7 +456,7 @@ def write_selection(out: Path, selection: dict[str, Any], store: Store) -> None:
             "chosen": chosen["arch"],
             "met_budget": selection["met_budget"],
             "study": selection.get("study"),
-            "selection": str(out / "selection.json"),
+            "selection": selection["files"]["json"],
         },
     )
     metrics = {

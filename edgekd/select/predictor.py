@@ -18,7 +18,18 @@ so 12 channels cost what 16 do; it is not configured but chosen per target, amon
 the leave-one-out error over the probes. The coefficients are non-negative (a layer never saves time)
 and fitted to relative error, the quantity the MAPE goal is about. The per-layer table is the fitted
 cost of every distinct layer configuration of the space; a prediction is the overhead plus the table's
-entries for the candidate's layers. The accuracy suites (`benchmarks.predictor_accuracy`,
+entries for the candidate's layers.
+
+Eleven whole-model latencies cannot pin down ~18 coefficients, so `fit_kernels` does what nn-Meter does
+with kernel-level data: each probe is run once under the runtime's own profiler (`edgekd.select.kernels`:
+ONNX Runtime's per-node trace, OpenVINO's performance counters), its nodes are matched to its layers, and
+each kind's cost model is fitted on the hundreds of per-node times (a per-probe factor absorbs the load
+of the moment each probe was profiled at). Profiling inflates small calls, so those times give only the
+split: the model is then calibrated to the probes' unprofiled medians, with an overhead, one scale for
+the per-node constants and one per kind for the size terms (still a cost linear in the same features,
+so prediction, table and file format are unchanged). The whole-model fit stays: it is used when the
+runtime gives no per-node times, or (by default) when its leave-one-out error over the probes is the
+lower, and `fit_info["method"]` says which was used. The accuracy suites (`benchmarks.predictor_accuracy`,
 `benchmarks.predictor_yardstick`: nn-Meter's share within +-10%, RMSE, Kendall's tau) report the error on
 held-out candidates.
 """
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from math import prod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +51,7 @@ from edgekd.select.layers import Layer, LayerKind, model_layers
 if TYPE_CHECKING:
     from edgekd.bench.protocol import TimingConfig
     from edgekd.config import TargetProfile
+    from edgekd.select.kernels import Matched, NodeTime
     from edgekd.select.space import Candidate
     from edgekd.store import Store
 
@@ -50,8 +63,22 @@ FEATURES: tuple[str, ...] = (
     *(f"{k.value}.count" for k in LayerKind),
     *(f"{k.value}.macs" for k in _MAC_KINDS),
     *(f"{k.value}.elements" for k in LayerKind),
+    *(f"{k.value}.weights" for k in _MAC_KINDS),
 )
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
+# Weights read per call (MACs / output positions): what a layer over few positions and many channels is
+# bound by. Only the per-node fit has the data for it; the whole-model fit leaves it at 0 (11 totals).
+_WEIGHTS = np.array([name.endswith(".weights") for name in FEATURES])
+# The calibration's parts: the per-node constants (count terms) of every kind together, since profiling
+# adds about the same to every node; and each kind's size terms (MACs, elements) on their own.
+_PART_NAMES = ("per_node", *(f"{k.value}.size" for k in LayerKind))
+_PARTS = np.array(
+    [
+        [name.endswith(".count")] + [name.startswith(f"{k.value}.") and not name.endswith(".count") for k in LayerKind]
+        for name in FEATURES
+    ],
+    dtype=np.float64,
+)
 
 
 def padded_macs(layer: Layer, vector: int) -> int:
@@ -69,7 +96,10 @@ def layer_features(layer: Layer, vector: int = 1) -> np.ndarray:
     row = np.zeros(len(FEATURES))
     row[_INDEX[f"{layer.kind.value}.count"]] = 1.0
     if layer.kind in _MAC_KINDS:
-        row[_INDEX[f"{layer.kind.value}.macs"]] = padded_macs(layer, vector)
+        macs = padded_macs(layer, vector)
+        row[_INDEX[f"{layer.kind.value}.macs"]] = macs
+        spatial = prod(layer.out_shape[1:]) if layer.kind is not LayerKind.LINEAR else prod(layer.out_shape[:-1])
+        row[_INDEX[f"{layer.kind.value}.weights"]] = macs / max(1, spatial)
     row[_INDEX[f"{layer.kind.value}.elements"]] = layer.elements
     return row
 
@@ -153,7 +183,7 @@ class LatencyPredictor:
             raise UserError("latency predictor: measured latencies must be positive numbers of ms")
         predictor = cls({}, 1, target)
         layers = [predictor._layers_of(c) for c in probes]
-        features = {v: np.stack([_sum_features(ls, v) for ls in layers]) for v in VECTOR_WIDTHS}
+        features = {v: np.stack([_sum_features(ls, v) for ls in layers]) * ~_WEIGHTS for v in VECTOR_WIDTHS}
         loo = {v: _loo_mape(x, y) for v, x in features.items()}
         predictor.vector = min(VECTOR_WIDTHS, key=lambda v: (loo[v], v))
         x = features[predictor.vector]
@@ -162,6 +192,63 @@ class LatencyPredictor:
             "probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
             "fit_mape": _mape(x @ predictor.coef, y),
             "loo_mape_by_vector": {str(v): e for v, e in loo.items()},
+            "method": "whole-model",
+        }
+        return predictor
+
+    @classmethod
+    def fit_kernels(
+        cls,
+        candidates: Sequence[Candidate],
+        measured: Mapping[str, float],
+        nodes: Mapping[str, Sequence[NodeTime]],
+        target: Mapping[str, Any] | None = None,
+        *,
+        choose: bool = True,
+    ) -> LatencyPredictor:
+        """Fit each kind's cost on the probes' per-node times (`edgekd.select.kernels`), then calibrate to
+        the unprofiled whole-model latencies: predicted = overhead + per-node scale * the layers' constant
+        costs + each kind's scale * its layers' size costs. Without per-node times for at least 2 probes,
+        the whole-model fit (`fit_measured`); with `choose`, also where that fit's leave-one-out error over
+        the probes is the lower. `fit_info["method"]` says which was used."""
+        from edgekd.select.kernels import match
+
+        probes = [c for c in candidates if c.key in measured and nodes.get(c.key)]
+        if len(probes) < 2:
+            fallback = cls.fit_measured(candidates, measured, target)
+            fallback.fit_info["method"] = "whole-model (no per-node times)"
+            return fallback
+        predictor = cls({}, 1, target)
+        matched = [match(predictor._layers_of(c), nodes[c.key]) for c in probes]
+        fits = {v: _fit_kernel_costs(matched, v) for v in VECTOR_WIDTHS}
+        predictor.vector = min(VECTOR_WIDTHS, key=lambda v: (fits[v][1], v))
+        kernel = fits[predictor.vector][0]
+        y = np.array([float(measured[c.key]) for c in probes])
+        x = np.stack([_sum_features(predictor._layers_of(c), predictor.vector) for c in probes])
+        ok = _consistent(y, _calibrated(kernel, _calibrate(kernel, x, y), x))
+        scales = _calibrate(kernel, x[ok], y[ok])
+        predictor.coef = kernel * (_PARTS @ scales[1:])
+        predictor.coef[_INDEX["overhead"]] = scales[0]
+        fitted = np.array([predictor.predict(c) for c in probes])
+        loo = _loo_calibrated(kernel, x[ok], y[ok])
+        if choose:
+            whole = cls.fit_measured(candidates, measured, target)
+            whole_loo = float(whole.fit_info["loo_mape_by_vector"][str(whole.vector)])
+            if whole_loo < loo:
+                whole.fit_info["method"] = "whole-model (lower leave-one-out error than the kernel-level fit)"
+                whole.fit_info["kernel_loo_mape"] = loo
+                return whole
+        predictor.fit_info = {
+            "method": "kernel",
+            "loo_mape": loo,
+            "probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
+            "fit_mape": _mape(fitted, y),
+            "inconsistent_probes": [c.arch for c, good in zip(probes, ok, strict=True) if not good],
+            "nodes": sum(len(nodes[c.key]) for c in probes),
+            "pairs": sum(len(m.pairs) for m in matched),
+            "unmatched_share": float(np.mean([m.unmatched_ms / max(m.total_ms, 1e-12) for m in matched])),
+            "calibration": dict(zip(("overhead_ms", *_PART_NAMES), (float(v) for v in scales), strict=True)),
+            "kernel_wsse_by_vector": {str(v): f[1] for v, f in fits.items()},
         }
         return predictor
 
@@ -250,14 +337,79 @@ def _sum_features(layers: Sequence[Layer], vector: int) -> np.ndarray:
     return row
 
 
-def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative coefficients minimising the squared relative error sum((x @ c - y) / y)^2."""
+def _fit_kernel_costs(matched: Sequence[Matched], vector: int, rounds: int = 8) -> tuple[np.ndarray, float]:
+    """Per-kind costs (count, MACs, elements) fitted to the paired nodes' times; returns the coefficients
+    (overhead 0) and the weighted sum of squared errors.
+
+    Each probe was profiled at its own moment, and on a shared machine a moment of load slows all of a
+    probe's nodes alike: so each probe gets a factor (geometric mean 1) that its node times are divided
+    by, fitted in turns with the costs. Only the split of a probe's time informs the costs, as intended:
+    the totals come from the unprofiled measurements. Each node is weighted by 1 / its probe's total, so
+    each error counts as its share of its model's latency."""
+    samples = [(m_i, layer, ms) for m_i, m in enumerate(matched) for layer, ms in m.pairs]
+    if not samples:
+        return np.zeros(len(FEATURES)), 0.0
+    probe = np.array([m_i for m_i, _, _ in samples])
+    x = np.stack([layer_features(layer, vector) for _, layer, _ in samples])
+    y = np.array([ms for _, _, ms in samples])
+    kinds = [np.array([layer.kind is kind for _, layer, _ in samples]) for kind in LayerKind]
+    totals = np.array([max(sum(ms for _, ms in m.pairs), 1e-12) for m in matched])
+    factor = np.ones(len(matched))
+    for _ in range(rounds):
+        target, w = y / factor[probe], factor[probe] / totals[probe]
+        coef = sum((_weighted_nnls(x[k], target[k], w[k]) for k in kinds if k.any()), np.zeros(len(FEATURES)))
+        fitted = np.bincount(probe, weights=x @ coef, minlength=len(matched))
+        factor = np.where(fitted > 0, totals / np.maximum(fitted, 1e-12), 1.0)
+        factor /= np.exp(np.mean(np.log(factor)))
+    wsse = float(np.sum((factor[probe] / totals[probe] * (x @ coef - y / factor[probe])) ** 2))
+    return coef, wsse
+
+
+def _consistent(measured: np.ndarray, predicted: np.ndarray, limit: float = 2.0) -> np.ndarray:
+    """Probes not measured at more than `limit` times what the calibration to all of them predicts. Such
+    a probe (a stall in the measurement, not in the model: a stall only adds time) would pull the
+    calibration; it is left out of it (and said)."""
+    ok = measured <= limit * predicted
+    return ok if ok.sum() >= 3 else np.ones(len(measured), dtype=bool)
+
+
+def _calibrated(kernel: np.ndarray, scales: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The calibrated predictions of the rows `x`."""
+    return scales[0] + x @ (kernel * (_PARTS @ scales[1:]))  # type: ignore[no-any-return]
+
+
+def _calibrate(kernel: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The overhead and one scale per calibration part, fitted to the whole-model latencies `y` of the
+    probes (feature rows `x`) by relative error: y = overhead + sum over parts of scale * part's cost."""
+    parts = np.stack([x @ (kernel * _PARTS[:, j]) for j in range(_PARTS.shape[1])], axis=1)
+    return _relative_nnls(np.concatenate([np.ones((len(y), 1)), parts], axis=1), y)
+
+
+def _loo_calibrated(kernel: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out MAPE (%) of the calibration: each probe predicted by a calibration to the others."""
+    if len(y) < 3:
+        return float("inf")
+    rest = ~np.eye(len(y), dtype=bool)
+    predicted = []
+    for i in range(len(y)):
+        scales = _calibrate(kernel, x[rest[i]], y[rest[i]])
+        predicted.append(float(_calibrated(kernel, scales, x[i])))
+    return _mape(np.array(predicted), y)
+
+
+def _weighted_nnls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising sum((w * (x @ c - y))^2)."""
     from scipy.optimize import nnls
 
     scale = np.abs(x).max(axis=0)
-    scale[scale == 0] = 1.0  # a feature no probe has: its coefficient stays 0
-    coef, _ = nnls((x / scale) / y[:, None], np.ones(len(y)))
+    scale[scale == 0] = 1.0  # a feature no sample has: its coefficient stays 0
+    coef, _ = nnls((x / scale) * w[:, None], y * w)
     return coef / scale  # type: ignore[no-any-return]
+
+
+def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising the squared relative error sum((x @ c - y) / y)^2."""
+    return _weighted_nnls(x, y, 1.0 / y)
 
 
 def _loo_mape(x: np.ndarray, y: np.ndarray) -> float:

@@ -19,7 +19,14 @@ from typing import Any
 from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, StopRule, TimingConfig
 from edgekd.config import TargetProfile, load_target
 from edgekd.errors import UserError
-from edgekd.select.latency import LatencyResult, benchmark_candidates, candidate_folder, target_fields
+from edgekd.select.kernels import NodeTime, profile_nodes
+from edgekd.select.latency import (
+    LatencyResult,
+    benchmark_candidates,
+    build_candidate,
+    candidate_folder,
+    target_fields,
+)
 from edgekd.select.predictor import LatencyPredictor, choose_probes
 from edgekd.select.space import Candidate, load_space
 from edgekd.select.yardstick import PredictionScore, score
@@ -111,14 +118,38 @@ def measure_space(
     return {key: LatencyResult.from_result(result, False) for key, result in results.items()}
 
 
+def profile_kernels(probes: Sequence[Candidate], profile: TargetProfile, workdir: Path) -> dict[str, list[NodeTime]]:
+    """Per-node times of each probe on the target (`edgekd.select.kernels`: the runtime's profiler, one
+    process per probe), built as `measure_space` builds it; empty for a runtime without per-node times."""
+    from edgekd.select.kernels import has_profiler
+
+    if not has_profiler(profile.runtime):
+        return {}
+    built_for = profile.model_copy(update={"batch": 1}) if profile.runtime in _ANY_BATCH else profile
+    nodes = {}
+    for c in probes:
+        artifact = build_candidate(c, built_for, candidate_folder(c, built_for, workdir))
+        threads = profile.resolved_threads()
+        nodes[c.key] = profile_nodes(artifact.runtime, artifact.path, artifact.input_shape, profile.batch, threads)
+    return nodes
+
+
 def fit_and_predict(
     candidates: Sequence[Candidate],
     measured: dict[str, float],
     probes: Sequence[Candidate],
     target: dict[str, Any] | None = None,
+    nodes: dict[str, list[NodeTime]] | None = None,
+    *,
+    choose: bool = True,
 ) -> tuple[LatencyPredictor, dict[str, float]]:
-    """Fit the predictor on the probes' measured latencies and predict every candidate."""
-    predictor = LatencyPredictor.fit_measured(list(probes), measured, target)
+    """Fit the predictor on the probes' measured latencies and predict every candidate: on the probes'
+    per-node times where `nodes` has them (`LatencyPredictor.fit_kernels`; `choose`: or on their totals
+    where that has the lower leave-one-out error), else on their totals alone."""
+    if nodes is None:
+        predictor = LatencyPredictor.fit_measured(list(probes), measured, target)
+    else:
+        predictor = LatencyPredictor.fit_kernels(list(probes), measured, nodes, target, choose=choose)
     return predictor, {c.key: predictor.predict(c) for c in candidates}
 
 

@@ -19,6 +19,11 @@ attributes, so any process that reaches the storage can join with only its URL a
 
 Trials are handed out by the storage, so several workers (processes, or machines on one PostgreSQL)
 share the `n_trials` between them; the files the job names (teacher, data, out) must be reachable by all.
+
+A running trial beats a heartbeat into the storage. One whose worker was killed (or whose machine went
+away) stops beating; after `GRACE_S` any worker marks it failed and queues it again, and the retry resumes
+the candidate from its checkpoint. A worker stops only when the study holds its trials and none is
+running, so every worker (and a rerun after a kill) ends with every trial accounted for.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
 JOB_ATTR = "edgekd_job"
 SKIPPED = "skipped"
 REUSED = "reused_epochs"  # epochs a trial took from an earlier study's training instead of training them
+HEARTBEAT_S, GRACE_S = 5, 30  # a running trial's heartbeat; silent this long, it is failed and retried
 
 
 class PrunerKind(str, enum.Enum):
@@ -113,7 +120,13 @@ class SearchJob:
         )
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+        """What names the study: the job but the candidates' measured latencies, which a rerun measures
+        again when the cached ones are too wide for its stop rule, and which move with the noise; with
+        them in, a rerun after a kill would start a new study (or refuse a --study-name) instead of
+        resuming its own."""
+        data = self.to_json()
+        data["entries"] = [{k: v for k, v in e.items() if k != "latency_ms"} for e in data["entries"]]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def storage(url: str) -> optuna.storages.RDBStorage:
@@ -127,7 +140,17 @@ def storage(url: str) -> optuna.storages.RDBStorage:
             raise UserError(f"study storage folder does not exist: {Path(database).parent}; create it first")
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
     try:
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (stable since 2.9)
+            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+            callback = (
+                {"heartbeat_stale_trial_callback": retry(max_retry=3)}
+                if retry is not None
+                else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=3)}
+            )
+            rdb = optuna.storages.RDBStorage(
+                _driver(url), engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **callback
+            )
     except (ImportError, ValueError) as err:
         raise UserError(
             f"cannot use study storage {hide_password(url)} ({err}); give a database URL"
@@ -136,6 +159,17 @@ def storage(url: str) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite:"):
         _serialise(rdb.engine)
     return rdb
+
+
+def _driver(url: str) -> str:
+    """A plain postgresql:// URL with the driver that is installed: SQLAlchemy 2.1 takes it to mean psycopg
+    (3), while the dev extra and the README install psycopg2-binary."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
 
 
 def _serialise(engine: Any) -> None:
@@ -220,25 +254,42 @@ def join_study(url: str, name: str, worker: int = 0) -> tuple[optuna.Study, Sear
 
 
 def run_trials(study: optuna.Study, job: SearchJob) -> None:
-    """Run trials in this process until the study holds `job.n_trials` of them (any worker's)."""
+    """Run trials in this process until the study holds `job.n_trials` of them (any worker's) and none is
+    running; a trial whose worker died (no heartbeat for GRACE_S) is failed, queued again and run."""
     import optuna
+    from optuna.trial import TrialState
 
     def stop_when_taken(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
         if _taken(study) >= job.n_trials:
             study.stop()
 
-    if _taken(study) >= job.n_trials:
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        study.optimize(_objective(job), callbacks=[stop_when_taken], catch=(EdgekdError,), gc_after_trial=True)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+            if _taken(study) < job.n_trials or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                study.optimize(_objective(job), callbacks=[stop_when_taken], catch=(EdgekdError,), gc_after_trial=True)
+                continue
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            time.sleep(1.0)  # another worker's trial: wait for it to end, or to go stale
+        else:
+            return
+
+
+def _retried(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    """The failed trials that were queued again (their retry stands for them)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
 
 
 def _taken(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried(trials)
     return sum(
-        1 for t in study.get_trials(deepcopy=False) if t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs
+        1
+        for t in trials
+        if t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs and t.number not in retried
     )
 
 
@@ -338,10 +389,15 @@ def _skip_reason(trial: optuna.Trial, key: str, n_trials: int) -> str | None:
     """Why this trial must not train: its candidate is another trial's, or the study has its trials."""
     from optuna.trial import TrialState
 
+    trials = trial.study.get_trials(deepcopy=False)
+    retried = _retried(trials)
     earlier = [
         t
-        for t in trial.study.get_trials(deepcopy=False)
-        if t.number < trial.number and t.state is not TrialState.WAITING and SKIPPED not in t.user_attrs
+        for t in trials
+        if t.number < trial.number
+        and t.state is not TrialState.WAITING
+        and SKIPPED not in t.user_attrs
+        and t.number not in retried
     ]
     same = [t.number for t in earlier if t.params.get("candidate") == key]
     if same:
@@ -382,8 +438,12 @@ def trial_records(study: optuna.Study) -> list[TrialRecord]:
     from optuna.trial import TrialState
 
     records = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = _retried(trials)
+    for t in trials:
         if t.state is TrialState.WAITING or SKIPPED in t.user_attrs or "candidate" not in t.params:
+            continue
+        if t.number in retried:
             continue
         records.append(
             TrialRecord(

@@ -49,8 +49,8 @@ def assemble(
     def size(f: Any) -> int:
         return int(job.entry(f.record.key).params)
 
-    chosen = choose(finished, lambda f: f.interval, lambda f: f.val_acc, size, budget, rule)
-    on_front = [finished[i] for i in front([(f.interval, f.val_acc, size(f)) for f in finished])]
+    chosen = choose(finished, lambda f: f.interval, lambda f: f.score, size, budget, rule)
+    on_front = [finished[i] for i in front([(f.interval, f.score, size(f)) for f in finished])]
     rows = [_row(s, screening, records, finished, chosen, job) for s in screening.rows]
     rows += [
         {
@@ -136,6 +136,8 @@ def _finished_json(f: Any, job: SearchJob) -> dict[str, Any]:
         **_interval_json(f.stats),
         "screen_p50_ms": entry.latency_ms,
         "val_acc": f.val_acc,
+        "rank_acc": f.rank_acc,
+        "rank_scores": f.rank_scores,
         "test_acc": f.test_acc,
         "artifact_accuracy": f.final.get("accuracy"),
         "precision": f.final["precision"],
@@ -248,6 +250,7 @@ def _finished_fate(
         "ci_high_ms": done.interval.high_ms,
         "rounds": done.stats.rounds if done.stats is not None else None,
         "val_acc": done.val_acc,
+        "rank_acc": done.rank_acc,
     }
     if not meets(done.interval, budget, rule):
         return Fate.OVER_BUDGET_FINAL, {
@@ -259,11 +262,11 @@ def _finished_fate(
         }
 
     def point(f: Any) -> tuple[Interval, float, int]:
-        return f.interval, f.val_acc, int(job.entry(f.record.key).params)
+        return f.interval, f.score, int(job.entry(f.record.key).params)
 
     better = [f for f in finished if f is not done and dominates(point(f), point(done))]
     if better:
-        by = chosen if chosen in better else max(better, key=lambda f: f.val_acc)
+        by = chosen if chosen in better else max(better, key=lambda f: f.score)
         return Fate.DOMINATED, {
             **mine,
             "by": job.entry(by.record.key).arch,

@@ -63,3 +63,16 @@ def test_bad_shift_name_and_wrong_shape_domain_exit_2_with_one_line(onnx_file: P
     np.savez(wrong, x=rng.integers(0, 256, (40, 16, 16), dtype=np.uint8), y=np.arange(40) % 10)
     code, output = bench(str(onnx_file), "--data", str(good), "--domain", f"small={wrong}")
     assert code == 2 and len(output.strip().splitlines()) == 1 and "16 x 16" in output, output
+
+
+def test_domain_with_other_classes_and_bad_severity_exit_2_with_one_line(onnx_file: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), y=np.arange(40) % 10)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), y=np.arange(40) % 5)
+    code, output = bench(str(onnx_file), "--data", str(good), "--domain", f"cam={other}")
+    assert code == 2 and len(output.strip().splitlines()) == 1 and "classes" in output and "cam" in output, output
+    for severity in ("0", "6", "x"):
+        code, output = bench(str(onnx_file), "--data", str(good), "--shift", "elastic", "--severity", severity)
+        assert code == 2 and len(output.strip().splitlines()) == 1 and "severity" in output, output

@@ -1,5 +1,6 @@
-"""The distillation comparison suite: per-regime epochs, refused resumes, the table and the goal lines on
-synthetic run records (a tiny real run is in test_family_comparison.py, which drives the same `run_one`)."""
+"""The distillation comparison suite: per-regime epochs, the training recipe, refused resumes, the table and
+the goal lines on synthetic run records, and one tiny real run of the user-style pair from a given teacher
+(more tiny real runs are in test_family_comparison.py, which drives the same `run_one`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def test_epochs_are_one_number_or_one_per_regime() -> None:
         (["--methods", "kd,nope"], "--methods: unknown nope"),
         (["--regimes", "half"], "--regimes: unknown half"),
         (["--pairs", "resnet"], "--pairs: give teacher:student"),
+        (["--views", "4"], "--views: at least 1, and more than 1 only with --augment standard"),
+        (["--teacher", "mobilenet=t.pt"], "--teacher: 'mobilenet=t.pt': give ARCH=PATH with ARCH one of the pairs'"),
+        (["--teacher", "vit-s=/no/such.pt"], "--teacher: 'vit-s=/no/such.pt': no such file /no/such.pt"),
+        (["--auxiliary-epochs", "full=3"], "--auxiliary-epochs: no epochs for 10pct"),
     ],
 )
 def test_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +121,67 @@ def test_alone_is_shared_between_pairs_with_the_same_student_and_settings(
             )
 
 
+def test_a_pair_splits_at_its_last_colon_so_a_teacher_may_be_module_factory(tmp_path: Path) -> None:
+    args = kdc.parse_args(["--pairs", "benchmarks.user_models:wide_convnet:cnn-xs,resnet:cnn-s"])
+    assert args.pairs == [("benchmarks.user_models:wide_convnet", "cnn-xs"), ("resnet", "cnn-s")]
+    ckpt = tmp_path / "t.pt"
+    ckpt.write_bytes(b"")
+    given = kdc.parse_args(
+        ["--pairs", "benchmarks.user_models:wide_convnet:cnn-xs,vit-s:cnn-xs", "--teacher", f"vit-s={ckpt}"]
+        + ["--teacher", f"benchmarks.user_models:wide_convnet={ckpt}"]
+    )
+    assert given.teacher == {"vit-s": str(ckpt), "benchmarks.user_models:wide_convnet": str(ckpt)}
+
+
+def test_the_recipe_is_recorded_checked_on_resume_and_names_the_teachers(tmp_path: Path) -> None:
+    argv = ["--epochs", "8", "--out", str(tmp_path), "--resume", "--map-samples", "50"]
+    old = kdc.parse_args(argv)
+    assert (
+        kdc.recipe(old)
+        == kdc.default_recipe()
+        == {
+            "augment": "none",
+            "views": 1,
+            "warmup_epochs": 0.0,
+            "lr": 2e-3,
+            "kd_temperature": 4.0,  # what `edgekd distill` uses without --temperature
+        }
+    )
+    assert kdc.teacher_tag(old) == ""  # the teachers of earlier comparisons keep their names
+    new = kdc.parse_args([*argv, "--augment", "standard", "--views", "4", "--warmup-epochs", "1", "--lr", "1e-3"])
+    assert kdc.teacher_tag(new) == "-standard-v4-w1-lr0.001"
+    cfg = kdc.train_config(new, 8, 0, None)
+    assert (cfg.views, cfg.warmup_epochs, cfg.lr, cfg.augment.pad) == (4, 1.0, 1e-3, 4)
+    old.n_map = new.n_map = 50
+    record = tmp_path / "runs" / "resnet--cnn-xs" / "full" / "kd" / "seed0.json"
+    # a record from before the recipe options has the default recipe: reused by the default, refused otherwise
+    kdc.write_json(record, {"status": "done", "epochs": 8, "map_samples": 50, "method": "kd", "seed": 0})
+    assert kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, old)["epochs"] == 8
+    with pytest.raises(SystemExit, match="has recipe=.*'augment': 'none'.*this run .*'augment': 'standard'"):
+        kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "kd", 0, new)
+    # infoflow-pkth's auxiliary epochs are checked too
+    pkth = tmp_path / "runs" / "resnet--cnn-xs" / "full" / "infoflow-pkth" / "seed0.json"
+    kdc.write_json(pkth, {"status": "done", "epochs": 8, "map_samples": 50, "auxiliary_epochs": 16, "seed": 0})
+    with pytest.raises(SystemExit, match="has auxiliary_epochs=16, this run 8"):
+        kdc.run_one(("resnet", "cnn-xs"), tmp_path / "t.pt", "full", None, "infoflow-pkth", 0, old)
+
+
+def test_the_tasks_of_the_methods() -> None:
+    args = kdc.parse_args(["--epochs", "10pct=30,full=10", "--kd-temperature", "1"])
+    pkth = kdc.task_for("infoflow-pkth", args, regime="10pct")
+    assert (pkth.method, pkth.recipe, pkth.ce_weight, pkth.auxiliary, pkth.auxiliary_epochs) == (
+        "infoflow",
+        "pkth",
+        1.0,
+        "auto",
+        30,
+    )
+    assert kdc.task_for("infoflow-pkth", args, regime="full").auxiliary_epochs == 10
+    assert kdc.task_for("kd", args).loss_params == {"temperature": 1.0}
+    assert kdc.task_for("kd", kdc.parse_args([])).loss_params == {}  # as every earlier record
+    assert not kdc.task_for("infoflow", args, cache=False).cache and kdc.task_for("sp", args).cache
+
+
 def test_the_map_count_is_capped_by_the_test_split(fmnist: str) -> None:
     args = argparse.Namespace(data=fmnist, map_samples=10**9)
     assert kdc.map_count(args) == args.n_map > 0
@@ -123,11 +189,23 @@ def test_the_map_count_is_capped_by_the_test_split(fmnist: str) -> None:
 
 # -- the table on synthetic records ------------------------------------------------------------------------
 
-TEACHERS = {"vit-s": {"params": 9000, "test_accuracy": 0.90, "map": 0.80, "epoch_s_mean": 10.0}}
+TEACHERS = {
+    "vit-s": {
+        "params": 9000,
+        "test_accuracy": 0.90,
+        "map": 0.80,
+        "map_db": 0.9,
+        "map_db_by_regime": {"10pct": 0.85},
+        "epoch_s_mean": 10.0,
+    }
+}
 
 
-def run(method: str, seed: int, acc: float, mean_ap: float, regime: str = "10pct") -> dict[str, Any]:
+def run(
+    method: str, seed: int, acc: float, mean_ap: float, regime: str = "10pct", db: float | None = None
+) -> dict[str, Any]:
     return {
+        **({"map_db": db} if db is not None else {}),
         "teacher": "vit-s",
         "student": "cnn-xs",
         "regime": regime,
@@ -157,9 +235,9 @@ def rows() -> tuple[argparse.Namespace, list[dict[str, Any]]]:
             "0,1",
         ]
     )
-    runs = [run("alone", s, 0.80, 0.60 + 0.02 * s) for s in (0, 1)]
-    runs += [run("pkt", s, 0.83 + 0.02 * s, 0.62) for s in (0, 1)]
-    runs += [run("infoflow", s, 0.85, 0.66 + 0.02 * s) for s in (0, 1)]
+    runs = [run("alone", s, 0.80, 0.60 + 0.02 * s, db=0.65) for s in (0, 1)]
+    runs += [run("pkt", s, 0.83 + 0.02 * s, 0.62, db=0.70) for s in (0, 1)]
+    runs += [run("infoflow", s, 0.85, 0.66 + 0.02 * s, db=0.75 + 0.01 * s) for s in (0, 1)]
     runs += [run("alone", 0, 0.85, 0.7, "full")]
     return args, kdc.aggregate(runs, TEACHERS, args)
 
@@ -180,23 +258,39 @@ def test_rows_hold_mean_std_gap_and_what_is_missing(rows: Any) -> None:
     assert info["acc"] == (pytest.approx(0.85), 0.0) and info["map"][0] == pytest.approx(0.67)
     assert info["gap_acc"] == pytest.approx((0.85 - 0.80) / (0.90 - 0.80))
     assert info["gap_map"] == pytest.approx((0.67 - 0.61) / (0.80 - 0.61))
+    # mAP db: the teacher's against the regime's database
+    assert info["map_db"][0] == pytest.approx(0.755) and table[0]["map_db"][0] == 0.85
+    assert info["gap_map_db"] == pytest.approx((0.755 - 0.65) / (0.85 - 0.65))
     assert info["epoch_s"][0] == pytest.approx(2.5) and table[6]["note"] == "no runs"
     assert math.isnan(table[1]["gap_acc"])
 
 
 def test_goal_lines_and_markdown_name_each_regime_and_its_epochs(rows: Any) -> None:
     args, table = rows
-    # mAP +5.0 pts against a spread of 1.4: met; accuracy +1.0 within 1.4: met; gap 50%: met
+    # accuracy +1.0 within 1.4: met; mAP +5.0 pts against a spread of 1.4: met; mAP db +5.5 vs 0.7: met
     assert kdc.goal_lines(table) == [
-        "- vit-s -> cnn-xs, 10pct (infoflow vs pkt, n=2): mAP +5.0 pts vs std 1.4 -> met;"
-        " accuracy +1.0 pts vs std 1.4 -> met; gap recovered 50% -> met (goal: >= 40% in 10pct)"
+        "- vit-s -> cnn-xs, 10pct (infoflow vs pkt, n=2): accuracy +1.0 pts vs std 1.4 -> met;"
+        " mAP +5.0 pts vs std 1.4 -> met; mAP db +5.5 pts vs std 0.7 -> met"
+    ]
+    assert kdc.small_student_lines(table) == [
+        "- vit-s -> cnn-xs, 10pct: best infoflow (n=2) +5.00 pts over alone (std 0.00 / 0.00) -> met"
+    ]
+    assert kdc.teacher_lines(table) == [
+        "- vit-s -> cnn-xs, 10pct: teacher 90.00% vs alone 80.00%: +10.00 pts -> met",
+        "- vit-s -> cnn-xs, full: teacher 90.00% vs alone 85.00%: +5.00 pts -> met",
+    ]
+    assert kdc.gap_lines(table) == [
+        "- vit-s -> cnn-xs, 10pct: best infoflow (n=2) recovers 50% of the accuracy gap -> met"
     ]
     text = kdc.markdown(table, args, 60.0)
     assert "students 30 epochs in 10pct, 8 in full, seeds 0,1;" in text
+    assert "augmentation none, warm-up 0 epochs, lr 0.002, kd temperature 4;" in text
     assert "## vit-s -> cnn-xs (9,000 -> 6,866 parameters), 10pct (30 epochs)" in text
     assert "## vit-s -> cnn-xs (9,000 -> 6,866 parameters), full (8 epochs)" in text
-    assert "| infoflow | 85.0 ± 0.0 | 67.0 ± 1.4 | 2.50 ± 0.71 | 50% | 32% | 2 |  |" in text
-    assert "| pkt | n/a | n/a | n/a |  |  | 0 | no runs |" in text
+    assert "| infoflow | 85.0 ± 0.0 | 67.0 ± 1.4 | 75.5 ± 0.7 | 2.50 ± 0.71 | 50% | 32% | 52% | 2 |  |" in text
+    assert "| pkt | n/a | n/a | n/a | n/a |  |  |  | 0 | no runs |" in text
+    for goal in ("Goal 1: distillation pays", "Goal 2: information flow vs pkt", "Goal 3: the gap recovered"):
+        assert f"## {goal}" in text
 
 
 def test_the_results_json_is_standard_json(tmp_path: Path) -> None:
@@ -378,3 +472,48 @@ def test_records_name_the_code_that_made_them() -> None:
         ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert (kdc.code_version() or "").split("+")[0] == head
+
+
+# -- one tiny real run: the user-style pair from a given teacher ---------------------------------------------
+
+USER = "benchmarks.user_models:wide_convnet"
+
+
+def test_the_user_style_pair_runs_every_feature_method_from_a_given_teacher(
+    fmnist: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekd import api
+    from edgekd.config import TrainConfig
+    from edgekd.data import load_data
+
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
+    # 900 samples x 2 views: infoflow's taps of this teacher (~50 kB a row) would need ~90 MB, more than
+    # half of this limit, so it runs with the teacher live; pkt's (its pooled features) and sp's are cached
+    monkeypatch.setenv("EDGEKD_CACHE_MAX_GB", "0.05")
+    t_ckpt = tmp_path / "user-teacher.pt"
+    api.train_teacher(USER, fmnist, t_ckpt, TrainConfig(epochs=1, device="cpu"), progress=False)
+    methods = ["alone", "pkt", "sp", "infoflow", "infoflow-aux", "infoflow-pkth"]
+    argv = ["--data", fmnist, "--pairs", f"{USER}:cnn-xs", "--teacher", f"{USER}={t_ckpt}", "--regimes", "full"]
+    argv += ["--methods", ",".join(methods), "--seeds", "0", "--epochs", "1", "--augment", "standard"]
+    argv += ["--views", "2", "--auxiliary-epochs", "2", "--map-samples", "50", "--device", "cpu"]
+    argv += ["--out", str(tmp_path / "out"), "--resume"]
+    assert kdc.main(argv) == 0
+    runs = tmp_path / "out" / "runs" / kdc.safe(f"{USER}--cnn-xs") / "full"
+    records = {m: json.loads((runs / m / "seed0.json").read_text()) for m in methods}
+    n_train = len(load_data(fmnist).train)  # the database: the run's training split
+    for m, r in records.items():
+        assert r["status"] == "done" and 0 < r["map_db"] <= 1 and r["map_db_database"] == n_train, m
+        assert r["recipe"] == {**kdc.default_recipe(), "augment": "standard", "views": 2}
+    assert records["infoflow"]["cache"] is False and records["infoflow"]["task"]["cache"] is False
+    assert records["pkt"]["cache"] is True and records["sp"]["cache"] is True and records["pkt"]["views"] == 2
+    assert records["infoflow-pkth"]["task"]["recipe"] == "pkth" and records["infoflow-pkth"]["auxiliary_epochs"] == 2
+    (given,) = (tmp_path / "out" / "teachers").glob("*-given-*.json")
+    teacher = json.loads(given.read_text())
+    assert teacher["path"] == str(t_ckpt.resolve()) and teacher["given"] and len(teacher["sha256"]) == 64
+    assert teacher["map_db_by_regime"]["full"] == teacher["map_db"]
+    text = (tmp_path / "out" / "results.md").read_text()
+    assert (
+        "| infoflow |" in text and "teacher live (cache would be 0.1 GB)" in text and "given: user-teacher.pt" in text
+    )
+    # the table again from the records, measuring nothing
+    assert kdc.main([*argv, "--table-only"]) == 0

@@ -28,7 +28,7 @@ from edgekd.distill.ensemble import (
     parse_fractions,
     plan,
 )
-from edgekd.distill.ensemble_run import FAMILY, MANIFEST, load_manifest, student_file
+from edgekd.distill.ensemble_run import FAMILY, MANIFEST, load_manifest, student_file, work_dir
 from edgekd.distill.losses.kd import HintonKD
 from edgekd.distill.objectives import Distillation
 from edgekd.distill.trainer import state_path
@@ -190,13 +190,14 @@ def test_each_student_exports_to_onnx_with_parity(run: Path, tmp_path: Path) -> 
 def test_resume_continues_exactly(run: Path, fmnist_npz: Path, tmp_path: Path, interrupted: Any) -> None:
     with interrupted():
         api.ensemble("cnn-s", str(fmnist_npz), tmp_path, CFG, WIDTHS, progress=False)
-    assert state_path(tmp_path / FAMILY).exists() and not (tmp_path / MANIFEST).exists()
+    assert state_path(work_dir(tmp_path) / FAMILY).exists() and not (tmp_path / MANIFEST).exists()
     resumed = api.ensemble("cnn-s", str(fmnist_npz), tmp_path, CFG, WIDTHS, resume=True, progress=False)
 
     straight = load_manifest(run)
     assert [s["test_acc"] for s in resumed["students"]] == [s["test_acc"] for s in straight["students"]]
     a, b = load_checkpoint(run / FAMILY)["state_dict"], load_checkpoint(tmp_path / FAMILY)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not work_dir(tmp_path).exists()  # the work folder goes once the run is written out
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

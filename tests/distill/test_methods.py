@@ -54,7 +54,7 @@ def test_pairs_parse_from_text_and_lists() -> None:
         ({"method": "infoflow", "schedule": "sometimes"}, "known: constant, critical-period"),
         ({"method": "pkt", "pairs": "pool"}, "student_layer:teacher_layer"),
         ({"method": "pkt", "pairs": "pool:pool", "n_pairs": 2}, "not both"),
-        ({"method": "fitnet"}, "known: hssakd, infoflow, kd, pkt, sp"),
+        ({"method": "fitnet"}, "known: hssakd, infoflow, kd, kddg, pkt, sp"),
         (
             {"method": "pkt", "loss_params": {"temperature": 2}},
             r"method 'pkt' has no loss parameter 'temperature' \(its parameters: eps\); drop --temperature",

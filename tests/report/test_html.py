@@ -94,3 +94,24 @@ def test_html_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert shot.is_file() and shot.stat().st_size > 20_000  # a blank page compresses to a few KB
+
+
+def test_shift_along_the_chain_shows_when_an_export_scored_it(run_dir: Path) -> None:
+    write_reports(run_dir, ["html"])
+    assert "Under domain shift" not in (run_dir / "report.html").read_text()
+    store = Store(run_dir / STORE_NAME)
+    chain = {"torch": 0.7, "onnx": 0.7, "artifact": 0.61}
+    store.log_artifact(
+        run_dir / "int8" / "model.ort.onnx",
+        {
+            "runtime": "onnxruntime",
+            "precision": "int8",
+            "target": "cpu-ort-int8",
+            "accuracy": {"torch": 0.84, "onnx": 0.84, "artifact": 0.83},
+            "parity": {"max_abs_diff": 1e-2, "top1_agreement": 0.99},
+            "shift": {"blur-3": chain},
+        },
+    )
+    write_reports(run_dir, ["html"])
+    html = (run_dir / "report.html").read_text()
+    assert "Under domain shift" in html and "<td>blur-3</td>" in html and "61.00%" in html
