@@ -142,7 +142,9 @@ class TrainConfig(Frozen):
     device: str = "auto"
     threads: int | None = Field(default=None, ge=1)
     augment: Augment = Field(default_factory=Augment, description="none, standard or {pad, flip, erase}")
-    views: int = Field(default=1, ge=1, le=64, description="augmented views per sample the teacher cache holds")
+    #: with augmentation: 0 draws a fresh view of every sample each epoch (what training a teacher wants; a
+    #: teacher then runs live), K >= 1 draws from K fixed views per sample, whose teacher outputs can be cached
+    views: int = Field(default=0, ge=0, le=64, description="0: a fresh view every epoch; K: K cached views")
     mixup: float = Field(default=0.0, ge=0.0, description="mixup Beta(a, a); 0 = off; needs the live teacher")
     warmup_epochs: float = Field(default=0.0, ge=0.0, description="linear learning-rate warm-up before the cosine")
 

@@ -163,3 +163,37 @@ def test_a_run_and_a_rerun_that_reuses_every_stage(tmp_path: Path, fmnist: str) 
     assert saved["selections"][0]["chosen"] == selection["chosen"]
     plan = CliRunner().invoke(cli, ["run", str(path), "--dry-run"]).output
     assert plan.count("[reuse]") == 4 and "[run]" in plan.splitlines()[-1], plan
+
+
+def test_a_bad_shift_is_named_with_its_line(tmp_path: Path) -> None:
+    for bad, needle in [
+        ("  corruptions: [blur, fog]", "unknown --shift fog"),
+        ("  severity: 7", "--severity must be 1-5 or all"),
+        ("  rank_by: snow-3", "--rank-by"),
+    ]:
+        path = write(tmp_path, GOOD.replace("timing: quick", f"shift:\n{bad}\ntiming: quick"))
+        message = error_of(path)
+        assert message.startswith(f"recipe {path}, line 15: shift: "), message
+        assert needle in message and "\n" not in message, message
+
+
+@pytest.mark.usefixtures("fmnist")
+def test_a_recipe_with_shift_scores_every_artifact_per_domain_and_ranks_by_it(tmp_path: Path, fmnist: str) -> None:
+    """`shift:` scores each built artifact on seeded corruptions of the test split (bench --shift) and the
+    selection ranks its finished students on a corrupted validation split (select --rank-by)."""
+    shift = "shift:\n  corruptions: [blur, invert]\n  severity: 2\n  rank_by: blur-2\ntiming: quick"
+    path = write(tmp_path, GOOD.replace("timing: quick", shift), data=fmnist)
+    summary = run_recipe(load_recipe(path))
+    for row in summary["rows"]:
+        scores = row["bench"]["shift"]
+        assert sorted(scores) == ["blur-2", "invert-2"] and all(0.0 <= a <= 1.0 for a in scores.values())
+        errors = [1 - a for a in scores.values()]
+        assert row["bench"]["mean_corruption_error"] == pytest.approx(sum(errors) / 2)
+    selection = summary["selections"][0]
+    assert selection["rank_by"] == "blur-2"
+    finished = [c for c in selection["candidates"] if c["rank_acc"] is not None]
+    best = max(c["rank_acc"] for c in finished)  # every candidate meets the budget: the best under shift wins
+    assert selection["chosen"]["rank_acc"] == best
+    text = Path(summary["files"]["markdown"]).read_text()
+    assert "## Accuracy under domain shift" in text and "| clean | blur-2 | invert-2 | mCE |" in text
+    assert "Ranked by validation accuracy under blur-2" in text

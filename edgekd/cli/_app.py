@@ -151,10 +151,11 @@ def augment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--views",
-                type=click.IntRange(min=1, max=64),
-                default=1,
+                type=click.IntRange(min=0, max=64),
+                default=0,
                 show_default=True,
-                help="augmented views per sample whose teacher outputs are cached (the cache grows K times)",
+                help="with --augment: 0 = a fresh view of each sample every epoch (a teacher runs live);"
+                " K = K fixed views per sample, whose teacher outputs are cached (the cache grows K times)",
             ),
             click.option(
                 "--mixup",

@@ -71,15 +71,16 @@ def train_teacher_cmd(
     """Train a teacher (or any model on labels alone).
 
     --augment, --warmup-epochs and --preset train it as `distill` trains a student (a student alone on
-    the same recipe is the baseline a distilled one is compared with); --views K draws each sample's
-    augmentation from K fixed views, as a distilled student with a K-view teacher cache sees it.
+    the same recipe is the baseline a distilled one is compared with); --augment draws a fresh view of each
+    sample every epoch, and --views K from K fixed views instead, as a distilled student with a K-view
+    teacher cache sees them.
 
     \b
     Examples:
       edgekd train-teacher --arch resnet --data fashion-mnist --epochs 5 --out teacher.pt
       edgekd train-teacher --arch resnet --hssakd --branches stage1,stage2 --epochs 5 --out teacher-hs.pt
       edgekd train-teacher --arch resnet --domains clean,contrast-2,blur-2 --hold-out rotate-3 --out t-dg.pt
-      edgekd train-teacher --arch vit-s --augment standard --views 64 --warmup-epochs 1 --epochs 40 --out t.pt
+      edgekd train-teacher --arch vit-s --augment standard --warmup-epochs 1 --epochs 40 --out t.pt
     """
     from edgekd.data.domains import parse_plan
     from edgekd.distill.run import train_teacher

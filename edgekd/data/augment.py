@@ -122,13 +122,20 @@ def views_of(x: np.ndarray, aug: Augment, seed: int, sample: np.ndarray, view: n
     return apply(x, draw(aug, seed, sample, view, (x.shape[2], x.shape[3])), aug)
 
 
+FRESH = 0  # views per sample: a new one every epoch (the view's id is the epoch), none cacheable
+
+
 def view_count(cfg: TrainConfig) -> int:
-    """The views per sample `cfg` trains on: `cfg.views` with augmentation, else 1 (every view the same)."""
+    """The views per sample `cfg` trains on: `cfg.views` with augmentation (FRESH: a new view each epoch),
+    else 1 (every view the same)."""
     return cfg.views if cfg.augment.active else 1
 
 
 def epoch_views(seed: int, epoch: int, n: int, k: int) -> np.ndarray:
-    """Which of its `k` views each of `n` samples shows in `epoch` (all zeros for one view)."""
+    """Which of its `k` views each of `n` samples shows in `epoch` (all zeros for one view; the epoch's
+    own view for FRESH)."""
+    if k == FRESH:
+        return np.full(n, epoch, dtype=np.int64)
     if k == 1:
         return np.zeros(n, dtype=np.int64)
     return np.random.default_rng([seed, epoch, 0x5EED]).integers(0, k, size=n)

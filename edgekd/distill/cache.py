@@ -430,5 +430,8 @@ def teacher_cache(train: Dataset, cfg: TrainConfig | None = None) -> CacheSpec |
     views, key = 1, ""
     if cfg is not None and cfg.augment.active:
         views = augment.view_count(cfg)
+        if views == augment.FRESH:
+            console.print("augmentation draws a fresh view every epoch: the teacher runs live (--views K caches K)")
+            return None
         key = augment.cache_key(cfg.augment, views, cfg.seed, train.input_shape[0])
     return CacheSpec(cache_dir() / "teacher-outputs", train.fingerprint(), len(train), views, key)

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from edgekd._io import file_sha256, write_text
-from edgekd.bench import bench_artifact
+from edgekd.bench import bench_artifact, bench_artifacts
 from edgekd.config import TargetProfile, load_target
 from edgekd.export.run import export
 from edgekd.recipes.schema import Recipe
@@ -42,7 +42,9 @@ def profile_for(recipe: Recipe, target: str) -> str:
 def measure_key(recipe: Recipe, checkpoint: Path, target: str, folder: Path) -> str:
     """What decides a row: the weights, the target profile, the data, the timing and the build folder."""
     profile = target_profile(recipe, target).model_dump(mode="json")
-    return stage_key(file_sha256(checkpoint), profile, data_key(recipe.data), recipe.timing.value, str(folder))
+    shift = recipe.shift.request() if recipe.shift is not None else None
+    parts = [file_sha256(checkpoint), profile, data_key(recipe.data), recipe.timing.value, str(folder)]
+    return stage_key(*parts, *([shift] if shift else []))  # a recipe without shift keeps its old keys
 
 
 def build_folder(recipe: Recipe, name: str, target: str) -> Path:
@@ -80,7 +82,11 @@ def _build_and_bench(
         info = export(str(checkpoint), profile_for(recipe, target), folder, data=recipe.data, store=store)
     else:
         info = json.loads((folder / "artifact.json").read_text())
-    bench = bench_artifact(folder, data=recipe.data, quick=recipe.quick, store=store)
+    if recipe.shift is None:
+        bench = bench_artifact(folder, data=recipe.data, quick=recipe.quick, store=store)
+    else:  # the same protocol, plus accuracy per shifted domain and the mean corruption error
+        shift = recipe.shift.request()
+        bench = bench_artifacts([folder], data=recipe.data, quick=recipe.quick, store=store, shift=shift)
     return {
         **plain,
         "target": target,

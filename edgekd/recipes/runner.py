@@ -156,6 +156,7 @@ def select_key(recipe: Recipe, teacher: Path, space: str | SearchSpace, target: 
         recipe.distill.task().model_dump(),
         recipe.timing.value,
         recipe.budget_rule.value,
+        *([rank_by(recipe)] if rank_by(recipe) != "clean" else []),  # a clean-ranked recipe keeps its old keys
     ]
     profile = target_profile(recipe, target).model_dump(mode="json")
     return stage_key(file_sha256(teacher), grid, profile, data_key(recipe.data), settings, budget)
@@ -174,7 +175,10 @@ def select_stage(
     label = recipe.students.space or "the recipe's archs"
     console.print(f"[bold]select for {target}[/]: budget {budget:.4f} ms ({recipe.budget.rule()}), space {label}")
     options = SelectConfig(
-        budget_ms=budget, budget_rule=recipe.budget_rule, students=recipe.outputs.workdir / "students"
+        budget_ms=budget,
+        budget_rule=recipe.budget_rule,
+        students=recipe.outputs.workdir / "students",
+        rank_by=rank_by(recipe),
     )
     timing, rule = (QUICK_TIMING, QUICK_RULE) if recipe.quick else (None, DEFAULT_RULE)
     store = recipe.outputs.workdir / STORE_NAME
@@ -184,17 +188,22 @@ def select_stage(
     return selection
 
 
+def rank_by(recipe: Recipe) -> str:
+    """What the selection ranks finished students on: clean validation accuracy unless `shift.rank_by`."""
+    return recipe.shift.rank_by if recipe.shift is not None else "clean"
+
+
 def selection_summary(sel: dict[str, Any]) -> dict[str, Any]:
     """What the summary says of one selection (the whole of it is in its selection.json)."""
     keys = ("budget_ms", "budget_source", "budget_rule", "met_budget", "missed_by_ms", "chosen", "front", "compute")
-    extra = ("budget_why", "floor", "files")
+    extra = ("budget_why", "floor", "files", "rank_by")
     return {
         "target": sel["target"]["name"],
         **{k: sel[k] for k in keys},
         **{k: sel.get(k) for k in extra},
         "candidates": [
             {k: row.get(k) for k in ("arch", "params", "measured_ms", "ci_low_ms", "ci_high_ms", "rounds")}
-            | {k: row.get(k) for k in ("val_acc", "fate", "why")}
+            | {k: row.get(k) for k in ("val_acc", "rank_acc", "fate", "why")}
             for row in sel["candidates"]
         ],
     }

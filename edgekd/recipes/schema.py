@@ -204,13 +204,50 @@ class Distill(Frozen):
         return DistillConfig.model_validate({"method": self.method, **weights, "loss_params": params})
 
 
+class Shift(Frozen):
+    """Accuracy under domain shift (the ImageNet-C idea at this scale, `edgekd.data.shift`): every measured
+    artifact is also scored on seeded corruptions of the test split (`corruptions`: all or a list, at
+    `severity` 1-5 or all) and on user folders as target domains (`domains`: NAME -> folder or .npz), as
+    `bench --shift --severity --domain` does; `rank_by` makes the selection choose on a shifted
+    validation split (clean, NAME-SEVERITY or mean-shift: `select --rank-by`)."""
+
+    corruptions: str | tuple[str, ...] = "all"
+    severity: str | int = "3"
+    domains: dict[str, str] = Field(default_factory=dict)
+    rank_by: str = "clean"
+
+    @model_validator(mode="after")
+    def _known(self) -> Shift:
+        from edgekd.select.shift_rank import check_rank_by
+
+        try:
+            self.request()
+            check_rank_by(self.rank_by)
+        except UserError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def request(self) -> dict[str, Any]:
+        """The shift request `edgekd.bench.bench_artifacts` takes (what `bench --shift` builds)."""
+        from edgekd.data.shift import parse_shift
+
+        names = self.corruptions if isinstance(self.corruptions, str) else ",".join(self.corruptions)
+        corruptions = parse_shift(names, str(self.severity)) if names.strip() else []
+        for name, spec in self.domains.items():
+            _data(spec)
+            if not name.strip():
+                raise UserError("shift.domains: a domain needs a name (NAME: folder)")
+        return {"corruptions": corruptions, "domains": dict(self.domains), "seed": 0}
+
+
 class Outputs(Frozen):
     workdir: Path = Path("edgekd-run")
     reports: tuple[ReportFormat, ...] = (ReportFormat.HTML,)
 
 
 class Recipe(Frozen):
-    """The whole pipeline: teacher, data, students, distillation, targets, budget, training, timing, outputs."""
+    """The whole pipeline: teacher, data, students, distillation, targets, budget, training, shift, timing,
+    outputs."""
 
     name: str = "run"
     data: Annotated[str, AfterValidator(_checked(_data))] = "fashion-mnist"
@@ -222,6 +259,7 @@ class Recipe(Frozen):
     budget_rule: BudgetRule = BudgetRule.UPPER  # met when the latency CI's upper end (or the median: p50) is within
     calibration: Annotated[str, AfterValidator(_checked(lambda v: resolve_named_yaml(v, "calibration")))] | None = None
     training: TrainConfig = Field(default_factory=TrainConfig)
+    shift: Shift | None = None  # accuracy per shifted domain for every artifact; rank_by for the selection
     timing: Timing = Timing.DEFAULT
     outputs: Outputs = Field(default_factory=Outputs)
 

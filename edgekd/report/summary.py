@@ -39,9 +39,45 @@ def _demo_markdown(summary: dict[str, Any]) -> str:
             f"Machine: {fp.get('cpu_model')}, {fp.get('cores')} cores; batch {fp.get('batch')},"
             f" {fp.get('threads')} threads.",
         ]
+    lines += _shift_markdown(summary["rows"])
     for sel in summary.get("selections", []):
         lines += _selection_markdown(sel)
     return "\n".join(lines) + "\n"
+
+
+def _shift_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Each artifact's accuracy per shifted domain next to its clean accuracy (a recipe's `shift:`), and the
+    mean corruption error (mean error over the corruptions, unnormalised)."""
+    shifted = [r for r in rows if r["bench"].get("shift")]
+    if not shifted:
+        return []
+    domains = list(dict.fromkeys(d for r in shifted for d in r["bench"]["shift"]))
+    lines = [
+        "",
+        "## Accuracy under domain shift",
+        "",
+        "Seeded corruptions of the test split (the ImageNet-C idea at this scale) and any user domains, scored"
+        " on each built artifact. mCE: mean error over the corruptions, not normalised.",
+        "",
+        "| model | target | clean | " + " | ".join(domains) + " | mCE |",
+        "|---|---|---:|" + "---:|" * len(domains) + "---:|",
+    ]
+    for r in shifted:
+        b = r["bench"]
+        cells = " | ".join(fmt_pct(b["shift"].get(d)) for d in domains)
+        lines.append(
+            f"| {r['arch']} | {r['target']} | {fmt_pct(b.get('accuracy'))} | {cells} |"
+            f" {fmt_pct(b.get('mean_corruption_error'))} |"
+        )
+    return lines
+
+
+def _ranked_by(sel: dict[str, Any], chosen: dict[str, Any]) -> str:
+    """How the finished students were ranked, when not on clean validation accuracy (`rank_by`)."""
+    rank_by = sel.get("rank_by") or "clean"
+    if rank_by == "clean":
+        return ""
+    return f" Ranked by validation accuracy under {rank_by}: {fmt_pct(chosen.get('rank_acc'))} for the chosen."
 
 
 def _selection_markdown(sel: dict[str, Any]) -> list[str]:
@@ -61,7 +97,8 @@ def _selection_markdown(sel: dict[str, Any]) -> list[str]:
         f" {fmt_rule(sel.get('budget_rule'))} is within it; per-call floor {fmt_floor(sel.get('floor'))}."
         f" Chosen: **{c['arch']}**, {fmt_latency(c)} ms (median [95% CI] over rounds), val acc"
         f" {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}; {verdict}. Compute: {compute_line(sel)}."
-        f" Full record: {sel['files']['markdown']}.",
+        + _ranked_by(sel, c)
+        + f" Full record: {sel['files']['markdown']}.",
         "",
         "| candidate | params | screened ms [95% CI] | val acc | outcome |",
         "|---|---:|---:|---:|---|",

@@ -170,7 +170,15 @@ def _row(
             }
         )
     if done is not None:
-        row.update({"epochs": job.epochs, "val_acc": done.val_acc, "test_acc": done.test_acc, "final": done.final})
+        row.update(
+            {
+                "epochs": job.epochs,
+                "val_acc": done.val_acc,
+                "rank_acc": done.rank_acc,  # under --rank-by's shift (None: ranked on clean val_acc)
+                "test_acc": done.test_acc,
+                "final": done.final,
+            }
+        )
     fate, reason = _fate(s, screening, record, done, records, finished, chosen, job)
     return {**row, "fate": fate.value, "reason": reason}
 

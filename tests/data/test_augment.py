@@ -67,3 +67,22 @@ def test_epoch_views_are_seeded() -> None:
     assert np.array_equal(a, aug.epoch_views(0, 1, 100, 4)) and set(a) == {0, 1, 2, 3}
     assert not np.array_equal(a, aug.epoch_views(0, 2, 100, 4))
     assert not aug.epoch_views(0, 1, 100, 1).any()
+
+
+def test_fresh_views_change_every_epoch_and_are_not_cached() -> None:
+    """The default with augmentation (views 0): each epoch shows each sample a view it has not shown before
+    (a fixed single view per sample would be a fixed distortion, not augmentation); no teacher cache."""
+    from edgekd.data import Dataset
+    from edgekd.distill.cache import teacher_cache
+
+    cfg = TrainConfig(augment="standard")
+    assert cfg.views == aug.FRESH and aug.view_count(cfg) == aug.FRESH
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(8, 1, 28, 28), dtype=np.uint8)
+    sample = np.arange(8)
+    shown = [aug.views_of(x, cfg.augment, 0, sample, aug.epoch_views(0, e, 8, aug.FRESH)) for e in range(4)]
+    assert all(not np.array_equal(shown[i], shown[j]) for i in range(4) for j in range(i))
+    assert np.array_equal(shown[2], aug.views_of(x, cfg.augment, 0, sample, aug.epoch_views(0, 2, 8, 0)))  # seeded
+    train = Dataset(x, np.zeros(8, dtype=np.int64), ("a",), "tiny")
+    assert teacher_cache(train, cfg) is None
+    assert teacher_cache(train, cfg.model_copy(update={"views": 4})) is not None
