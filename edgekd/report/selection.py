@@ -123,12 +123,19 @@ def explain(fate: str, reason: dict[str, Any]) -> str:
     return _REASONS[fate](reason)
 
 
+def shifted(sel: dict[str, Any]) -> bool:
+    """Whether the finished students were ranked under a shift (`--rank-by`), not on clean val acc."""
+    return (sel.get("rank_by") or "clean") != "clean"
+
+
 def headline(sel: dict[str, Any]) -> str:
     c = sel["chosen"]
     head = (
         f"chose {c['arch']} for {sel['target']['name']}: {fmt_latency(c)} ms"
         f" ({c['precision']}), val acc {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}"
     )
+    if shifted(sel):
+        head += f", val acc under {sel['rank_by']} {fmt_pct(c.get('rank_acc'))} (what it was ranked on)"
     floor = f"; per-call floor {fmt_floor(sel.get('floor'))}" if sel.get("floor") else ""
     rule = fmt_rule(sel.get("budget_rule"))
     if sel["met_budget"]:
@@ -178,12 +185,22 @@ def render_markdown(sel: dict[str, Any]) -> str:
         "",
         "## Pareto front (finished students, built for the target)",
         "",
-        "| student | latency ms | val acc | test acc | artifact acc |",
-        "|---|---:|---:|---:|---:|",
+    ]
+    under = f" val acc under {sel['rank_by']} |" if shifted(sel) else ""
+    if shifted(sel):
+        lines += [
+            f"Finished students ranked by validation accuracy under {sel['rank_by']} (seeded corruption of their"
+            " validation split, torch), not clean validation accuracy (`--rank-by`).",
+            "",
+        ]
+    lines += [
+        f"| student | latency ms | val acc |{under} test acc | artifact acc |",
+        "|---|---:|---:|" + ("---:|" if under else "") + "---:|---:|",
     ]
     lines += [
-        f"| {f['arch']} | {fmt_latency(f)} | {fmt_pct(f['val_acc'])} | {fmt_pct(f['test_acc'])} |"
-        f" {fmt_pct(f['artifact_accuracy'])} |"
+        f"| {f['arch']} | {fmt_latency(f)} | {fmt_pct(f['val_acc'])} |"
+        + (f" {fmt_pct(f.get('rank_acc'))} |" if under else "")
+        + f" {fmt_pct(f['test_acc'])} | {fmt_pct(f['artifact_accuracy'])} |"
         for f in sel["front"]
     ]
     early = sel["front_at_epoch"]

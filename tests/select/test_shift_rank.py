@@ -63,3 +63,6 @@ def test_select_ranks_the_finals_by_shifted_validation_accuracy(fmnist_npz: Path
     assert chosen["rank_scores"]["clean"] == pytest.approx(chosen["val_acc"], abs=1e-9)
     for other in selection["front"]:
         assert other["rank_acc"] is not None
+    text = (tmp_path / "run" / "selection.md").read_text()
+    assert "val acc under invert-5" in text.splitlines()[2]  # the headline says what the choice was ranked on
+    assert "| student | latency ms | val acc | val acc under invert-5 | test acc | artifact acc |" in text
