@@ -47,6 +47,25 @@ def test_resume_continues_exactly(tmp_path: Path, fmnist: str, interrupted: Any)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_ignores_views_without_augmentation(tmp_path: Path, fmnist: str, interrupted: Any) -> None:
+    """A state saved when `views` defaulted to 1 resumes under today's 0 when nothing is augmented
+    (views then mean nothing); with augmentation, other views are other settings and are refused."""
+    from edgekd.config import Augment
+    from edgekd.errors import UserError
+
+    with interrupted():
+        api.train_teacher("cnn-xs", fmnist, tmp_path / "a.pt", CFG.model_copy(update={"views": 1}), progress=False)
+    resumed = api.train_teacher("cnn-xs", fmnist, tmp_path / "a.pt", CFG, resume=True, progress=False)
+    assert len(resumed.history) == 2 and not state_path(resumed.checkpoint).exists()
+
+    augmented = CFG.model_copy(update={"augment": Augment(pad=2), "views": 1})
+    with interrupted():
+        api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", augmented, progress=False)
+    with pytest.raises(UserError, match="other training settings"):
+        fresh = augmented.model_copy(update={"views": 0})
+        api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", fresh, resume=True, progress=False)
+
+
 def test_distill_with_kd(tmp_path: Path, fmnist: str) -> None:
     teacher = api.train_teacher("cnn-s", fmnist, tmp_path / "t.pt", CFG, progress=False)
     result = api.distill(

@@ -225,7 +225,7 @@ class Trainer:
             config = TrainConfig.model_validate(state["config"]).model_dump()
         except ValueError:  # pydantic's ValidationError: a field this edgekd does not know
             config = state["config"]
-        if config != self.cfg.model_dump() or state.get("task") != self.meta.get("distill"):
+        if _settings(config) != _settings(self.cfg.model_dump()) or state.get("task") != self.meta.get("distill"):
             raise UserError(f"{path} was made with other training settings; resume with the same ones")
         try:
             self.train_module.load_state_dict(state["model"])
@@ -379,3 +379,12 @@ class Trainer:
             state_path(self.out).unlink(missing_ok=True)
         ddp.barrier(self.rank)
         return TrainResult(self.out, self.history, test_acc, val_acc, self.run_id, seconds)
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A TrainConfig dump as resuming compares it: without augmentation the number of views means nothing
+    (a state written when `views` defaulted to 1 resumes under today's default 0)."""
+    augment = config.get("augment") or {}
+    if not TrainConfig.model_validate({"augment": augment}).augment.active:
+        return {**config, "views": None}
+    return config
