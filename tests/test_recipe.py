@@ -197,3 +197,28 @@ def test_a_recipe_with_shift_scores_every_artifact_per_domain_and_ranks_by_it(tm
     text = Path(summary["files"]["markdown"]).read_text()
     assert "## Accuracy under domain shift" in text and "| clean | blur-2 | invert-2 | mCE |" in text
     assert "Ranked by validation accuracy under blur-2" in text
+
+
+def test_a_separable_budget_with_no_gap_is_one_the_candidate_can_meet(tmp_path: Path, fmnist: str) -> None:
+    """One candidate leaves no gap between intervals; the anchor (0.001 x the teacher's p50) is below
+    anything measurable, so the budget is raised to 10% above the candidate's measured upper end."""
+    from edgekd import api
+    from edgekd.config import TrainConfig
+    from edgekd.recipes.budget import budget_stage
+    from edgekd.recipes.runner import student_space
+    from edgekd.recipes.stages import StageLog
+
+    teacher = tmp_path / "t.pt"
+    api.train_teacher("cnn-xs", fmnist, teacher, TrainConfig(epochs=1, limit=200), progress=False)
+    text = GOOD.replace('"cnn(width=4,depth=1)", ', "").replace(
+        "100 x teacher p50", "separable near 0.001 x teacher p50"
+    )
+    recipe = load_recipe(write(tmp_path, text, data=fmnist))
+    recipe.outputs.workdir.mkdir(parents=True)
+    row = {"bench": {"latency_ms": {"p50": 0.05}}}
+    budget, source, why = budget_stage(
+        StageLog(recipe.outputs.workdir), recipe, teacher, student_space(recipe, teacher), "cpu-ort-fp32", row
+    )
+    assert why is not None and why["no_gap"] and why["raised"] and why["fastest"] == "cnn(depth=1,width=6)"
+    assert budget == pytest.approx(why["candidates"]["cnn(depth=1,width=6)"]["ci_high_ms"] * 1.1)
+    assert "no gap between the candidates' intervals; raised to 10% above the upper end of the fastest" in source

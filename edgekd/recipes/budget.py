@@ -5,7 +5,10 @@ A budget that falls inside candidates' intervals decides by noise: a rerun may p
 other side of it. `separable` measures the space's candidates on the target first (side by side, in
 rounds, cached in the store: the selection's screening reuses them), and places the budget in the gap
 between intervals nearest the share of the teacher's latency (`intervals.separable_budget`): midway
-between the upper end of the faster candidates and the lower end of the slower. The stage is recorded,
+between the upper end of the faster candidates and the lower end of the slower. When the intervals leave
+no gap (a noisy machine, or candidates alike), the share of the teacher's latency is kept unless no
+candidate could meet it: then it is raised to 10% above the lowest upper end of any candidate's interval,
+so the selection has a student to choose (`intervals.reachable_budget`). The stage is recorded,
 so a rerun keeps the same budget (and can reuse the selection).
 """
 
@@ -19,7 +22,7 @@ from edgekd.config import load_target
 from edgekd.recipes.measure import profile_for, target_profile
 from edgekd.recipes.schema import Recipe
 from edgekd.recipes.stages import StageLog, data_key, stage_key
-from edgekd.select.intervals import separable_budget
+from edgekd.select.intervals import MIN_GAP, reachable_budget, separable_budget
 from edgekd.select.space import SearchSpace, load_space
 from edgekd.store import STORE_NAME, Store
 from edgekd.ui import console
@@ -36,9 +39,13 @@ def budget_stage(
     done = log.reuse(stage, key)
     if done is not None:
         return float(done["budget_ms"]), str(done["source"]), done["why"]
-    found, why = _place(recipe, teacher, space, target, budget)
-    source = recipe.budget.rule() if found is not None else f"{source} (no gap between the candidates' intervals)"
-    placed = found if found is not None else budget
+    placed, why = _place(recipe, teacher, space, target, budget)
+    if why.get("no_gap"):
+        source = f"{source} (no gap between the candidates' intervals" + (
+            f"; raised to {MIN_GAP:.0%} above the upper end of the fastest, {why['fastest']})" if why["raised"] else ")"
+        )
+    else:
+        source = recipe.budget.rule()
     log.record(stage, key, {"budget_ms": placed, "source": source, "why": why})
     return placed, source, why
 
@@ -63,8 +70,9 @@ def _key(recipe: Recipe, space: str | SearchSpace, target: str, anchor_ms: float
 
 def _place(
     recipe: Recipe, teacher: Path, space: str | SearchSpace, target: str, anchor_ms: float
-) -> tuple[float | None, dict[str, Any]]:
-    """Measure the space's candidates on the target and find the separable budget nearest `anchor_ms`."""
+) -> tuple[float, dict[str, Any]]:
+    """Measure the space's candidates on the target and find the separable budget nearest `anchor_ms`;
+    without a gap, the anchor raised where needed so that the fastest candidate can meet it."""
     from edgekd.select.latency import measure_candidates
     from edgekd.select.pipeline import match_data
 
@@ -82,7 +90,5 @@ def _place(
         arch: {"median_ms": iv.median_ms, "ci_low_ms": iv.low_ms, "ci_high_ms": iv.high_ms}
         for arch, iv in intervals.items()
     }
-    if found is None:
-        return None, {"anchor_ms": anchor_ms, "candidates": latencies}
-    budget, why = found
+    budget, why = found if found is not None else reachable_budget(intervals, anchor_ms)
     return budget, {**why, "candidates": latencies}

@@ -166,3 +166,19 @@ def separable_budget(latencies: dict[str, Interval], anchor_ms: float) -> tuple[
         "gaps": len(gaps),
         "gap_rel": rel((budget, fast, slow)),
     }
+
+
+def reachable_budget(latencies: dict[str, Interval], anchor_ms: float) -> tuple[float, dict[str, Any]]:
+    """The budget when no gap separates the candidates' intervals (`separable_budget` gives None): the
+    anchor, raised where needed so that the candidate with the lowest upper end meets it with `MIN_GAP`
+    to spare. Below that, no candidate could meet the budget, and the selection would only report the
+    fastest as a miss. Returns the budget and why."""
+    fastest = min(latencies, key=lambda n: latencies[n].high_ms)
+    reach = latencies[fastest].high_ms * (1.0 + MIN_GAP)
+    return max(anchor_ms, reach), {
+        "anchor_ms": anchor_ms,
+        "no_gap": True,
+        "fastest": fastest,
+        "fastest_ci_high_ms": latencies[fastest].high_ms,
+        "raised": reach > anchor_ms,
+    }

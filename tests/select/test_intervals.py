@@ -19,6 +19,7 @@ from edgekd.select.intervals import (
     meets,
     missed_by,
     overlaps,
+    reachable_budget,
     separable_budget,
     stats_from_json,
 )
@@ -120,3 +121,15 @@ def test_separable_budget_sits_in_the_gap_nearest_the_anchor() -> None:
     # a wide interval that spans a gap between others closes it
     assert separable_budget({**lat, "wide": iv(1.0, 5.0)}, 1.8) is None
     assert separable_budget({"a": iv(1.0, 2.0), "b": iv(1.5, 2.5)}, 1.8) is None
+
+
+def test_without_a_gap_the_budget_is_raised_only_as_far_as_the_fastest_needs() -> None:
+    """No gap (the demo on a noisy AVX2 machine: every candidate's interval above 0.5 x the teacher's p50,
+    all overlapping): the budget must still be one a candidate can meet, 10% above the lowest upper end."""
+    lat = {"a": iv(1.0, 1.3), "b": iv(1.1, 1.2), "c": iv(1.15, 1.6)}
+    assert separable_budget(lat, 0.8) is None
+    budget, why = reachable_budget(lat, anchor_ms=0.8)
+    assert budget == pytest.approx(1.2 * 1.1) and why["fastest"] == "b" and why["raised"] and why["no_gap"]
+    assert meets(lat["b"], budget, BudgetRule.UPPER) and not meets(lat["c"], budget, BudgetRule.UPPER)
+    budget, why = reachable_budget(lat, anchor_ms=1.5)  # the anchor is reachable already: kept
+    assert budget == 1.5 and not why["raised"]
