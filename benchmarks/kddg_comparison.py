@@ -23,7 +23,8 @@ kd and kddg use `--temperature` (default 1: T = 4 costs students this small poin
 default weights. Two teachers per teacher arch, seed 0, full training set, `--teacher-epochs`: one on
 clean data (for kd), one on the source domains (for kddg, kddg-filter and pkt), kept in `<out>/teachers/`.
 
-Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically; `--resume` skips the
+Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically (an `alone` run that another pair with the
+same student and settings has made is copied, with `copied_from`: it never uses the teacher); `--resume` skips the
 runs whose record exists (and continues an interrupted one from its last epoch); `--table-only` trains
 nothing and writes the table from the records there are. One process per `--out`. The table goes to
 `<out>/results.md` and `<out>/results.json`: mean +- sample std over seeds of clean test accuracy, the
@@ -38,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -152,6 +154,13 @@ def run_one(pair: tuple[str, str], regime: str, method: str, seed: int, args: ar
     if args.table_only:
         return {**base, "status": "missing"}
     limit = limit_for(args, regime)
+    if method == "alone" and (shared := alone_elsewhere(args, s_arch, regime, seed, epochs, limit)) is not None:
+        info = {**shared, "teacher": t_arch, "copied_from": str(shared["_record"])}
+        info.pop("_record")
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(shared["_record"]).with_suffix(".pt"), ckpt)
+        write_json(record, info)
+        return info
     cfg = train_config(args, epochs, seed, limit)
     domains = plan(args) if method in ON_DOMAINS else None
     t0 = time.perf_counter()
@@ -179,6 +188,20 @@ def run_one(pair: tuple[str, str], regime: str, method: str, seed: int, args: ar
     }
     write_json(record, info)
     return info
+
+
+def alone_elsewhere(
+    args: argparse.Namespace, s_arch: str, regime: str, seed: int, epochs: int, limit: int | None
+) -> dict[str, Any] | None:
+    """The student-alone record of another pair with the same student and settings: `alone` never uses the
+    teacher, so it is the same run (seed for seed, bit for bit) and is copied rather than trained again."""
+    for path in sorted((args.out / "runs").glob(f"*--{safe(s_arch)}/{regime}/alone/seed{seed}.json")):
+        done = json.loads(path.read_text())
+        same = (done.get("epochs"), done.get("limit"), done.get("sources"), done.get("held_out_domains"))
+        if done.get("status") == "done" and same == (epochs, limit, args.sources, args.held_out):
+            if path.with_suffix(".pt").is_file():
+                return {**done, "_record": path}
+    return None
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:

@@ -57,3 +57,13 @@ def test_tiny_comparison_runs_resumes_and_writes_the_table(
     assert (tmp_path / "runs" / "cnn-xs--cnn-xs" / "full" / "kd" / "seed0.pt").stat().st_mtime_ns == stamp
     assert kc.main([*argv, "--table-only", "--regimes", "full,10pct", "--epochs", "1"]) == 0
     assert "cnn-xs -> cnn-xs, 10pct" in (tmp_path / "results.md").read_text()
+    # another pair with the same student: its `alone` runs are copied, not trained (they never use the teacher)
+    assert kc.main([*argv, "--pairs", "cnn-s:cnn-xs", "--methods", "alone"]) == 0
+    assert "teacher cnn-s" not in capsys.readouterr().out
+    for seed in (0, 1):
+        here, there = (
+            tmp_path / "runs" / f"{p}--cnn-xs" / "full" / "alone" / f"seed{seed}" for p in ("cnn-xs", "cnn-s")
+        )
+        copied = json.loads(there.with_suffix(".json").read_text())
+        assert copied["teacher"] == "cnn-s" and copied["copied_from"] == str(here.with_suffix(".json"))
+        assert there.with_suffix(".pt").read_bytes() == here.with_suffix(".pt").read_bytes()
