@@ -23,10 +23,13 @@ kd and kddg use `--temperature` (default 1: T = 4 costs students this small poin
 default weights. Two teachers per teacher arch, seed 0, full training set, `--teacher-epochs`: one on
 clean data (for kd), one on the source domains (for kddg, kddg-filter and pkt), kept in `<out>/teachers/`.
 
-Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically (an `alone` run that another pair with the
-same student and settings has made is copied, with `copied_from`: it never uses the teacher); `--resume` skips the
-runs whose record exists (and continues an interrupted one from its last epoch); `--table-only` trains
-nothing and writes the table from the records there are. One process per `--out`. The table goes to
+Each run writes `<out>/runs/<pair>/<regime>/<method>/seed<k>.json` atomically (an `alone` run that
+another pair with the same student and settings has made is copied, with `copied_from`: it never uses
+the teacher); `--resume` skips the runs whose record exists (and continues an interrupted one from its
+last epoch); `--table-only` trains nothing and writes the table from the records there are. Processes
+may share an `--out` when their runs differ (other pairs, regimes, seeds or methods) and their teachers
+exist; a teacher is trained by one process at a time, and each process writes the table of its own
+runs, so finish with `--table-only` over everything. The table goes to
 `<out>/results.md` and `<out>/results.json`: mean +- sample std over seeds of clean test accuracy, the
 mean over the held-out domains and each held-out domain, then the goal line per pair and regime: kddg
 (each filter setting) beats kd on the held-out mean by more than the spread (the difference of the
