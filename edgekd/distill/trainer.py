@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd._io import write_with
-from edgekd.config import TrainConfig
+from edgekd.config import Augment, TrainConfig
 from edgekd.data import Dataset, Split, to_float
 from edgekd.data import augment as aug
 from edgekd.distill import _ddp as ddp
@@ -384,7 +384,6 @@ class Trainer:
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
     """A TrainConfig dump as resuming compares it: without augmentation the number of views means nothing
     (a state written when `views` defaulted to 1 resumes under today's default 0)."""
-    augment = config.get("augment") or {}
-    if not TrainConfig.model_validate({"augment": augment}).augment.active:
+    if not Augment.model_validate(config.get("augment") or {}).active:
         return {**config, "views": None}
     return config
