@@ -1,6 +1,6 @@
 """Four worker processes on one selection study, in SQLite and in PostgreSQL: every trial accounted for
-(each candidate trained by exactly one trial, none lost, none left running) and the same student chosen
-as one worker chooses.
+(each candidate trained by exactly one trial, none lost, none left running), every candidate trained to
+the same accuracy as one worker trains it, and a student as accurate as one worker's chosen.
 
 PostgreSQL: set EDGEKD_TEST_POSTGRES to a database URL (`.ci/run` starts a local server and sets it);
 without it that case skips."""
@@ -93,8 +93,14 @@ def test_four_workers_account_for_every_trial_and_choose_as_one(
     assert sel["study"]["workers"] == 4 and len({r["trial"] for r in sel["candidates"]}) == len(SPACE["width"])
     logs = sorted(p.name for p in (tmp_path / "run" / "workers").iterdir())
     assert logs == [f"worker-{i}.log" for i in range(4)]
-    assert sel["chosen"]["arch"] == one_worker["chosen"]["arch"]
-    assert sel["chosen"]["val_acc"] == one_worker["chosen"]["val_acc"]
+    # Every candidate is trained alike whichever worker trains it, so the same one is the most accurate.
+    # Equally accurate ones are told apart by latency, which each run measures afresh (sub-0.1 ms models
+    # here, a few rounds): among those the choice may differ, so it is checked by accuracy.
+    accuracy = {r["arch"]: r.get("val_acc") for r in one_worker["candidates"]}
+    assert {r["arch"]: r.get("val_acc") for r in sel["candidates"]} == accuracy
+    top = max(v for v in accuracy.values() if v is not None)
+    assert sel["chosen"]["val_acc"] == one_worker["chosen"]["val_acc"] == top
+    assert accuracy[sel["chosen"]["arch"]] == top
 
 
 def test_a_killed_workers_trial_is_retried_and_counted_once(
