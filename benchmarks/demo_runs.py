@@ -66,6 +66,7 @@ def one_run(k: int, args: argparse.Namespace) -> dict[str, Any]:
             "budget_ms": sel["budget_ms"],
             "budget_rule": sel["budget_rule"],
             "met_budget": sel["met_budget"],
+            "budget_verdict": sel.get("budget_verdict"),
             "chosen": _chosen(sel),
             "floor_ms": (sel.get("floor") or {}).get("median_ms"),
         }
@@ -79,7 +80,18 @@ def _chosen(sel: dict[str, Any]) -> dict[str, Any] | None:
     chosen = sel.get("chosen")
     if not chosen:
         return None
-    keep = ("arch", "params", "p50_ms", "ci_low_ms", "ci_high_ms", "rounds", "val_acc", "test_acc")
+    keep = (
+        "arch",
+        "params",
+        "p50_ms",
+        "ci_low_ms",
+        "ci_high_ms",
+        "rounds",
+        "stopped_by",
+        "passes",
+        "val_acc",
+        "test_acc",
+    )
     return {k: chosen.get(k) for k in keep}
 
 
@@ -101,13 +113,20 @@ def table(records: list[dict[str, Any]]) -> str:
             floor = f"{sel['floor_ms']:.4f}" if sel["floor_ms"] is not None else "-"
             lines.append(
                 f"| {rec['run']} | {sel['target']} | {sel['budget_ms']:.4f} | {ch.get('arch', 'none')} | {latency}"
-                f" | {floor} | {'yes' if sel['met_budget'] else 'NO'} |"
+                f" | {floor} | {_met(sel)} |"
             )
             met.setdefault(sel["target"], []).append(bool(sel["met_budget"]))
     lines.append("")
     for target, flags in met.items():
         lines.append(f"- {target}: {sum(flags)} of {len(flags)} runs met the budget (goal: all)")
     return "\n".join(lines)
+
+
+def _met(sel: dict[str, Any]) -> str:
+    """yes, NO, or NO (undetermined: the budget inside the chosen's interval, even after a second pass)."""
+    if sel["met_budget"]:
+        return "yes"
+    return "NO (undetermined)" if sel.get("budget_verdict") == "undetermined" else "NO"
 
 
 def main(argv: list[str] | None = None) -> int:

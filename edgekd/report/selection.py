@@ -140,8 +140,20 @@ def headline(sel: dict[str, Any]) -> str:
     rule = fmt_rule(sel.get("budget_rule"))
     if sel["met_budget"]:
         return f"{head}; {rule} within the {fmt_ms(sel['budget_ms'])} ms budget{floor}"
+    if sel.get("budget_verdict") == "undetermined":
+        return f"{head}; BUDGET UNDETERMINED: {undetermined(sel)}{floor}"
     return (
         f"{head}; BUDGET MISSED: {fmt_ms(sel['budget_ms'])} ms, {rule} over by {fmt_ms(sel['missed_by_ms'])} ms{floor}"
+    )
+
+
+def undetermined(sel: dict[str, Any]) -> str:
+    """Why a selection neither met nor missed its budget: the budget lies inside the chosen's interval."""
+    c = sel["chosen"]
+    return (
+        f"the {fmt_ms(sel['budget_ms'])} ms budget lies inside the chosen's interval after {c.get('rounds')} rounds"
+        f" in {c.get('passes', 1)} pass(es), stopped by {c.get('stopped_by')}: the machine was too noisy to tell"
+        " on which side it is; measure it again when the machine is quiet (`edgekd bench` on its artifact)"
     )
 
 

@@ -81,14 +81,23 @@ def _ranked_by(sel: dict[str, Any], chosen: dict[str, Any]) -> str:
 
 
 def _selection_markdown(sel: dict[str, Any]) -> list[str]:
-    from edgekd.report.selection import by_outcome, compute_line, fmt_floor, fmt_latency, fmt_rule, screened_latency
+    from edgekd.report.selection import (
+        by_outcome,
+        compute_line,
+        fmt_floor,
+        fmt_latency,
+        fmt_rule,
+        screened_latency,
+        undetermined,
+    )
 
     c = sel["chosen"]
-    verdict = (
-        "within the budget"
-        if sel["met_budget"]
-        else f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms: no finished student meets it"
-    )
+    if sel["met_budget"]:
+        verdict = "within the budget"
+    elif sel.get("budget_verdict") == "undetermined":
+        verdict = f"BUDGET UNDETERMINED: {undetermined(sel)}"
+    else:
+        verdict = f"BUDGET MISSED by {fmt_ms(sel['missed_by_ms'])} ms: no finished student meets it"
     lines = [
         "",
         f"## Selection for {sel['target']}",

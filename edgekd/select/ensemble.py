@@ -117,6 +117,7 @@ def select_from_ensemble(
                         pending,
                         timing,
                         rule,
+                        screening.budget_ms,
                     ),
                 )
                 for r in records

@@ -78,6 +78,27 @@ def missed_by(latency: Interval, budget_ms: float, rule: BudgetRule) -> float:
     return value - budget_ms
 
 
+class Verdict(str, enum.Enum):
+    """Whether a latency meets a budget, as far as its interval tells."""
+
+    MET = "met"
+    MISSED = "missed"
+    UNDETERMINED = "undetermined"  # not met by the rule, but the budget lies inside the interval
+
+
+def undecided(latency: Interval, budget_ms: float) -> bool:
+    """The budget lies inside the interval: the measurement cannot say on which side the latency is."""
+    return latency.low_ms <= budget_ms < latency.high_ms
+
+
+def verdict(latency: Interval, budget_ms: float, rule: BudgetRule) -> Verdict:
+    """Met by `rule`; else undetermined when the budget lies inside the interval, missed when the whole
+    interval is above it."""
+    if meets(latency, budget_ms, rule):
+        return Verdict.MET
+    return Verdict.UNDETERMINED if undecided(latency, budget_ms) else Verdict.MISSED
+
+
 def fastest_tied(items: Sequence[T], latency: Callable[[T], Interval]) -> list[T]:
     """The fastest item (lowest median) and every item whose interval overlaps its interval."""
     if not items:

@@ -8,7 +8,10 @@
    from their checkpoint to the full epoch budget.
 4. Build and re-measure: every finished student is exported and built for the target (INT8 with
    calibration when the profile says so) and measured again, side by side in interleaved rounds beside
-   a null model (`edgekd.bench.compare`), with its accuracy on the test split.
+   a null model (`edgekd.bench.compare`), with its accuracy on the test split. A student whose interval
+   holds the budget, its rounds stopped short of the asked width (time cap, round limit), is measured
+   in a second pass and its rounds of both pooled; a budget still inside the pooled interval is reported
+   as undetermined, not as met or missed.
 5. Choose (`intervals.py`): the most accurate on validation among those whose latency interval meets
    the budget by the budget rule (upper end, or median, within it); when none does, the fastest and
    those tied with it (overlapping intervals), best by accuracy then size, with how much it misses by.
@@ -33,11 +36,11 @@ from pydantic import Field, field_validator
 
 from edgekd._io import atomic_dir, recover, relocate, relocated, write_json, write_text
 from edgekd.bench import TimingConfig
-from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, RoundStats, StopRule
+from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, STOP_PRECISION, RoundStats, StopRule
 from edgekd.config import Frozen, TargetProfile, TrainConfig, load_target
 from edgekd.distill.task import DistillConfig
 from edgekd.errors import EdgekdError, UserError
-from edgekd.select.intervals import BudgetRule, Interval, stats_from_json
+from edgekd.select.intervals import BudgetRule, Interval, stats_from_json, undecided
 from edgekd.select.screen import Screening, screen
 from edgekd.select.search import (
     PrunerKind,
@@ -186,7 +189,9 @@ def select(
     pending = Pending()
     with atomic_dir(out, merge=True) as stage:
         finished = timed(
-            clock, "final", lambda: build_finals(records, resumed, job, target, stage, pending, timing, rule)
+            clock,
+            "final",
+            lambda: build_finals(records, resumed, job, target, stage, pending, timing, rule, screening.budget_ms),
         )
         finished = timed(clock, "rank", lambda: rank_under_shift(finished, job.checkpoint, job.data, options.rank_by))
         selection = assemble(profile, screening, mismatched, records, finished, job, clock)
@@ -342,9 +347,10 @@ def build_finals(
     pending: Pending,
     timing: TimingConfig | None,
     rule: StopRule | None = None,
+    budget_ms: float | None = None,
 ) -> list[Finished]:
     """Export and build every student trained for the full budget into OUT/final (OUT: the staging folder),
-    then re-measure them side by side; their store records are left in `pending`."""
+    then re-measure them side by side (`measure_finals`); their store records are left in `pending`."""
     done: list[tuple[TrialRecord, float, float | None, int]] = []
     for r in records:
         if r.state == "complete" and r.val_acc is not None:
@@ -364,7 +370,7 @@ def build_finals(
     for r, *_ in done:
         folder = out / "final" / job.checkpoint(r.key).parent.name
         builds[r.key] = (folder, export_final(job.checkpoint(r.key), target, job.data, folder, pending))
-    finals = measure_finals(builds, job.data, pending, timing, rule)
+    finals = measure_finals(builds, job.data, pending, timing, rule, budget_ms)
     return [Finished(r, val, test, added, finals[r.key]) for r, val, test, added in done]
 
 
@@ -381,14 +387,69 @@ def export_final(checkpoint: Path, target: str, data: str, folder: Path, pending
 
 def measure_finals(
     builds: dict[str, tuple[Path, dict[str, Any]]],
-    data: str,
+    data: str | None,
+    pending: Pending,
+    timing: TimingConfig | None,
+    rule: StopRule | None,
+    budget_ms: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Measure built students side by side (`compare`: warm workers, interleaved rounds, a null floor),
+    by the same round timing and stop rule as the screening, so the two latencies compare; each with
+    its accuracy on `data`'s test split (None: not measured). Returns each student's `final` record, by
+    name. With a budget, the students it leaves undecided get a second pass (`settle`)."""
+    finals = _measure_once(builds, data, pending, timing, rule)
+    return settle(finals, builds, pending, timing, rule, budget_ms) if budget_ms is not None else finals
+
+
+def settle(
+    finals: dict[str, dict[str, Any]],
+    builds: dict[str, tuple[Path, dict[str, Any]]],
+    pending: Pending,
+    timing: TimingConfig | None,
+    rule: StopRule | None,
+    budget_ms: float,
+) -> dict[str, dict[str, Any]]:
+    """The finals whose interval holds the budget and whose rounds stopped short of the asked width (a
+    busy spell during the pass, the time cap or round limit reached) measured again side by side, each
+    one's rounds of both passes pooled into one interval (`passes` keeps each pass's statistics). One
+    noisy pass then does not decide the verdict alone; where the pooled interval still holds the budget
+    the verdict is "undetermined" (`intervals.verdict`)."""
+    again = [
+        name
+        for name, f in finals.items()
+        if f["stopped_by"] != STOP_PRECISION and undecided(Interval.of(stats_from_json(f["round_stats"])), budget_ms)
+    ]
+    if not again:
+        return finals
+    second = _measure_once({name: builds[name] for name in again}, None, pending, timing, rule)
+    settled = dict(finals)
+    for name in again:
+        first, later = finals[name]["round_stats"], second[name]["round_stats"]
+        pooled = RoundStats.from_p50s(
+            [*first["p50s_ms"], *later["p50s_ms"]], rule or DEFAULT_RULE, str(later["stopped_by"])
+        )
+        settled[name] = {**finals[name], **_latency_fields(pooled), "passes": [first, later]}
+    return settled
+
+
+def _latency_fields(s: RoundStats) -> dict[str, Any]:
+    return {
+        "p50_ms": s.median_ms,
+        "ci_low_ms": s.ci_low_ms,
+        "ci_high_ms": s.ci_high_ms,
+        "rounds": s.rounds,
+        "stopped_by": s.stopped_by,
+        "round_stats": s.to_json(),
+    }
+
+
+def _measure_once(
+    builds: dict[str, tuple[Path, dict[str, Any]]],
+    data: str | None,
     pending: Pending,
     timing: TimingConfig | None,
     rule: StopRule | None,
 ) -> dict[str, dict[str, Any]]:
-    """Measure built students side by side (`compare`: warm workers, interleaved rounds, a null floor),
-    by the same round timing and stop rule as the screening, so the two latencies compare; each with
-    its accuracy on `data`'s test split. Returns each student's `final` record, by name."""
     from edgekd.bench import resolve_artifact
     from edgekd.bench.compare import compare
 
@@ -403,12 +464,7 @@ def measure_finals(
             "dir": str(folder),
             "artifact": info["artifact"],
             "precision": info["precision"],
-            "p50_ms": s.median_ms,
-            "ci_low_ms": s.ci_low_ms,
-            "ci_high_ms": s.ci_high_ms,
-            "rounds": s.rounds,
-            "stopped_by": s.stopped_by,
-            "round_stats": s.to_json(),
+            **_latency_fields(s),
             "floor": m.floor.rounds.stats.to_json() if m.floor is not None else None,
             "accuracy": m.ready.get("accuracy"),
             "quantization": info.get("quantization"),
@@ -424,11 +480,12 @@ def final_build(
     pending: Pending,
     timing: TimingConfig | None,
     rule: StopRule | None = None,
+    budget_ms: float | None = None,
 ) -> dict[str, Any]:
     """One student built for the target and measured in rounds beside the null model, with its accuracy
     (`export_final` + `measure_finals` of one)."""
     info = export_final(checkpoint, target, data, folder, pending)
-    return measure_finals({"student": (folder, info)}, data, pending, timing, rule)["student"]
+    return measure_finals({"student": (folder, info)}, data, pending, timing, rule, budget_ms)["student"]
 
 
 def write_selection(stage: Path, out: Path, selection: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekd.bench.protocol import RoundStats
 from edgekd.config import TargetProfile
-from edgekd.select.intervals import Interval, choose, clearly_faster, dominates, front, meets, missed_by
+from edgekd.select.intervals import Interval, choose, clearly_faster, dominates, front, meets, missed_by, verdict
 from edgekd.select.screen import Screened, Screening
 from edgekd.select.search import SearchJob, TrialRecord
 
@@ -77,6 +77,7 @@ def assemble(
         "budget_ms": budget,
         "budget_rule": rule.value,
         "met_budget": meets(chosen.interval, budget, rule),
+        "budget_verdict": verdict(chosen.interval, budget, rule).value,
         "missed_by_ms": None if meets(chosen.interval, budget, rule) else missed_by(chosen.interval, budget, rule),
         "floor": _stats_json(screening.floor),
         "final_floor": chosen.final.get("floor"),
@@ -134,6 +135,7 @@ def _finished_json(f: Any, job: SearchJob) -> dict[str, Any]:
         "key": entry.key,
         "p50_ms": f.p50_ms,
         **_interval_json(f.stats),
+        "passes": len(f.final.get("passes") or [f.final]),  # 2: its rounds of a second pass pooled in
         "screen_p50_ms": entry.latency_ms,
         "val_acc": f.val_acc,
         "rank_acc": f.rank_acc,

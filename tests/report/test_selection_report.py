@@ -56,6 +56,17 @@ def test_intervals_rounds_and_floor_are_in_the_markdown() -> None:
     assert "measured 0.300 [0.280-0.330] (6 rounds) ms, the CI's upper end against 0.250 ms" in text
 
 
+def test_a_budget_inside_the_chosen_interval_is_reported_undetermined_not_missed() -> None:
+    sel = selection() | {"budget_ms": 0.125, "met_budget": False, "missed_by_ms": 0.005}
+    sel["budget_verdict"] = "undetermined"
+    sel["chosen"] |= {"stopped_by": "time_cap", "passes": 2}
+    line = headline(sel)
+    assert "BUDGET UNDETERMINED: the 0.125 ms budget lies inside the chosen's interval" in line
+    assert "after 7 rounds in 2 pass(es), stopped by time_cap" in line and "MISSED" not in line
+    assert line in render_markdown(sel)
+    assert "BUDGET MISSED: 0.125 ms" in headline(sel | {"budget_verdict": "missed"})
+
+
 def test_the_pareto_plot_draws_error_bars_and_the_floor() -> None:
     svg = pareto_plot(["a", "b"], [0.12, 0.3], [0.8, 0.85], budget_ms=0.25, intervals=[(0.11, 0.13), None])
     plain = pareto_plot(["a", "b"], [0.12, 0.3], [0.8, 0.85], budget_ms=0.25)

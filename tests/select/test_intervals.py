@@ -10,6 +10,7 @@ from edgekd.errors import UserError
 from edgekd.select.intervals import (
     BudgetRule,
     Interval,
+    Verdict,
     check_floor,
     choose,
     clearly_faster,
@@ -22,6 +23,8 @@ from edgekd.select.intervals import (
     reachable_budget,
     separable_budget,
     stats_from_json,
+    undecided,
+    verdict,
 )
 
 RULE = StopRule(resamples=500)
@@ -58,6 +61,17 @@ def test_budget_rule_upper_needs_the_whole_interval_p50_the_median() -> None:
     assert meets(lat, 1.15, BudgetRule.UPPER)
     assert missed_by(lat, 1.1, BudgetRule.UPPER) == pytest.approx(0.05)
     assert missed_by(lat, 1.1, BudgetRule.P50) == pytest.approx(-0.1)
+
+
+def test_a_budget_inside_the_interval_is_undetermined_by_either_rule() -> None:
+    lat = Interval(1.0, 0.9, 1.15)
+    assert verdict(lat, 1.2, BudgetRule.UPPER) is Verdict.MET
+    assert verdict(lat, 1.1, BudgetRule.UPPER) is Verdict.UNDETERMINED and undecided(lat, 1.1)
+    assert verdict(lat, 0.95, BudgetRule.P50) is Verdict.UNDETERMINED  # the median over it, the CI not wholly
+    assert verdict(lat, 1.05, BudgetRule.P50) is Verdict.MET
+    assert verdict(lat, 0.85, BudgetRule.UPPER) is Verdict.MISSED and not undecided(lat, 0.85)
+    assert verdict(lat, 0.85, BudgetRule.P50) is Verdict.MISSED
+    assert verdict(Interval.point(1.0), 0.99, BudgetRule.UPPER) is Verdict.MISSED  # no width, no doubt
 
 
 # (name, interval, accuracy, params)
