@@ -221,4 +221,4 @@ def test_a_separable_budget_with_no_gap_is_one_the_candidate_can_meet(tmp_path: 
     )
     assert why is not None and why["no_gap"] and why["raised"] and why["fastest"] == "cnn(depth=1,width=6)"
     assert budget == pytest.approx(why["candidates"]["cnn(depth=1,width=6)"]["ci_high_ms"] * 1.1)
-    assert "no gap between the candidates' intervals; raised to 10% above the upper end of the fastest" in source
+    assert "no gap of 10% between the candidates' intervals; raised to 10% above the upper end of the fastest" in source

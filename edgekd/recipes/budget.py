@@ -5,11 +5,12 @@ A budget that falls inside candidates' intervals decides by noise: a rerun may p
 other side of it. `separable` measures the space's candidates on the target first (side by side, in
 rounds, cached in the store: the selection's screening reuses them), and places the budget in the gap
 between intervals nearest the share of the teacher's latency (`intervals.separable_budget`): midway
-between the upper end of the faster candidates and the lower end of the slower. When the intervals leave
-no gap (a noisy machine, or candidates alike), the share of the teacher's latency is kept unless no
-candidate could meet it: then it is raised to 10% above the lowest upper end of any candidate's interval,
-so the selection has a student to choose (`intervals.reachable_budget`). The stage is recorded,
-so a rerun keeps the same budget (and can reuse the selection).
+between the upper end of the faster candidates and the lower end of the slower, in a gap at least 10% of
+the budget wide (`MIN_GAP`). When the intervals leave no such gap (a noisy machine, or candidates alike),
+the share of the teacher's latency is kept unless no candidate could meet it: then it is raised to 10%
+above the lowest upper end of any candidate's interval, so the selection has a student to choose
+(`intervals.reachable_budget`). The stage is recorded, so a rerun keeps the same budget (and can reuse
+the selection).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def budget_stage(
         return float(done["budget_ms"]), str(done["source"]), done["why"]
     placed, why = _place(recipe, teacher, space, target, budget)
     if why.get("no_gap"):
-        source = f"{source} (no gap between the candidates' intervals" + (
+        source = f"{source} (no gap of {MIN_GAP:.0%} between the candidates' intervals" + (
             f"; raised to {MIN_GAP:.0%} above the upper end of the fastest, {why['fastest']})" if why["raised"] else ")"
         )
     else:

@@ -159,8 +159,10 @@ def check_floor(budget_ms: float, floor: RoundStats | None, where: str) -> None:
 def separable_budget(latencies: dict[str, Interval], anchor_ms: float) -> tuple[float, dict[str, Any]] | None:
     """A budget where the candidates differ beyond their intervals: the midpoints of the gaps that no
     candidate's interval covers (between the upper end of those below and the lower end of those above),
-    the one nearest `anchor_ms` among those at least `MIN_GAP` of their midpoint wide (else the widest).
-    None when the intervals leave no gap. Returns the budget and why."""
+    the one nearest `anchor_ms` among those at least `MIN_GAP` of their midpoint wide. None when the
+    intervals leave no such gap: a hairline gap between two runs' intervals does not hold in the next run
+    (a budget placed in a 1% gap on a busy machine is one the selection then missed). Returns the budget
+    and why."""
     names = sorted(latencies, key=lambda n: latencies[n].low_ms)
     gaps = []
     reach = names[0] if names else ""
@@ -176,7 +178,9 @@ def separable_budget(latencies: dict[str, Interval], anchor_ms: float) -> tuple[
     def rel(gap: tuple[float, str, str]) -> float:
         return (latencies[gap[2]].low_ms - latencies[gap[1]].high_ms) / gap[0]
 
-    wide = [g for g in gaps if rel(g) >= MIN_GAP] or [max(gaps, key=rel)]
+    wide = [g for g in gaps if rel(g) >= MIN_GAP]
+    if not wide:
+        return None
     budget, fast, slow = min(wide, key=lambda g: abs(g[0] - anchor_ms))
     return budget, {
         "anchor_ms": anchor_ms,
@@ -190,7 +194,7 @@ def separable_budget(latencies: dict[str, Interval], anchor_ms: float) -> tuple[
 
 
 def reachable_budget(latencies: dict[str, Interval], anchor_ms: float) -> tuple[float, dict[str, Any]]:
-    """The budget when no gap separates the candidates' intervals (`separable_budget` gives None): the
+    """The budget when no wide gap separates the candidates' intervals (`separable_budget` gives None): the
     anchor, raised where needed so that the candidate with the lowest upper end meets it with `MIN_GAP`
     to spare. Below that, no candidate could meet the budget, and the selection would only report the
     fastest as a miss. Returns the budget and why."""

@@ -128,10 +128,10 @@ def test_separable_budget_sits_in_the_gap_nearest_the_anchor() -> None:
     assert why["gap_rel"] == pytest.approx(0.5 / 1.75)
     budget, why = separable_budget(lat, anchor_ms=3.5) or (0.0, {})
     assert budget == pytest.approx(3.1) and (why["faster_ci_high_ms"], why["slower_ci_low_ms"]) == (2.2, 4.0)
-    # a hairline gap (under MIN_GAP of the budget) is passed over for a wide one, unless it is the only kind
+    # a hairline gap (under MIN_GAP of the budget) is passed over for a wide one, and alone is no gap
     narrow = {"a": iv(1.0, 1.1), "b": iv(1.12, 1.2), "c": iv(2.0, 2.1)}
     assert (separable_budget(narrow, anchor_ms=1.1) or (0.0,))[0] == pytest.approx(1.6)
-    assert (separable_budget({"a": iv(1.0, 1.1), "b": iv(1.12, 1.2)}, 5.0) or (0.0,))[0] == pytest.approx(1.11)
+    assert separable_budget({"a": iv(1.0, 1.1), "b": iv(1.12, 1.2)}, 5.0) is None
     # a wide interval that spans a gap between others closes it
     assert separable_budget({**lat, "wide": iv(1.0, 5.0)}, 1.8) is None
     assert separable_budget({"a": iv(1.0, 2.0), "b": iv(1.5, 2.5)}, 1.8) is None
