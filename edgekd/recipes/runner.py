@@ -196,7 +196,7 @@ def rank_by(recipe: Recipe) -> str:
 def selection_summary(sel: dict[str, Any]) -> dict[str, Any]:
     """What the summary says of one selection (the whole of it is in its selection.json)."""
     keys = ("budget_ms", "budget_source", "budget_rule", "met_budget", "missed_by_ms", "chosen", "front", "compute")
-    extra = ("budget_verdict", "budget_why", "floor", "files", "rank_by")
+    extra = ("budget_verdict", "budget_why", "drift", "floor", "files", "rank_by")
     return {
         "target": sel["target"]["name"],
         **{k: sel[k] for k in keys},

@@ -157,6 +157,15 @@ def undetermined(sel: dict[str, Any]) -> str:
     )
 
 
+def drift_lines(sel: dict[str, Any]) -> list[str]:
+    """A warning paragraph when the screening found the machine's speed changed (`latency.drift`)."""
+    from edgekd.select.latency import drift_message
+
+    moved, target = sel.get("drift"), sel["target"]
+    name = target["name"] if isinstance(target, dict) else str(target)  # the demo summary keeps only the name
+    return ["", f"**Warning**: {drift_message(moved, name)}."] if moved else []
+
+
 def compute_line(sel: dict[str, Any]) -> str:
     c = sel["compute"]
     ratio = "-" if c["ratio"] is None else f"{100 * c['ratio']:.0f}%"
@@ -184,6 +193,7 @@ def render_markdown(sel: dict[str, Any]) -> str:
         f"# Selection for {t['name']}",
         "",
         headline(sel) + ".",
+        *drift_lines(sel),
         "",
         f"Target: {t['runtime']} {t['precision']} on {t['device']}, {t['threads']} threads, batch {t['batch']}."
         f" Compute: {compute_line(sel)}.",

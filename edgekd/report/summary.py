@@ -84,6 +84,7 @@ def _selection_markdown(sel: dict[str, Any]) -> list[str]:
     from edgekd.report.selection import (
         by_outcome,
         compute_line,
+        drift_lines,
         fmt_floor,
         fmt_latency,
         fmt_rule,
@@ -108,6 +109,7 @@ def _selection_markdown(sel: dict[str, Any]) -> list[str]:
         f" {fmt_pct(c['val_acc'])}, test acc {fmt_pct(c['test_acc'])}; {verdict}. Compute: {compute_line(sel)}."
         + _ranked_by(sel, c)
         + f" Full record: {sel['files']['markdown']}.",
+        *drift_lines(sel),
         "",
         "| candidate | params | screened ms [95% CI] | val acc | outcome |",
         "|---|---:|---:|---:|---|",

@@ -9,6 +9,12 @@ runtime and its version, precision, device, threads, batch and CPU model. A cach
 only with its interval, and only when that interval is at most as wide (relative to its median) as the
 caller's stop rule asks; a wider one, or an old row without an interval, is measured again, and the
 narrower of the two is kept. A new ONNX Runtime version or another CPU measures again.
+
+A measurement that replaced a cached one remembers it (`LatencyResult.before`). When every candidate
+measured again moved beyond its earlier interval, all the same way (`drift`), the machine's speed changed
+between the two: another job, a thermal or power state, a neighbour on a shared host. No statistic within
+one run can see a change that lasts the whole run, so it is reported, with the ratios, where the
+decisions made on the earlier measurement (a budget placed between their intervals) are used.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +74,7 @@ class LatencyResult:
     result: dict[str, Any]
     stats: RoundStats | None = None
     floor: RoundStats | None = None
+    before: Interval | None = None  # the cached interval this measurement replaced (too wide to reuse)
 
     @property
     def interval(self) -> Interval:
@@ -190,18 +198,52 @@ def measure_candidates(
     fields = target_fields(profile, adapter.version())
     cache = LatencyCache(store)
     found: dict[str, LatencyResult] = {}
+    wide: dict[str, LatencyResult] = {}
     for c in candidates:
         hit = cache.get(cache_key(c, fields))
         if hit is not None and hit.narrow_enough(rule):
             found[c.key] = hit
+        elif hit is not None and hit.stats is not None:
+            wide[c.key] = hit
     todo = [c for c in candidates if c.key not in found]
     if todo:
         folders = {c.key: Path(workdir) / cache_key(c, fields) for c in todo}
         results = benchmark_candidates(todo, profile, folders, timing, rule)
         for c in todo:
             cache.put(cache_key(c, fields), c, fields, results[c.key])
-            found[c.key] = LatencyResult.from_result(results[c.key], False)
+            before = wide[c.key].interval if c.key in wide else None
+            found[c.key] = replace(LatencyResult.from_result(results[c.key], False), before=before)
     return {c.key: found[c.key] for c in candidates}
+
+
+def drift(results: Iterable[LatencyResult]) -> dict[str, Any] | None:
+    """Whether the machine's speed changed since the cached measurements that these replaced: at least
+    two candidates measured again, and every one's new interval clear of its earlier one, all slower or
+    all faster. Returns the direction and the range of new/old median ratios, or None."""
+    moved = [(r.interval, r.before) for r in results if r.before is not None and not r.cached]
+    if len(moved) < 2:
+        return None
+    slower = all(new.low_ms > old.high_ms for new, old in moved)
+    faster = all(new.high_ms < old.low_ms for new, old in moved)
+    if not (slower or faster):
+        return None
+    ratios = [new.median_ms / old.median_ms for new, old in moved if old.median_ms > 0]
+    return {
+        "direction": "slower" if slower else "faster",
+        "candidates": len(moved),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def drift_message(moved: dict[str, Any], target: str) -> str:
+    """One line for the user: which way, by how much, and what it means for the decisions made."""
+    return (
+        f"the machine's speed changed on {target}: all {moved['candidates']} candidates measured again are"
+        f" {moved['direction']} than minutes before ({moved['ratio_min']:.2f}-{moved['ratio_max']:.2f}x), beyond"
+        " both intervals. Another job, a power state or a neighbour on a shared host; a budget placed on the"
+        " earlier measurement may not hold. Rerun when the machine is steady"
+    )
 
 
 def measure_candidate(

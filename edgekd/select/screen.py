@@ -13,14 +13,15 @@ the screening says by how much the fastest misses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from edgekd.bench import TimingConfig
 from edgekd.bench.protocol import RoundStats, StopRule
 from edgekd.config import TargetProfile
 from edgekd.select.intervals import BudgetRule, Interval, check_floor, fastest_tied, meets, missed_by
-from edgekd.select.latency import LatencyResult, measure_candidates, target_fields
+from edgekd.select.latency import LatencyResult, drift, drift_message, measure_candidates, target_fields
 from edgekd.select.predictor import LatencyPredictor, choose_probes
 from edgekd.select.space import Candidate
 from edgekd.store import Store
@@ -63,6 +64,7 @@ class Screening:
     mape_count: int
     budget_rule: BudgetRule = BudgetRule.UPPER
     floor: RoundStats | None = None  # the per-call floor (null model) measured beside the candidates
+    drift: dict[str, Any] | None = None  # every re-measured candidate moved beyond its cached interval
 
     @property
     def met(self) -> bool:
@@ -97,7 +99,7 @@ def screen(
         floor = _floor(measured)
         check_floor(budget_ms, floor, profile.name)
         rows = tuple(Screened(c, None, measured[c.key].p50_ms, False, measured[c.key].stats) for c in candidates)
-        return _decide(rows, budget_ms, None, None, 0, budget_rule, floor)
+        return _noting_drift(_decide(rows, budget_ms, None, None, 0, budget_rule, floor), measured, profile.name)
     chosen = choose_probes(candidates, probes)
     probed = measure(chosen)
     floor = _floor(probed)
@@ -124,7 +126,20 @@ def screen(
         )
         for c in candidates
     )
-    return _decide(rows, budget_ms, margin, mape, len(held_out), budget_rule, floor)
+    return _noting_drift(
+        _decide(rows, budget_ms, margin, mape, len(held_out), budget_rule, floor), measured, profile.name
+    )
+
+
+def _noting_drift(screening: Screening, measured: dict[str, LatencyResult], target: str) -> Screening:
+    """The screening with the drift of its re-measured candidates (`latency.drift`), warned of on stderr."""
+    moved = drift(measured.values())
+    if moved is None:
+        return screening
+    from edgekd.ui import console
+
+    console.print(f"[bold yellow]warning[/]: {drift_message(moved, target)}")
+    return replace(screening, drift=moved)
 
 
 def _fit(chosen: list[Candidate], probed: dict[str, LatencyResult], profile: TargetProfile) -> LatencyPredictor:

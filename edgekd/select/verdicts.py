@@ -80,6 +80,7 @@ def assemble(
         "budget_verdict": verdict(chosen.interval, budget, rule).value,
         "missed_by_ms": None if meets(chosen.interval, budget, rule) else missed_by(chosen.interval, budget, rule),
         "floor": _stats_json(screening.floor),
+        "drift": screening.drift,
         "final_floor": chosen.final.get("floor"),
         "chosen": _finished_json(chosen, job),
         "front": [_finished_json(f, job) for f in on_front],

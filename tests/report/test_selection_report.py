@@ -67,6 +67,13 @@ def test_a_budget_inside_the_chosen_interval_is_reported_undetermined_not_missed
     assert "BUDGET MISSED: 0.125 ms" in headline(sel | {"budget_verdict": "missed"})
 
 
+def test_a_change_of_the_machine_s_speed_is_a_warning_in_the_markdown() -> None:
+    sel = selection() | {"drift": {"direction": "slower", "candidates": 5, "ratio_min": 1.5, "ratio_max": 2.5}}
+    text = render_markdown(sel)
+    assert "**Warning**: the machine's speed changed on cpu-ort-fp32: all 5 candidates measured again are" in text
+    assert "slower than minutes before (1.50-2.50x)" in text and "Warning" not in render_markdown(selection())
+
+
 def test_the_pareto_plot_draws_error_bars_and_the_floor() -> None:
     svg = pareto_plot(["a", "b"], [0.12, 0.3], [0.8, 0.85], budget_ms=0.25, intervals=[(0.11, 0.13), None])
     plain = pareto_plot(["a", "b"], [0.12, 0.3], [0.8, 0.85], budget_ms=0.25)

@@ -178,3 +178,33 @@ def test_real_measurement_exports_builds_and_benchmarks(
     built = (folder / "model.onnx").stat().st_mtime_ns
     again = benchmark_candidates(candidates[:1], profile, {candidates[0].key: folder}, FAST, SHORT)[candidates[0].key]
     assert again["latency_ms"]["p50"] > 0 and (folder / "model.onnx").stat().st_mtime_ns == built
+
+
+def test_a_measurement_that_replaced_a_cached_one_remembers_it_and_a_shift_of_all_is_drift(
+    tmp_path: Path, candidates: list[Candidate], profile: TargetProfile, fake_bench: list[str]
+) -> None:
+    store = Store(tmp_path / STORE_NAME)
+    first = latency.measure_candidates(candidates, profile, tmp_path, store, rule=LOOSE)  # 0.1 and 0.2 ms
+    assert all(r.before is None for r in first.values()) and latency.drift(first.values()) is None
+    again = latency.measure_candidates(candidates, profile, tmp_path, store, rule=StopRule(rel_width=0.001))
+    assert [again[c.key].before for c in candidates] == [first[c.key].interval for c in candidates]
+    moved = latency.drift(again.values())  # 0.3 and 0.4 ms now, both clear of their earlier intervals
+    assert moved is not None and (moved["direction"], moved["candidates"]) == ("slower", 2)
+    assert (moved["ratio_min"], moved["ratio_max"]) == (pytest.approx(2.0), pytest.approx(3.0))
+    assert "all 2 candidates measured again are slower than minutes before (2.00-3.00x)" in latency.drift_message(
+        moved, "cpu-ort-fp32"
+    )
+
+
+def test_drift_needs_every_re_measured_candidate_moved_the_same_way() -> None:
+    from edgekd.select.intervals import Interval
+
+    def moved(new: float, old: float) -> latency.LatencyResult:
+        stats = RoundStats.from_p50s([new * 0.99, new, new * 1.01], StopRule(), "precision")
+        return latency.LatencyResult(new, False, {}, stats, before=Interval(old, old * 0.99, old * 1.01))
+
+    assert latency.drift([moved(2.0, 1.0), moved(0.5, 1.0)]) is None  # one slower, one faster
+    assert latency.drift([moved(2.0, 1.0), moved(1.0, 1.0)]) is None  # one within its earlier interval
+    assert latency.drift([moved(2.0, 1.0)]) is None  # one alone says nothing of the machine
+    faster = latency.drift([moved(0.5, 1.0), moved(0.6, 1.0)])
+    assert faster is not None and faster["direction"] == "faster"
