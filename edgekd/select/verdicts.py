@@ -134,6 +134,7 @@ def _finished_json(f: Any, job: SearchJob) -> dict[str, Any]:
     return {
         "arch": entry.arch,
         "key": entry.key,
+        "params": entry.params,
         "p50_ms": f.p50_ms,
         **_interval_json(f.stats),
         "passes": len(f.final.get("passes") or [f.final]),  # 2: its rounds of a second pass pooled in
