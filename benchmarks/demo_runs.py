@@ -67,6 +67,7 @@ def one_run(k: int, args: argparse.Namespace) -> dict[str, Any]:
             "budget_rule": sel["budget_rule"],
             "met_budget": sel["met_budget"],
             "budget_verdict": sel.get("budget_verdict"),
+            "drift": sel.get("drift"),  # the machine's speed changed between the budget stage and the screening
             "chosen": _chosen(sel),
             "floor_ms": (sel.get("floor") or {}).get("median_ms"),
         }
@@ -123,10 +124,15 @@ def table(records: list[dict[str, Any]]) -> str:
 
 
 def _met(sel: dict[str, Any]) -> str:
-    """yes, NO, or NO (undetermined: the budget inside the chosen's interval, even after a second pass)."""
-    if sel["met_budget"]:
-        return "yes"
-    return "NO (undetermined)" if sel.get("budget_verdict") == "undetermined" else "NO"
+    """yes or NO; "undetermined" when the budget was inside the chosen's interval even after a second
+    pass, and the drift the screening saw (the machine's speed changed within the run)."""
+    met = "yes" if sel["met_budget"] else "NO"
+    if sel.get("budget_verdict") == "undetermined":
+        met += " (undetermined)"
+    moved = sel.get("drift")
+    if moved:
+        met += f"; machine {moved['direction']} {moved['ratio_min']:.2f}-{moved['ratio_max']:.2f}x"
+    return met
 
 
 def main(argv: list[str] | None = None) -> int:
