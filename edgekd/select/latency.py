@@ -240,9 +240,9 @@ def drift_message(moved: dict[str, Any], target: str) -> str:
     """One line for the user: which way, by how much, and what it means for the decisions made."""
     return (
         f"the machine's speed changed on {target}: all {moved['candidates']} candidates measured again are"
-        f" {moved['direction']} than minutes before ({moved['ratio_min']:.2f}-{moved['ratio_max']:.2f}x), beyond"
-        " both intervals. Another job, a power state or a neighbour on a shared host; a budget placed on the"
-        " earlier measurement may not hold. Rerun when the machine is steady"
+        f" {moved['direction']} than their cached measurement ({moved['ratio_min']:.2f}-{moved['ratio_max']:.2f}x),"
+        " beyond both intervals. Another job, a power state or a neighbour on a shared host; a budget placed on"
+        " the earlier measurement may not hold. Rerun when the machine is steady"
     )
 
 
