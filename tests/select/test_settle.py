@@ -11,7 +11,7 @@ import pytest
 
 from edgekd.bench import TimingConfig
 from edgekd.bench.protocol import RoundStats, StopRule
-from edgekd.select.pipeline import Pending, settle
+from edgekd.select.pipeline import Pending, _latency_fields, settle
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 torch = pytest.importorskip("torch", reason="torch is needed to make the test model")
@@ -32,17 +32,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def final(p50s: list[float], stopped_by: str) -> dict[str, Any]:
     """A first pass's `final` record, as `measure_finals` writes it, from synthetic round medians."""
-    s = RoundStats.from_p50s(p50s, SHORT, stopped_by)
-    return {
-        "precision": "fp32",
-        "p50_ms": s.median_ms,
-        "ci_low_ms": s.ci_low_ms,
-        "ci_high_ms": s.ci_high_ms,
-        "rounds": s.rounds,
-        "stopped_by": s.stopped_by,
-        "round_stats": s.to_json(),
-        "accuracy": 0.5,
-    }
+    return {"precision": "fp32", **_latency_fields(RoundStats.from_p50s(p50s, SHORT, stopped_by)), "accuracy": 0.5}
 
 
 def test_only_an_undecided_final_is_measured_again_with_its_rounds_pooled(onnx_file: Path) -> None:
