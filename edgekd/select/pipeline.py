@@ -417,7 +417,8 @@ def settle(
     again = [
         name
         for name, f in finals.items()
-        if f["stopped_by"] != STOP_PRECISION and undecided(Interval.of(stats_from_json(f["round_stats"])), budget_ms)
+        if f["stopped_by"] != STOP_PRECISION
+        and undecided(Interval(f["p50_ms"], f["ci_low_ms"], f["ci_high_ms"]), budget_ms)
     ]
     if not again:
         return finals
