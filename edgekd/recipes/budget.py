@@ -4,8 +4,9 @@ candidates differ beyond their latency intervals (`budget: separable`).
 A budget that falls inside candidates' intervals decides by noise: a rerun may put a candidate on the
 other side of it. `separable` measures the space's candidates on the target first (side by side, in
 rounds, cached in the store: the selection's screening reuses them), and places the budget in the gap
-between intervals nearest the share of the teacher's latency (`intervals.separable_budget`): midway
-between the upper end of the faster candidates and the lower end of the slower, in a gap at least 10% of
+between intervals nearest the share of the teacher's latency (`intervals.separable_budget`): two thirds
+of the way from the upper end of the faster candidates to the lower end of the slower (the faster one,
+chosen, is measured again on its final build and needs the margin more), in a gap at least 10% of
 the budget wide (`MIN_GAP`). When the intervals leave no such gap (a noisy machine, or candidates alike),
 the share of the teacher's latency is kept unless no candidate could meet it: then it is raised to 10%
 above the lowest upper end of any candidate's interval, so the selection has a student to choose

@@ -124,13 +124,14 @@ def test_a_budget_below_the_floor_is_refused_naming_the_floor() -> None:
 def test_separable_budget_sits_in_the_gap_nearest_the_anchor() -> None:
     lat = {"a": iv(1.0, 1.2), "b": iv(1.1, 1.5), "c": iv(2.0, 2.2), "d": iv(4.0, 4.4)}
     budget, why = separable_budget(lat, anchor_ms=1.8) or (0.0, {})
-    assert budget == pytest.approx(1.75) and (why["faster"], why["slower"], why["gaps"]) == ("b", "c", 2)
-    assert why["gap_rel"] == pytest.approx(0.5 / 1.75)
+    # two thirds of the way across the gap: the faster side, chosen and measured again, gets the margin
+    assert budget == pytest.approx(1.5 + 0.5 * 2 / 3) and (why["faster"], why["slower"], why["gaps"]) == ("b", "c", 2)
+    assert why["gap_rel"] == pytest.approx(0.5 / budget)
     budget, why = separable_budget(lat, anchor_ms=3.5) or (0.0, {})
-    assert budget == pytest.approx(3.1) and (why["faster_ci_high_ms"], why["slower_ci_low_ms"]) == (2.2, 4.0)
+    assert budget == pytest.approx(3.4) and (why["faster_ci_high_ms"], why["slower_ci_low_ms"]) == (2.2, 4.0)
     # a hairline gap (under MIN_GAP of the budget) is passed over for a wide one, and alone is no gap
     narrow = {"a": iv(1.0, 1.1), "b": iv(1.12, 1.2), "c": iv(2.0, 2.1)}
-    assert (separable_budget(narrow, anchor_ms=1.1) or (0.0,))[0] == pytest.approx(1.6)
+    assert (separable_budget(narrow, anchor_ms=1.1) or (0.0,))[0] == pytest.approx(1.2 + 0.8 * 2 / 3)
     assert separable_budget({"a": iv(1.0, 1.1), "b": iv(1.12, 1.2)}, 5.0) is None
     # a wide interval that spans a gap between others closes it
     assert separable_budget({**lat, "wide": iv(1.0, 5.0)}, 1.8) is None
