@@ -169,8 +169,8 @@ def augment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "--preset",
                 type=click.Choice(["patient"]),
                 default=None,
-                help="patient: 30 epochs, warm-up + cosine, standard augmentation over 8 cached views, kd at T = 1;"
-                " options given explicitly win",
+                help="patient: 30 epochs and at least 4,000 steps, warm-up + cosine, standard augmentation over 8"
+                " cached views, kd at T = 1; options given explicitly win (--epochs drops the step floor too)",
             ),
         ]
     ):

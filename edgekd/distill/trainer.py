@@ -183,6 +183,7 @@ class Trainer:
             self.net = torch.compile(self.net)  # type: ignore[assignment]
         self.opt = torch.optim.AdamW(self.train_module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(ddp.shard_len(len(split.train), self.rank) / cfg.batch_size)
+        self.cfg = cfg = cfg.with_min_steps(self.steps_per_epoch)  # `min_steps` resolved on the data at hand
         total = self.steps_per_epoch * cfg.epochs
         warm = min(round(cfg.warmup_epochs * self.steps_per_epoch), total - 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(step, warm, total))

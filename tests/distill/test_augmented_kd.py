@@ -136,6 +136,7 @@ def test_patient_preset_fills_what_was_not_given(tmp_path: Path, fmnist: str, te
     meta = load_model(tmp_path / "s.pt")[2]
     assert meta["train"]["epochs"] == 1 and meta["train"]["views"] == 2  # given: kept
     assert meta["train"]["augment"]["pad"] == 4 and meta["train"]["warmup_epochs"] == 1.0  # from the preset
+    assert meta["train"]["min_steps"] is None  # the preset's step floor goes with its epochs, here given
     assert meta["distill"]["loss_params"] == {"temperature": 1.0}
     bad = CliRunner().invoke(cli, [*args, str(tmp_path / "m.pt"), "--mixup", "0.2", "--augment", "standard"])
     assert bad.exit_code == 2 and "mixup needs the live teacher" in bad.output
@@ -170,3 +171,28 @@ def test_a_state_written_before_augmentation_existed_resumes(tmp_path: Path, fmn
     torch.save(state, path)
     resumed = api.train_teacher("cnn-xs", fmnist, tmp_path / "b.pt", cfg, resume=True, progress=False)
     assert len(resumed.history) == 2
+
+
+def test_min_steps_raises_the_epochs_to_fit_the_data_at_hand(tmp_path: Path, fmnist: str) -> None:
+    """Patience in steps: a step floor above epochs x batches an epoch raises the epochs, never lowers them;
+    the trainer resolves it on its own training split, and the checkpoint records the epochs it ran."""
+    from edgekd.config import TrainConfig
+    from edgekd.distill.presets import with_preset
+    from edgekd.distill.run import train_teacher
+
+    cfg = TrainConfig(epochs=3, min_steps=100)
+    assert cfg.with_min_steps(43).epochs == 3 and cfg.with_min_steps(10).epochs == 10
+    assert cfg.with_min_steps(7).epochs == 15  # ceil(100 / 7)
+    assert TrainConfig(epochs=3).with_min_steps(1).epochs == 3
+    train, _ = with_preset("patient", "kd", {"epochs": 5}, set())
+    assert (train["epochs"], train["min_steps"]) == (30, 4000)
+    # 200 samples, 180 trained on after the validation tenth, batch 64: 3 steps an epoch, 7 steps -> 3 epochs
+    result = train_teacher(
+        "cnn-xs",
+        fmnist,
+        tmp_path / "m.pt",
+        TrainConfig(epochs=1, min_steps=7, limit=200, batch_size=64),
+        progress=False,
+    )
+    meta = load_model(result.checkpoint)[2]
+    assert meta["train"]["epochs"] == 3 and len(result.history) == 3
