@@ -169,7 +169,7 @@ def augment_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 "--preset",
                 type=click.Choice(["patient"]),
                 default=None,
-                help="patient: 30 epochs and at least 4,000 steps, warm-up + cosine, standard augmentation over 8"
+                help="patient: 30 epochs and at least 12,000 steps, warm-up + cosine, standard augmentation over 8"
                 " cached views, kd at T = 1; options given explicitly win (--epochs drops the step floor too)",
             ),
         ]

@@ -185,7 +185,7 @@ def test_min_steps_raises_the_epochs_to_fit_the_data_at_hand(tmp_path: Path, fmn
     assert cfg.with_min_steps(7).epochs == 15  # ceil(100 / 7)
     assert TrainConfig(epochs=3).with_min_steps(1).epochs == 3
     train, _ = with_preset("patient", "kd", {"epochs": 5}, set())
-    assert (train["epochs"], train["min_steps"]) == (30, 4000)
+    assert (train["epochs"], train["min_steps"]) == (30, 12000)
     # 200 samples, 180 trained on after the validation tenth, batch 64: 3 steps an epoch, 7 steps -> 3 epochs
     result = train_teacher(
         "cnn-xs",
