@@ -61,7 +61,7 @@ class Variant:
 def parse_variant(name: str) -> Variant:
     method, *tokens = name.split("-")
     if method not in ("alone", "kd"):
-        raise SystemExit(f"variant {name!r}: start with alone or kd")
+        raise ValueError(f"variant {name!r}: start with alone or kd")
     fields: dict[str, Any] = {}
     for tok in tokens:
         if tok in AUGMENTS:
@@ -76,7 +76,7 @@ def parse_variant(name: str) -> Variant:
             key = {"v": "views", "e": "epochs", "t": "temperature"}[tok[0]]
             fields[key] = float(tok[1:]) if key == "temperature" else int(tok[1:])
         else:
-            raise SystemExit(f"variant {name!r}: unknown token {tok!r} (see --help)")
+            raise ValueError(f"variant {name!r}: unknown token {tok!r} (see --help)")
     return Variant(name, method, **fields)
 
 
@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
     if not args.table_only:
-        chosen = [parse_variant(n) for n in csv(args.variants)]
+        try:
+            chosen = [parse_variant(n) for n in csv(args.variants)]
+        except ValueError as err:
+            parser.error(str(err))  # one line, exit status 2
         for seed in (int(s) for s in csv(args.seeds)):
             for v in chosen:
                 r = run_one(v, seed, args)

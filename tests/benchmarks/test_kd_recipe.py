@@ -18,10 +18,18 @@ def test_a_name_is_its_recipe() -> None:
     assert parse_variant("kd") == Variant("kd", "kd")  # defaults: standard, 4 views, 30 epochs, half, T = 1
     assert parse_variant("alone-std-fresh-e100-mix0.2").views == 0
     assert parse_variant("alone-std-fresh-e100-mix0.2").mixup == pytest.approx(0.2)
-    with pytest.raises(SystemExit, match="unknown token 'x3'"):
+    with pytest.raises(ValueError, match="unknown token 'x3'"):
         parse_variant("kd-x3")
-    with pytest.raises(SystemExit, match="start with alone or kd"):
+    with pytest.raises(ValueError, match="start with alone or kd"):
         parse_variant("pkt-e30")
+
+
+def test_a_bad_variant_is_refused_in_one_line_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.kd_recipe import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kd-x3", "--teacher", "t.pt"])
+    assert exit_info.value.code == 2 and "unknown token 'x3'" in capsys.readouterr().err
 
 
 def test_kd_is_paired_with_alone_on_the_same_data_recipe() -> None:
