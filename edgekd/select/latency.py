@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import statistics
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -35,7 +36,7 @@ from edgekd.bench.protocol import DEFAULT_RULE, ROUND_TIMING, RoundStats, StopRu
 from edgekd.config import TargetProfile
 from edgekd.errors import UserError
 from edgekd.runtimes import Artifact
-from edgekd.select.intervals import Interval, stats_from_json
+from edgekd.select.intervals import GAP_SHARE, MIN_GAP, Interval, stats_from_json
 from edgekd.select.space import Candidate
 from edgekd.store import Store
 
@@ -216,10 +217,18 @@ def measure_candidates(
     return {c.key: found[c.key] for c in candidates}
 
 
+#: The smallest move worth a warning: the median of the new/old ratios at least this far from 1. Intervals
+#: of a few percent make a 2% move "clear of both"; but a budget placed in a gap sits at least
+#: `MIN_GAP * GAP_SHARE` of itself above the faster candidate's upper end, so a common move smaller than
+#: that cannot take the chosen candidate over it.
+DRIFT_MIN = MIN_GAP * GAP_SHARE
+
+
 def drift(results: Iterable[LatencyResult]) -> dict[str, Any] | None:
     """Whether the machine's speed changed since the cached measurements that these replaced: at least
-    two candidates measured again, and every one's new interval clear of its earlier one, all slower or
-    all faster. Returns the direction and the range of new/old median ratios, or None."""
+    two candidates measured again, every one's new interval clear of its earlier one, all slower or all
+    faster, and the median ratio of new to old at least `DRIFT_MIN` from 1. Returns the direction and the
+    range of new/old median ratios, or None."""
     moved = [(r.interval, r.before) for r in results if r.before is not None and not r.cached]
     if len(moved) < 2:
         return None
@@ -227,7 +236,9 @@ def drift(results: Iterable[LatencyResult]) -> dict[str, Any] | None:
     faster = all(new.high_ms < old.low_ms for new, old in moved)
     if not (slower or faster):
         return None
-    ratios = [new.median_ms / old.median_ms for new, old in moved if old.median_ms > 0]
+    ratios = sorted(new.median_ms / old.median_ms for new, old in moved if old.median_ms > 0)
+    if not ratios or abs(statistics.median(ratios) - 1.0) < DRIFT_MIN:
+        return None
     return {
         "direction": "slower" if slower else "faster",
         "candidates": len(moved),

@@ -209,3 +209,16 @@ def test_drift_needs_every_re_measured_candidate_moved_the_same_way() -> None:
     assert latency.drift([moved(2.0, 1.0)]) is None  # one alone says nothing of the machine
     faster = latency.drift([moved(0.5, 1.0), moved(0.6, 1.0)])
     assert faster is not None and faster["direction"] == "faster"
+
+
+def test_a_move_too_small_to_unsettle_a_budget_is_not_drift() -> None:
+    from edgekd.select.intervals import Interval
+
+    def moved(new: float, old: float) -> latency.LatencyResult:
+        stats = RoundStats.from_p50s([new * 0.995, new, new * 1.005], StopRule(), "precision")
+        return latency.LatencyResult(new, False, {}, stats, before=Interval(old, old * 0.995, old * 1.005))
+
+    # clear of their earlier intervals, all faster, but by 2-5%: under a budget's margin (`DRIFT_MIN`)
+    assert latency.DRIFT_MIN == pytest.approx(0.1 * 2 / 3)
+    assert latency.drift([moved(0.95, 1.0), moved(0.97, 1.0), moved(0.98, 1.0)]) is None
+    assert latency.drift([moved(0.89, 1.0), moved(0.92, 1.0), moved(0.98, 1.0)]) is not None  # median 8%
