@@ -19,7 +19,9 @@ available. `hssakd` (`--methods ...,hssakd`, not in the default list: every batc
 a student epoch costs about 7x the student alone from the teacher cache, 28x with the teacher live, in
 `distill_epoch --method hssakd`) distils from a second teacher per teacher arch, trained with HSSAKD
 branches (`api.train_teacher(hssakd=True)`) like the plain one; its row's gap is taken against that
-teacher, shown as its own `teacher-hssakd` row.
+teacher, shown as its own `teacher-hssakd` row. `M+kd` for any feature method M (`pkt+kd`, `sp+kd`,
+`infoflow+kd`, ...) adds a Hinton KD term on the logits at weight 1 and `--kd-temperature` (default 1)
+to M's loss (`DistillConfig.logit_weight`); goal 2 then compares `infoflow+kd` with `pkt+kd`.
 Regimes: `full` (the whole training set) and `10pct` (its first 10%, `TrainConfig.limit`); the validation
 split (10%) is drawn from what is kept, and the test set is always the whole test split.
 
@@ -96,6 +98,18 @@ REGIMES = {"full": 1.0, "10pct": 0.1}
 AUX = "infoflow-aux"
 PKTH = "infoflow-pkth"
 HSSAKD = "hssakd"
+#: `METHOD+kd`: a feature method with a Hinton KD term on the logits added (`DistillConfig.logit_weight` 1,
+#: at --kd-temperature, default 1): CE and the logit term in kd's even proportions, plus the feature loss
+LOGIT_SUFFIX = "+kd"
+FEATURE_METHODS = ("pkt", "sp", "infoflow", AUX, PKTH)
+WITH_LOGITS = tuple(f"{m}{LOGIT_SUFFIX}" for m in FEATURE_METHODS)
+
+
+def base_method(method: str) -> str:
+    """The method without its logit term: `infoflow-aux+kd` -> `infoflow-aux`."""
+    return method.removesuffix(LOGIT_SUFFIX)
+
+
 #: what the student's size goal (best method - alone >= 1 point) applies to
 SMALL_STUDENT = 30_000
 NOT_AVAILABLE = "not available in this edgekd (DistillConfig has no `auxiliary` field)"
@@ -205,10 +219,15 @@ def no_auxiliary() -> dict[str, Any]:
 
 def task_for(method: str, args: argparse.Namespace, cache: bool = True, regime: str | None = None) -> Any:
     """The DistillConfig of a method; `infoflow-pkth` is the authors' recipe (`recipe="pkth"`) with CE
-    added back at weight 1 and an auxiliary teacher (auto) of `--auxiliary-epochs` on labels."""
+    added back at weight 1 and an auxiliary teacher (auto) of `--auxiliary-epochs` on labels; `M+kd` is
+    M's with a logit term at weight 1 and --kd-temperature (default 1)."""
     from edgekd.distill.task import DistillConfig
 
     temperature = getattr(args, "kd_temperature", None)
+    if method.endswith(LOGIT_SUFFIX):
+        task = task_for(base_method(method), args, cache, regime)
+        logits = {"logit_weight": 1.0, "logit_temperature": temperature or 1.0}
+        return DistillConfig(**{**task.model_dump(exclude_unset=True), **logits})
     lazy = {} if cache else {"cache": False}  # left out when on: records as before the cache choice
     if method == AUX:
         return DistillConfig(method="infoflow", auxiliary=auxiliary_value(args.auxiliary), **lazy)
@@ -686,7 +705,7 @@ def run_one(
     record = folder / f"seed{seed}.json"
     epochs = epochs_for(args, regime)
     table_only = getattr(args, "table_only", False)
-    extra = {"auxiliary_epochs": auxiliary_epochs(args, regime)} if method == PKTH else {}
+    extra = {"auxiliary_epochs": auxiliary_epochs(args, regime)} if base_method(method) == PKTH else {}
 
     def recorded() -> dict[str, Any]:
         got = check_record(
@@ -720,7 +739,7 @@ def run_one(
         return shared
     if table_only:
         return {**base, "status": "missing", "note": "not run yet"}
-    if method == AUX and not has_auxiliary():
+    if base_method(method) == AUX and not has_auxiliary():
         return {**base, "status": "not available", "note": NOT_AVAILABLE}
     if method == "alone" and (busy := alone_elsewhere(base, record, args)):
         return {**base, "status": "running elsewhere", "note": f"another worker is making it for {busy}"}
@@ -939,9 +958,9 @@ def aggregate(
                     else f"runs of {', '.join(shared)}"
                     if shared
                     else f"recipe pkth, auxiliary={aux.get('auxiliary')!r}, {aux.get('auxiliary_epochs')} epochs"
-                    if m == PKTH
+                    if base_method(m) == PKTH
                     else f"auxiliary={aux.get('auxiliary')!r}"
-                    if "auxiliary" in aux and m in ("infoflow", AUX)
+                    if "auxiliary" in aux and base_method(m) in ("infoflow", AUX)
                     else ""
                 )
                 rows.append(
@@ -1099,14 +1118,16 @@ def small_student_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Goal 2: in each heterogeneous (vision transformer teacher) pair and regime, each information-flow
-    variant against pkt: accuracy not below pkt's by more than the larger std, and both mAPs above pkt's
-    by more than it."""
+    variant against pkt on the same footing (`infoflow+kd` against `pkt+kd`): accuracy not below pkt's by
+    more than the larger std, and both mAPs above pkt's by more than it."""
     lines = []
     for row in rows:
-        if row["method"] != "pkt" or row["n"] == 0 or not heterogeneous(row["teacher"]):
+        if base_method(row["method"]) != "pkt" or row["n"] == 0 or not heterogeneous(row["teacher"]):
             continue
+        suffix = row["method"].removeprefix("pkt")
         same = [r for r in rows if (r["pair"], r["regime"]) == (row["pair"], row["regime"])]
-        for info in [r for r in same if r["method"] in ("infoflow", AUX, PKTH) and r["n"] > 0]:
+        infos = [m + suffix for m in ("infoflow", AUX, PKTH)]
+        for info in [r for r in same if r["method"] in infos and r["n"] > 0]:
             parts = []
             for key, label in (("acc", "accuracy"), ("map", "mAP"), ("map_db", "mAP db")):
                 std = max(_nan0(info[key][1]), _nan0(row[key][1]))
@@ -1117,7 +1138,8 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
                 ok = d >= -std if key == "acc" else d > std
                 parts.append(f"{label} {d * 100:+.1f} pts vs std {std * 100:.1f} -> {_met(ok)}")
             lines.append(
-                f"- {row['pair']}, {row['regime']} ({info['method']} vs pkt, n={info['n']}): " + "; ".join(parts)
+                f"- {row['pair']}, {row['regime']} ({info['method']} vs {row['method']}, n={info['n']}): "
+                + "; ".join(parts)
             )
     return lines
 
@@ -1247,7 +1269,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="teacher:student,... split at the LAST colon, so a teacher may be module:factory"
         " (benchmarks.user_models:wide_convnet:cnn-xs); the student is a built-in name",
     )
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"of {', '.join(METHODS)}")
+    parser.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS), help=f"of {', '.join(METHODS)}; or {', '.join(WITH_LOGITS)}"
+    )
     parser.add_argument("--regimes", default="full,10pct", help=f"of {', '.join(REGIMES)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
@@ -1306,8 +1330,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any(len(p) != 2 or not all(p) for p in args.pairs):
         parser.error("--pairs: give teacher:student,...")
     args.methods = csv(args.methods)
-    if unknown := set(args.methods) - set(METHODS):
-        parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; known: {', '.join(METHODS)}")
+    if unknown := set(args.methods) - set(METHODS) - set(WITH_LOGITS):
+        known = ", ".join((*METHODS, *WITH_LOGITS))
+        parser.error(f"--methods: unknown {', '.join(sorted(unknown))}; known: {known}")
     args.regimes = csv(args.regimes)
     if unknown := set(args.regimes) - set(REGIMES):
         parser.error(f"--regimes: unknown {', '.join(sorted(unknown))}; known: {', '.join(REGIMES)}")

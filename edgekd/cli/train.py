@@ -195,6 +195,19 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     help="kddg's gradient filter: confidence (default: KD scaled by the teacher's probability of the label),"
     " agree (KD only where the teacher is right) or none (see --list-methods)",
 )
+@click.option(
+    "--logit-kd",
+    "logit_kd",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="add a Hinton KD term on the logits to a feature method (pkt, sp, infoflow), at this weight",
+)
+@click.option(
+    "--logit-temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="the --logit-kd term's temperature (default 1)",
+)
 @training_options
 @accel_options
 @augment_options
@@ -216,6 +229,8 @@ def distill_cmd(
     recipe: str,
     auxiliary_epochs: int | None,
     gradient_filter: str | None,
+    logit_kd: float | None,
+    logit_temperature: float | None,
     data: str,
     epochs: int,
     out: Path,
@@ -251,6 +266,7 @@ def distill_cmd(
       edgekd distill --teacher teacher.pt --student cnn-s --method infoflow --schedule critical-period \\
           --epochs 5 --out student-if.pt
       edgekd distill --teacher teacher.pt --student cnn-s --method pkt --pairs pool:pool --out s.pt
+      edgekd distill --teacher teacher.pt --student cnn-xs --method sp --logit-kd 1 --out s-sp-kd.pt
       edgekd distill --teacher teacher-hs.pt --student cnn-s --method hssakd --out s-hs.pt
       edgekd distill --teacher teacher.pt --student cnn-xs --preset patient --out s-patient.pt
       edgekd distill --teacher t-dg.pt --student cnn-xs --method kddg --domains clean,contrast-2,blur-2 \\
@@ -288,6 +304,8 @@ def distill_cmd(
             "auxiliary_width": auxiliary_width,
             "recipe": recipe,
             "auxiliary_epochs": auxiliary_epochs,
+            "logit_weight": logit_kd,
+            "logit_temperature": logit_temperature,
         },
         "distillation options",
     )

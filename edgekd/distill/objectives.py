@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgekd.distill.cache import LOGITS, CachedTeacher, CacheSpec
+from edgekd.distill.losses.kd import soft_kl
 from edgekd.distill.taps import Taps, tapped
 from edgekd.models import memory_format_for, to_layout
 
@@ -53,7 +54,8 @@ class Supervised:
 
 @dataclass
 class Distillation:
-    """`ce_weight * CE(student, labels) + kd_weight * loss(student taps, teacher taps)`.
+    """`ce_weight * CE(student, labels) + kd_weight * loss(student taps, teacher taps)`, plus
+    `logit_weight * T^2 KL(teacher || student)` at `logit_temperature` when `logit_weight` is set.
 
     The teacher is frozen, in eval mode, and never wrapped for data parallelism, and it sees the very
     batch the student sees (augmented, mixed). With a `cache`, its logits and taps are recorded by row
@@ -67,6 +69,8 @@ class Distillation:
     ce_weight: float = 0.5
     kd_weight: float = 0.5
     cache: CacheSpec | None = None
+    logit_weight: float = 0.0
+    logit_temperature: float = 1.0
     _student_taps: Taps = field(default_factory=dict)
     _teacher_taps: Taps = field(default_factory=dict)
     _cached: CachedTeacher | None = None
@@ -125,4 +129,6 @@ class Distillation:
         loss = self.kd_weight * kd
         if self.ce_weight:
             loss = loss + self.ce_weight * F.cross_entropy(logits, y)
+        if self.logit_weight:
+            loss = loss + self.logit_weight * soft_kl(logits, t_taps[LOGITS].detach(), self.logit_temperature)
         return loss, logits

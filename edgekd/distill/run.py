@@ -152,7 +152,9 @@ def distill(
             teacher, t_model, model, loss, task.ce_weight, task.kd_weight, shape, split.train.num_classes, cache
         )
     else:
-        objective = Distillation(t_model, loss, task.ce_weight, task.kd_weight, cache)
+        objective = Distillation(
+            t_model, loss, task.ce_weight, task.kd_weight, cache, task.logit_weight, task.logit_temperature
+        )
     meta = {
         "data": data,
         "classes": list(split.train.classes),

@@ -36,6 +36,10 @@ class DistillConfig(Frozen):
     `schedule` is the loss's default when the loss weights layers (infoflow). The method and schedule
     names are checked against their registries here, when the config loads.
 
+    `logit_weight`: a Hinton KD term on the logits (`logit_temperature`, default 1) added to a feature
+    method's loss, as feature methods are often run with one (the student then learns both the teacher's
+    relations and its outputs). The methods with logit terms of their own (kd, hssakd) refuse it.
+
     `recipe`: `edgekd` (the default, what every record so far used) or `pkth`, the authors' recipe for
     infoflow (`edgekd.distill.pkth`): the student on the transfer loss alone (ce_weight 0 unless given),
     the critical period per real epoch (100 * 0.7^epoch), Adam at a constant --lr with no weight decay,
@@ -68,6 +72,12 @@ class DistillConfig(Frozen):
     auxiliary_epochs: int | None = Field(
         default=None, ge=2, description="recipe pkth: the auxiliary's epochs on labels (default 80; transfer: half)"
     )
+    logit_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="a Hinton KD term on the logits added to a feature method's loss, at this weight (0: none)",
+    )
+    logit_temperature: float = Field(default=1.0, gt=0, description="the logit term's temperature")
 
     @model_validator(mode="before")
     @classmethod
@@ -90,6 +100,13 @@ class DistillConfig(Frozen):
                 data = {**data, "ce_weight": 0.0}
         elif data.get("auxiliary_epochs") is not None:
             raise UserError("--auxiliary-epochs sets the pkth recipe's auxiliary: add --recipe pkth")
+        if data.get("logit_temperature") is not None and not data.get("logit_weight"):
+            raise UserError("--logit-temperature sets the --logit-kd term's temperature: add --logit-kd WEIGHT")
+        if data.get("logit_weight") and data.get("method", "kd") in ("kd", "hssakd"):
+            raise UserError(
+                f"--logit-kd adds a logit term to a feature method; method {data.get('method', 'kd')!r} has one"
+                " of its own: drop --logit-kd, or set its weight with --kd-weight"
+            )
         return complete_task(data)
 
 

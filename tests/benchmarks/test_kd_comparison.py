@@ -31,6 +31,7 @@ def test_epochs_are_one_number_or_one_per_regime() -> None:
         (["--epochs", "0"], "--epochs: epochs must be at least 1"),
         (["--epochs", "ten"], "--epochs: invalid literal"),
         (["--methods", "kd,nope"], "--methods: unknown nope"),
+        (["--methods", "kd+kd"], "--methods: unknown kd+kd"),
         (["--regimes", "half"], "--regimes: unknown half"),
         (["--pairs", "resnet"], "--pairs: give teacher:student"),
         (["--views", "4"], "--views: at least 1, and more than 1 only with --augment standard"),
@@ -180,6 +181,29 @@ def test_the_tasks_of_the_methods() -> None:
     assert kdc.task_for("kd", args).loss_params == {"temperature": 1.0}
     assert kdc.task_for("kd", kdc.parse_args([])).loss_params == {}  # as every earlier record
     assert not kdc.task_for("infoflow", args, cache=False).cache and kdc.task_for("sp", args).cache
+    with_logits = kdc.task_for("infoflow-aux+kd", args)
+    assert (with_logits.method, with_logits.auxiliary, with_logits.logit_weight, with_logits.logit_temperature) == (
+        "infoflow",
+        kdc.task_for("infoflow-aux", args).auxiliary,
+        1.0,
+        1.0,
+    )
+    assert kdc.task_for("pkt", args).logit_weight == 0.0
+    assert kdc.parse_args(["--methods", "pkt+kd,infoflow+kd"]).methods == ["pkt+kd", "infoflow+kd"]
+
+
+def test_goal_2_compares_infoflow_with_a_logit_term_against_pkt_with_one(rows: Any) -> None:
+    args, _ = rows
+    runs = [run("alone", s, 0.80, 0.60, db=0.65) for s in (0, 1)]
+    runs += [run("pkt", s, 0.90, 0.90, db=0.90) for s in (0, 1)]
+    runs += [run("pkt+kd", s, 0.83, 0.62, db=0.70) for s in (0, 1)]
+    runs += [run("infoflow+kd", s, 0.84, 0.66, db=0.75) for s in (0, 1)]
+    args.methods = ["alone", "pkt", "pkt+kd", "infoflow+kd"]
+    lines = kdc.goal_lines(kdc.aggregate(runs, TEACHERS, args))
+    assert lines == [
+        "- vit-s -> cnn-xs, 10pct (infoflow+kd vs pkt+kd, n=2): accuracy +1.0 pts vs std 0.0 -> met;"
+        " mAP +4.0 pts vs std 0.0 -> met; mAP db +5.0 pts vs std 0.0 -> met"
+    ]
 
 
 def test_the_map_count_is_capped_by_the_test_split(fmnist: str) -> None:

@@ -3,6 +3,7 @@ vit teacher (heterogeneous pairs, ONNX export), and `edgekd distill --method ...
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,34 @@ def test_pairs_parse_from_text_and_lists() -> None:
             {"method": "kd", "loss_params": {"gamma": 2}},
             "its parameters: temperature\\); drop 'gamma' from loss_params",
         ),
+        ({"method": "kd", "logit_weight": 1.0}, "method 'kd' has one of its own: drop --logit-kd"),
+        ({"method": "pkt", "logit_temperature": 2.0}, "add --logit-kd WEIGHT"),
     ],
 )
 def test_bad_options_fail_when_the_config_loads(options: dict[str, object], needle: str) -> None:
     with pytest.raises(UserError, match=needle):
         DistillConfig(**options)
+
+
+def test_a_logit_term_adds_hinton_kd_on_the_logits_to_a_feature_method() -> None:
+    from edgekd.distill.losses.kd import soft_kl
+    from edgekd.distill.objectives import Distillation
+
+    torch.manual_seed(0)
+    student, teacher = model("cnn-xs"), model("cnn-s")
+    task = DistillConfig(method="pkt", logit_weight=0.7, logit_temperature=2.0)
+    pairs = method_pairs(task, student, teacher, SHAPE)
+    x, y = torch.randn(8, *SHAPE), torch.arange(8) % 10
+    losses = []
+    for weight in (0.0, task.logit_weight):
+        objective = Distillation(teacher, build_loss(task, pairs), 1.0, 1000.0, None, weight, 2.0)
+        with ExitStack() as stack:
+            objective.attach(student, stack)
+            loss, logits = objective(student, x, y)
+            losses.append(loss)
+    expected = 0.7 * soft_kl(logits, teacher.eval()(x), 2.0)
+    assert float(losses[1] - losses[0]) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    assert float(expected) > 0
 
 
 # ---- candidate layers and pairs --------------------------------------------------------------
@@ -204,6 +228,18 @@ def test_cli_distills_with_every_method(method: str, teacher: Path, fmnist: str,
     assert {"teacher_cached", "val_acc"} <= names
     if method == "infoflow":
         assert {f"pair_weight_{i}" for i in range(4)} <= names
+
+
+def test_cli_adds_a_logit_term_to_a_feature_method(teacher: Path, fmnist: str, tmp_path: Path) -> None:
+    out = tmp_path / "s.pt"
+    common = ["--data", fmnist, "--epochs", "1", "--limit", "200", "--json"]
+    args = ["distill", "--teacher", str(teacher), "--student", "cnn-xs", *common]
+    result = CliRunner().invoke(cli, [*args, "--method", "sp", "--logit-kd", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    distilled = load_model(out)[2]["distill"]
+    assert (distilled["method"], distilled["logit_weight"], distilled["logit_temperature"]) == ("sp", 1.0, 1.0)
+    refused = CliRunner().invoke(cli, [*args, "--method", "kd", "--logit-kd", "1", "--out", str(tmp_path / "k.pt")])
+    assert refused.exit_code == 2 and "drop --logit-kd" in refused.output and not (tmp_path / "k.pt").exists()
 
 
 def test_cli_wrong_layer_fails_before_training(teacher: Path, fmnist: str, tmp_path: Path) -> None:
