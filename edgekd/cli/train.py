@@ -285,6 +285,8 @@ def distill_cmd(
         method,
         {"epochs": epochs, "augment": augment, "views": views, "mixup": mixup, "warmup_epochs": warmup_epochs},
     )
+    if logit_temperature is not None and logit_kd is None:
+        raise UserError("--logit-temperature sets the --logit-kd term's temperature: add --logit-kd WEIGHT")
     chosen = weights(temperature, ce_weight, kd_weight)
     chosen["loss_params"] = {**preset_params, **chosen["loss_params"]}  # --temperature beats the preset
     if gradient_filter is not None:

@@ -26,6 +26,9 @@ from edgekd.distill.methods import (
 from edgekd.distill.pairing import LayerPair, resolve_pairs
 from edgekd.errors import UserError
 
+#: methods whose loss is on the logits already: a logit term (`logit_weight`) is refused for them
+LOGIT_METHODS = ("kd", "kddg", "hssakd")
+
 
 class DistillConfig(Frozen):
     """A distillation task: the method, the weights of its terms (here, not in the loss), its layer
@@ -38,7 +41,7 @@ class DistillConfig(Frozen):
 
     `logit_weight`: a Hinton KD term on the logits (`logit_temperature`, default 1) added to a feature
     method's loss, as feature methods are often run with one (the student then learns both the teacher's
-    relations and its outputs). The methods with logit terms of their own (kd, hssakd) refuse it.
+    relations and its outputs). The methods with logit terms of their own (`LOGIT_METHODS`) refuse it.
 
     `recipe`: `edgekd` (the default, what every record so far used) or `pkth`, the authors' recipe for
     infoflow (`edgekd.distill.pkth`): the student on the transfer loss alone (ce_weight 0 unless given),
@@ -100,9 +103,9 @@ class DistillConfig(Frozen):
                 data = {**data, "ce_weight": 0.0}
         elif data.get("auxiliary_epochs") is not None:
             raise UserError("--auxiliary-epochs sets the pkth recipe's auxiliary: add --recipe pkth")
-        if data.get("logit_temperature") is not None and not data.get("logit_weight"):
+        if data.get("logit_temperature") not in (None, 1.0) and not data.get("logit_weight"):
             raise UserError("--logit-temperature sets the --logit-kd term's temperature: add --logit-kd WEIGHT")
-        if data.get("logit_weight") and data.get("method", "kd") in ("kd", "hssakd"):
+        if data.get("logit_weight") and data.get("method", "kd") in LOGIT_METHODS:
             raise UserError(
                 f"--logit-kd adds a logit term to a feature method; method {data.get('method', 'kd')!r} has one"
                 " of its own: drop --logit-kd, or set its weight with --kd-weight"

@@ -73,6 +73,12 @@ def test_bad_options_fail_when_the_config_loads(options: dict[str, object], need
         DistillConfig(**options)
 
 
+def test_a_config_with_a_logit_term_survives_its_own_dump() -> None:
+    for task in (DistillConfig(method="sp", logit_weight=1.0, logit_temperature=2.0), DistillConfig(method="kd")):
+        assert DistillConfig.model_validate(task.model_dump()) == task
+        assert DistillConfig.model_validate_json(task.model_dump_json()) == task
+
+
 def test_a_logit_term_adds_hinton_kd_on_the_logits_to_a_feature_method() -> None:
     from edgekd.distill.losses.kd import soft_kl
     from edgekd.distill.objectives import Distillation
