@@ -277,6 +277,7 @@ def test_cli_lists_methods_with_their_weights() -> None:
     result = CliRunner().invoke(cli, ["distill", "--list-methods"])
     assert result.exit_code == 0
     assert all(name in result.output for name in LOSSES.names()) and "kd-weight 1000" in result.output
+    assert "--logit-kd W adds Hinton KD on the logits" in result.output
 
 
 def test_resume_refuses_another_method(
