@@ -105,9 +105,9 @@ class DistillConfig(Frozen):
             raise UserError("--auxiliary-epochs sets the pkth recipe's auxiliary: add --recipe pkth")
         if data.get("logit_temperature") not in (None, 1.0) and not data.get("logit_weight"):
             raise UserError("--logit-temperature sets the --logit-kd term's temperature: add --logit-kd WEIGHT")
-        if data.get("logit_weight") and data.get("method", "kd") in LOGIT_METHODS:
+        if data.get("logit_weight") and (method := data.get("method", "kd")) in LOGIT_METHODS:
             raise UserError(
-                f"--logit-kd adds a logit term to a feature method; method {data.get('method', 'kd')!r} has one"
+                f"--logit-kd adds a logit term to a feature method; method {method!r} has one"
                 " of its own: drop --logit-kd, or set its weight with --kd-weight"
             )
         return complete_task(data)

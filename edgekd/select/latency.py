@@ -236,7 +236,7 @@ def drift(results: Iterable[LatencyResult]) -> dict[str, Any] | None:
     faster = all(new.high_ms < old.low_ms for new, old in moved)
     if not (slower or faster):
         return None
-    ratios = sorted(new.median_ms / old.median_ms for new, old in moved if old.median_ms > 0)
+    ratios = [new.median_ms / old.median_ms for new, old in moved if old.median_ms > 0]
     if not ratios or abs(statistics.median(ratios) - 1.0) < DRIFT_MIN:
         return None
     return {
