@@ -153,6 +153,7 @@ def evaluate(
         "tau_measured_vs_measured": kendall_tau(*runs(ranked)),
         "ci_rel_width_median": [run.get("_ci_rel_width_median") for run in data["runs"]],
         "vector": predictor.vector,
+        "own_padding": predictor.own_padding,
         "fit": predictor.fit_info,
         "rows": [
             {
@@ -184,14 +185,15 @@ def show(report: dict[str, Any]) -> None:
             f" {h['within'] * 100:7.0f}% {k['within'] * 100:5.0f}% {w['within'] * 100:5.0f}%"
             f" {mm['held_out'] * 100:4.0f}% {mm['all_drift_removed'] * 100:4.0f}%"
             f" {h['rmse_ms']:8.3f} {h['mape_pct']:5.1f}% {h['tau']:6.2f}  {r['tau_predicted_vs_measured']:7.2f}"
-            f" {r['tau_measured_vs_measured']:7.2f} {r['vector']:3d}"
+            f" {r['tau_measured_vs_measured']:7.2f} {r['vector']:3d}{'p' if r.get('own_padding') else ''}"
         )
     print(
         f"held out: {report['results'][0]['held_out']['n'] if report['results'] else 0} candidates per row;"
         " within10: the fit used (kernel-level, or whole-model where its leave-one-out error is lower);"
         " kernel, whole: each fit alone on the same data; m/m: held-out candidates whose two measured runs"
         " agree within +-10%; m/m-d: all candidates, a run-wide drift removed;"
-        f" taus p/m and m/m over {report['ranked']} candidates; wall {report['wall_s']:.0f} s"
+        f" taus p/m and m/m over {report['ranked']} candidates; vec: the vector width channels are padded to"
+        f" (p: padding MACs priced on their own); wall {report['wall_s']:.0f} s"
     )
 
 

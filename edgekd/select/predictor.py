@@ -15,10 +15,14 @@ rounded up to the runtime's vector width (not the image's channels at the first 
 elements the activation elements it reads and writes.
 The vector width matters: ONNX Runtime on an AVX2 CPU computes convolutions in blocks of 8 channels,
 so 12 channels cost what 16 do; it is not configured but chosen per target, among 1, 4, 8 and 16, by
-the leave-one-out error over the probes. The coefficients are non-negative (a layer never saves time)
-and fitted to relative error, the quantity the MAPE goal is about. The per-layer table is the fitted
-cost of every distinct layer configuration of the space; a prediction is the overhead plus the table's
-entries for the candidate's layers.
+the leave-one-out error over the probes. Padding is not always paid in full: on an AVX-512 CPU at batch
+8, both runtimes ran the edge96 ResNets of 8-channel stages in 42-52% of the time of their 16-channel
+twins, where blocks of 16 price their convolutions alike. So the fit also tries the padding MACs (the
+padded count less the real one, over every layer) as a feature with a cost per MAC of its own, and
+keeps that form where its leave-one-out error is the lower (`own_padding`). The coefficients are
+non-negative (a layer never saves time) and fitted to relative error, the quantity the MAPE goal is
+about. The per-layer table is the fitted cost of every distinct layer configuration of the space; a
+prediction is the overhead plus the table's entries for the candidate's layers.
 
 Eleven whole-model latencies cannot pin down ~18 coefficients, so `fit_kernels` does what nn-Meter does
 with kernel-level data: each probe is run once under the runtime's own profiler (`edgekd.select.kernels`:
@@ -64,6 +68,7 @@ FEATURES: tuple[str, ...] = (
     *(f"{k.value}.macs" for k in _MAC_KINDS),
     *(f"{k.value}.elements" for k in LayerKind),
     *(f"{k.value}.weights" for k in _MAC_KINDS),
+    "padding.macs",
 )
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
 # Weights read per call (MACs / output positions): what a layer over few positions and many channels is
@@ -91,13 +96,19 @@ def padded_macs(layer: Layer, vector: int) -> int:
     return layer.positions * cin * (-(-layer.cout // vector) * vector)
 
 
-def layer_features(layer: Layer, vector: int = 1) -> np.ndarray:
-    """The layer's row of the cost model: one count, its (padded) MACs, its elements."""
+def layer_features(layer: Layer, vector: int = 1, own_padding: bool = False) -> np.ndarray:
+    """The layer's row of the cost model: one count, its (padded) MACs, its elements. With `own_padding`,
+    the layer's MACs are its real ones and what padding to `vector` adds goes to `padding.macs`."""
     row = np.zeros(len(FEATURES))
     row[_INDEX[f"{layer.kind.value}.count"]] = 1.0
     if layer.kind in _MAC_KINDS:
         macs = padded_macs(layer, vector)
-        row[_INDEX[f"{layer.kind.value}.macs"]] = macs
+        if own_padding:
+            real = padded_macs(layer, 1)
+            row[_INDEX[f"{layer.kind.value}.macs"]] = real
+            row[_INDEX["padding.macs"]] = macs - real
+        else:
+            row[_INDEX[f"{layer.kind.value}.macs"]] = macs
         spatial = prod(layer.out_shape[1:]) if layer.kind is not LayerKind.LINEAR else prod(layer.out_shape[:-1])
         row[_INDEX[f"{layer.kind.value}.weights"]] = macs / max(1, spatial)
     row[_INDEX[f"{layer.kind.value}.elements"]] = layer.elements
@@ -136,12 +147,14 @@ class LatencyPredictor:
         vector: int = 1,
         target: Mapping[str, Any] | None = None,
         fit_info: Mapping[str, Any] | None = None,
+        own_padding: bool = False,
     ) -> None:
         unknown = set(coef) - set(FEATURES)
         if unknown:
             raise UserError(f"latency predictor: unknown coefficient(s) {sorted(unknown)}; fit it again")
         self.coef = np.array([float(coef.get(name, 0.0)) for name in FEATURES])
         self.vector = int(vector)
+        self.own_padding = bool(own_padding)
         self.target = dict(target or {})
         self.fit_info = dict(fit_info or {})
         self._layers: dict[str, list[Layer]] = {}
@@ -174,7 +187,8 @@ class LatencyPredictor:
     def fit_measured(
         cls, candidates: Sequence[Candidate], measured: Mapping[str, float], target: Mapping[str, Any] | None = None
     ) -> LatencyPredictor:
-        """Fit to latencies already measured (ms, by candidate key); picks the vector width too."""
+        """Fit to latencies already measured (ms, by candidate key); picks the vector width, and whether
+        padding MACs get a cost of their own, by the leave-one-out error over the probes."""
         probes = [c for c in candidates if c.key in measured]
         if len(probes) < 2:
             raise UserError(f"latency predictor: need at least 2 measured probes, got {len(probes)}")
@@ -183,15 +197,19 @@ class LatencyPredictor:
             raise UserError("latency predictor: measured latencies must be positive numbers of ms")
         predictor = cls({}, 1, target)
         layers = [predictor._layers_of(c) for c in probes]
-        features = {v: np.stack([_sum_features(ls, v) for ls in layers]) * ~_WEIGHTS for v in VECTOR_WIDTHS}
-        loo = {v: _loo_mape(x, y) for v, x in features.items()}
-        predictor.vector = min(VECTOR_WIDTHS, key=lambda v: (loo[v], v))
-        x = features[predictor.vector]
+        forms = [(v, own) for own in (False, True) for v in VECTOR_WIDTHS if not (own and v == 1)]
+        features = {f: np.stack([_sum_features(ls, *f) for ls in layers]) * ~_WEIGHTS for f in forms}
+        loo = {f: _loo_mape(x, y) for f, x in features.items()}
+        best = min(forms, key=lambda f: (loo[f], f[1], f[0]))  # ties: blocked padding, narrower vector
+        predictor.vector, predictor.own_padding = best
+        x = features[best]
         predictor.coef = _relative_nnls(x, y)
         predictor.fit_info = {
             "probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
             "fit_mape": _mape(x @ predictor.coef, y),
-            "loo_mape_by_vector": {str(v): e for v, e in loo.items()},
+            "loo_mape": loo[best],
+            "loo_mape_by_vector": {_form_name(*f): e for f, e in loo.items()},
+            "own_padding": predictor.own_padding,
             "method": "whole-model",
         }
         return predictor
@@ -233,7 +251,7 @@ class LatencyPredictor:
         loo = _loo_calibrated(kernel, x[ok], y[ok])
         if choose:
             whole = cls.fit_measured(candidates, measured, target)
-            whole_loo = float(whole.fit_info["loo_mape_by_vector"][str(whole.vector)])
+            whole_loo = float(whole.fit_info["loo_mape"])
             if whole_loo < loo:
                 whole.fit_info["method"] = "whole-model (lower leave-one-out error than the kernel-level fit)"
                 whole.fit_info["kernel_loo_mape"] = loo
@@ -256,11 +274,11 @@ class LatencyPredictor:
 
     def predict(self, candidate: Candidate) -> float:
         """Estimated p50 latency (ms) of `candidate` on the target the predictor was fitted for."""
-        return float(_sum_features(self._layers_of(candidate), self.vector) @ self.coef)
+        return float(_sum_features(self._layers_of(candidate), self.vector, self.own_padding) @ self.coef)
 
     def layer_ms(self, layer: Layer) -> float:
         """One layer's entry in the per-layer table (ms); the per-call overhead is not in it."""
-        return float(layer_features(layer, self.vector) @ self.coef)
+        return float(layer_features(layer, self.vector, self.own_padding) @ self.coef)
 
     def overhead_ms(self) -> float:
         return float(self.coef[_INDEX["overhead"]])
@@ -292,7 +310,7 @@ class LatencyPredictor:
         missing = [key for key in measured if key not in self._layers]
         if missing:
             raise UserError(f"latency predictor: no candidate for key(s) {missing[:3]}; pass them as candidates")
-        predicted = [float(_sum_features(self._layers[k], self.vector) @ self.coef) for k in measured]
+        predicted = [float(_sum_features(self._layers[k], self.vector, self.own_padding) @ self.coef) for k in measured]
         return _mape(np.array(predicted), np.array([float(v) for v in measured.values()]))
 
     # ---- files -----------------------------------------------------------------------------------
@@ -308,6 +326,7 @@ class LatencyPredictor:
                 "format": FORMAT,
                 "target": self.target,
                 "vector": self.vector,
+                "own_padding": self.own_padding,
                 "coef": coef,
                 "fit": self.fit_info,
                 "table": table,
@@ -323,7 +342,13 @@ class LatencyPredictor:
             raise UserError(f"cannot read latency predictor {path} ({err}); fit one again") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserError(f"{path} is not an edgekd latency predictor ({FORMAT}); fit one again")
-        return cls(data.get("coef") or {}, int(data.get("vector", 1)), data.get("target"), data.get("fit"))
+        return cls(
+            data.get("coef") or {},
+            int(data.get("vector", 1)),
+            data.get("target"),
+            data.get("fit"),
+            bool(data.get("own_padding", False)),
+        )
 
     def _layers_of(self, candidate: Candidate) -> list[Layer]:
         if candidate.key not in self._layers:
@@ -331,8 +356,14 @@ class LatencyPredictor:
         return self._layers[candidate.key]
 
 
-def _sum_features(layers: Sequence[Layer], vector: int) -> np.ndarray:
-    row = sum((layer_features(layer, vector) for layer in layers), np.zeros(len(FEATURES)))
+def _form_name(vector: int, own_padding: bool) -> str:
+    """A whole-model form's name in `fit_info`: the vector width, and `+padding` where padding is priced
+    on its own."""
+    return f"{vector}+padding" if own_padding else str(vector)
+
+
+def _sum_features(layers: Sequence[Layer], vector: int, own_padding: bool = False) -> np.ndarray:
+    row = sum((layer_features(layer, vector, own_padding) for layer in layers), np.zeros(len(FEATURES)))
     row[_INDEX["overhead"]] = 1.0
     return row
 

@@ -172,5 +172,7 @@ def _decide(
 
 
 def _loo_mape(predictor: LatencyPredictor) -> float:
-    by_vector = predictor.fit_info.get("loo_mape_by_vector") or {}
+    if "loo_mape" in predictor.fit_info:
+        return float(predictor.fit_info["loo_mape"])
+    by_vector = predictor.fit_info.get("loo_mape_by_vector") or {}  # a predictor saved before `loo_mape`
     return float(by_vector.get(str(predictor.vector), 0.0))

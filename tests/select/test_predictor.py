@@ -13,7 +13,7 @@ from edgekd.errors import UserError
 from edgekd.select import Candidate
 from edgekd.select.latency import LatencyCache
 from edgekd.select.layers import LayerKind
-from edgekd.select.predictor import LatencyPredictor, candidate_layers, choose_probes, padded_macs
+from edgekd.select.predictor import FEATURES, LatencyPredictor, candidate_layers, choose_probes, padded_macs
 from edgekd.select.space import SearchSpace
 from edgekd.store import STORE_NAME, Store
 
@@ -64,8 +64,28 @@ def test_fit_recovers_a_known_cost_model_on_held_out_candidates(space: list[Cand
     measured = {c.key: TRUTH.predict(c) for c in space}
     predictor = LatencyPredictor.fit_measured(probes, measured)
     assert predictor.vector == 8  # chosen by leave-one-out error, not configured
+    assert not predictor.own_padding  # padding costs what a real MAC does on this target
     assert predictor.mape({c.key: measured[c.key] for c in held_out}, held_out) < 1.0
     assert predictor.fit_info["fit_mape"] < 1.0
+
+
+def test_padding_priced_on_its_own_is_found_when_it_is_cheaper(space: list[Candidate]) -> None:
+    # a target whose kernels skip part of the padded work: a padding MAC costs half a real convolution MAC
+    truth = LatencyPredictor(
+        {**{n: float(v) for n, v in zip(FEATURES, TRUTH.coef, strict=True)}, "padding.macs": 1e-8},
+        vector=8,
+        own_padding=True,
+    )
+    probes = choose_probes(space, 14)
+    held_out = [c for c in space if c not in probes]
+    measured = {c.key: truth.predict(c) for c in space}
+    predictor = LatencyPredictor.fit_measured(probes, measured)
+    assert (predictor.vector, predictor.own_padding) == (8, True)
+    assert predictor.fit_info["loo_mape"] == predictor.fit_info["loo_mape_by_vector"]["8+padding"]
+    assert predictor.mape({c.key: measured[c.key] for c in held_out}, held_out) < 1.0
+    # a 2-channel CNN is mostly padding at 8 channels: paid in full, the same layers cost more
+    narrow = next(c for c in space if c.arch == "cnn(depth=1,width=2)")
+    assert TRUTH.predict(narrow) > truth.predict(narrow)
 
 
 def test_prediction_is_overhead_plus_the_layer_table(space: list[Candidate]) -> None:
@@ -85,6 +105,7 @@ def test_save_and_load_round_trip(tmp_path: Path, space: list[Candidate]) -> Non
     assert {row["config"] for row in table} == {row["config"] for row in fitted.table(space[::2])}
     assert [loaded.predict(c) for c in space] == [fitted.predict(c) for c in space]
     assert (loaded.vector, loaded.target, loaded.fit_info) == (fitted.vector, fitted.target, fitted.fit_info)
+    assert loaded.own_padding == fitted.own_padding
 
 
 def test_mape_needs_the_candidates_it_has_not_seen(space: list[Candidate]) -> None:
