@@ -718,6 +718,8 @@ def run_one(
             extra,
         )
         ckpt = Path(got.get("checkpoint") or folder / f"seed{seed}.pt")
+        if not ckpt.is_file():  # recorded in another clone (an absolute --out): the run's own folder
+            ckpt = folder / f"seed{seed}.pt"
         return got if table_only else with_map_db(got, ckpt, args, record)
 
     if (args.resume or table_only) and record.is_file():
