@@ -1256,7 +1256,14 @@ def recipe_text(args: argparse.Namespace) -> str:
 
 
 def csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """Comma-separated items; a comma inside parentheses belongs to its item (`cnn(width=16,depth=2)`)."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth <= 0:
+            items.append(text[start:i].strip())
+            start, depth = i + 1, 0
+    return [t for t in items if t]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -23,6 +23,12 @@ def test_epochs_are_one_number_or_one_per_regime() -> None:
     assert kdc.epochs_for(kdc.parse_args(["--epochs", "4"]), "full") == 4
 
 
+def test_a_pair_may_name_an_architecture_with_its_arguments() -> None:
+    args = kdc.parse_args(["--pairs", "vit-s:cnn(width=16,depth=2),benchmarks.user_models:wide_convnet:cnn-xs"])
+    assert args.pairs == [("vit-s", "cnn(width=16,depth=2)"), ("benchmarks.user_models:wide_convnet", "cnn-xs")]
+    assert kdc.safe("vit-s--cnn(width=16,depth=2)") == "vit-s--cnn_width_16_depth_2_"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
