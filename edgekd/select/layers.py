@@ -4,8 +4,11 @@ One forward pass under a dispatch mode records every ATen operator that touches 
 computed from it (operators on constants only, such as position tables, are folded at export and cost
 nothing at run time). Each becomes a `Layer`: its kind, a readable configuration (the key of the
 per-layer latency table), its multiply-accumulates and the activation elements it reads and writes.
-What the runtimes fuse is folded here too: batch norm into the convolution before it, and an
-activation straight after a convolution into that convolution. Shape-only operators are free.
+What the runtimes fuse is folded here too: batch norm into the convolution before it; a residual add
+straight after a convolution (a tensor of the convolution's shape added to it: ONNX Runtime's fused Conv
+with a sum, OpenVINO's sum post-op; their profiles of the edge96 ResNets and MobileNets show no Add
+node left); and an activation straight after either, into that convolution. Shape-only operators are
+free.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 _BATCH_NORM = {"native_batch_norm", "_native_batch_norm_legit_no_training", "batch_norm"}
 _FUSED_ACT = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "clamp_", "silu", "silu_"}
+_FUSED_SUM = {"add", "add_"}
 _POOL = {
     "max_pool2d",
     "max_pool2d_with_indices",
@@ -126,6 +130,8 @@ def _recorder() -> Any:
                 self._after_conv = False
                 return
             first = out[0] if isinstance(out, tuple | list) else out
+            if name in _FUSED_SUM and self._after_conv and _residual(args, first, self.layers[-1]):
+                return  # the convolution's sum: an activation after it folds into the convolution too
             layer = _classify(name, args, first)
             self._after_conv = layer.kind in (LayerKind.CONV, LayerKind.POINTWISE, LayerKind.DEPTHWISE)
             if self._after_conv and not any(la.kind in _CONVS for la in self.layers):
@@ -133,6 +139,15 @@ def _recorder() -> Any:
             self.layers.append(layer)
 
     return Recorder()
+
+
+def _residual(args: Any, out: Any, conv: Layer) -> bool:
+    """An add of two tensors of the convolution's output shape: a residual sum a runtime fuses into it."""
+    import torch
+
+    tensors = [a for a in args[:2] if isinstance(a, torch.Tensor)]
+    shape = _dims(out.shape[1:])
+    return len(tensors) == 2 and all(_dims(t.shape[1:]) == shape for t in tensors) and shape == conv.out_shape
 
 
 def _classify(name: str, args: Any, out: Any) -> Layer:

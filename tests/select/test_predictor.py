@@ -58,6 +58,28 @@ def test_layers_fold_batch_norm_and_activations_into_convolutions(space: list[Ca
     assert padded_macs(conv, 8) == 8 * 8 * 9 * 8 * 8
 
 
+def test_a_residual_sum_after_a_convolution_folds_into_it_as_the_runtimes_fuse_it() -> None:
+    import torch
+    from torch import nn
+
+    from edgekd.select.layers import model_layers
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.head = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn(self.conv(x)) + x)  # conv, its sum and its activation: one fused node
+            z = y.mean((2, 3))
+            return self.head(z) + z  # a sum after a matrix product: not fused, an eltwise layer
+
+    kinds = [layer.kind for layer in model_layers(Block(), (4, 6, 6))]
+    assert kinds == [LayerKind.CONV, LayerKind.POOL, LayerKind.LINEAR, LayerKind.ELTWISE]
+
+
 def test_fit_recovers_a_known_cost_model_on_held_out_candidates(space: list[Candidate]) -> None:
     probes = choose_probes(space, 14)
     held_out = [c for c in space if c not in probes]
