@@ -32,7 +32,7 @@ def latency_markdown(data: dict[str, Any]) -> str:
     if data.get("floor_ms") is not None:
         lines.append(f"Per-call floor (a null model with the same input and output): {_ms(data['floor_ms'])} ms.")
     pred = data["predictor"]
-    padding = ", padding MACs priced on their own" if pred.get("fit", {}).get("own_padding") else ""
+    padding = ", padding MACs priced on their own" if pred.get("own_padding") else ""
     lines += [
         f"Predictor: per-layer costs fitted on the probes (vector width {pred['vector']}{padding}, per-call overhead"
         f" {_ms(pred['overhead_ms'])} ms); the other candidates are held out.",

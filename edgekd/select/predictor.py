@@ -209,7 +209,6 @@ class LatencyPredictor:
             "fit_mape": _mape(x @ predictor.coef, y),
             "loo_mape": loo[best],
             "loo_mape_by_vector": {_form_name(*f): e for f, e in loo.items()},
-            "own_padding": predictor.own_padding,
             "method": "whole-model",
         }
         return predictor

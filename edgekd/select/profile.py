@@ -196,7 +196,12 @@ def profile_space(
         floor_ms=first.floor.median_ms if first.floor is not None else None,
         stopped_by=first.stats.stopped_by if first.stats is not None else "single block",
         held_out=score([r.predicted_ms for r in held], [r.measured_ms for r in held]) if held else None,
-        predictor={"vector": predictor.vector, "overhead_ms": predictor.overhead_ms(), "fit": predictor.fit_info},
+        predictor={
+            "vector": predictor.vector,
+            "own_padding": predictor.own_padding,
+            "overhead_ms": predictor.overhead_ms(),
+            "fit": predictor.fit_info,
+        },
     )
 
 
