@@ -1,8 +1,12 @@
 """The latency predictor against nn-Meter's yardstick, on a realistic edge space (issue 13, item 4).
 
-    python -m benchmarks.predictor_yardstick [--space edge96] [--targets cpu-ort-fp32,cpu-openvino-fp32]
+    python -m benchmarks.predictor_yardstick [--space SPACE] [--targets cpu-ort-fp32,cpu-openvino-fp32]
         [--batches 1,8] [--threads 1] [--probes N] [--ranked 20] [--time-cap 60] [--workdir DIR]
         [--rescore] [--json]
+
+SPACE is benchmarks/spaces/edge96-dense.yaml by default: edge96's families over the same ranges with the
+widths in between, 40 candidates, so that the 20 held out move the share within +-10% in steps of 5%
+(with edge96's 11 held out, 95% means every one).
 
 For each target and batch, in one run on one machine: every candidate of the space is exported untrained,
 built and measured side by side (`edgekd.select.profile.measure_space`: warm workers, interleaved rounds,
@@ -53,6 +57,9 @@ from edgekd.select.predictor import choose_probes
 from edgekd.select.profile import default_probes, fit_and_predict, measure_space, profile_kernels, target_for
 from edgekd.select.space import Candidate, load_space
 from edgekd.select.yardstick import kendall_tau, score, within_share
+
+# edge96's families and ranges with the widths in between: 40 candidates, so 20 held out (edge96 has 11)
+DENSE_SPACE = Path(__file__).with_name("spaces") / "edge96-dense.yaml"
 
 
 def measured_runs(
@@ -186,6 +193,7 @@ def show(report: dict[str, Any]) -> None:
             f" {mm['held_out'] * 100:4.0f}% {mm['all_drift_removed'] * 100:4.0f}%"
             f" {h['rmse_ms']:8.3f} {h['mape_pct']:5.1f}% {h['tau']:6.2f}  {r['tau_predicted_vs_measured']:7.2f}"
             f" {r['tau_measured_vs_measured']:7.2f} {r['vector']:3d}{'p' if r.get('own_padding') else ''}"
+            f"{'w' if r['fit'].get('weights_priced') else ''}"
         )
     print(
         f"held out: {report['results'][0]['held_out']['n'] if report['results'] else 0} candidates per row;"
@@ -193,7 +201,7 @@ def show(report: dict[str, Any]) -> None:
         " kernel, whole: each fit alone on the same data; m/m: held-out candidates whose two measured runs"
         " agree within +-10%; m/m-d: all candidates, a run-wide drift removed;"
         f" taus p/m and m/m over {report['ranked']} candidates; vec: the vector width channels are padded to"
-        f" (p: padding MACs priced on their own); wall {report['wall_s']:.0f} s"
+        f" (p: padding MACs priced on their own; w: the weights read per call priced); wall {report['wall_s']:.0f} s"
     )
 
 
@@ -224,7 +232,7 @@ def _head(args: argparse.Namespace, candidates: list[Candidate]) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--space", default="edge96")
+    parser.add_argument("--space", default=str(DENSE_SPACE), help="a space file or name (default: edge96-dense)")
     parser.add_argument("--targets", default="cpu-ort-fp32,cpu-openvino-fp32")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", type=int, default=1)

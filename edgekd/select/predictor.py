@@ -19,9 +19,12 @@ the leave-one-out error over the probes. Padding is not always paid in full: on 
 8, both runtimes ran the edge96 ResNets of 8-channel stages in 42-52% of the time of their 16-channel
 twins, where blocks of 16 price their convolutions alike. So the fit also tries the padding MACs (the
 padded count less the real one, over every layer) as a feature with a cost per MAC of its own, and
-keeps that form where its leave-one-out error is the lower (`own_padding`). The coefficients are
-non-negative (a layer never saves time) and fitted to relative error, the quantity the MAPE goal is
-about. The per-layer table is the fitted cost of every distinct layer configuration of the space; a
+keeps that form where its leave-one-out error is the lower (`own_padding`). Likewise the weights a layer
+reads per call (its MACs over its output positions: what a layer over few positions and many channels,
+such as a ResNet's last stage at batch 1, is bound by) can get one cost per weight, every kind alike; that
+form is kept only where it cuts the leave-one-out error by a tenth (`fit_info["weights_priced"]`). The
+coefficients are non-negative (a layer never saves time) and fitted to relative error, the quantity the
+MAPE goal is about. The per-layer table is the fitted cost of every distinct layer configuration of the space; a
 prediction is the overhead plus the table's entries for the candidate's layers.
 
 Eleven whole-model latencies cannot pin down ~18 coefficients, so `fit_kernels` does what nn-Meter does
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
 
 FORMAT = "edgekd-latency-predictor/1"
 VECTOR_WIDTHS = (1, 4, 8, 16)
+WEIGHTS_GAIN = 0.9  # the whole-model fit prices weights only where that cuts its leave-one-out error to this
 _MAC_KINDS = (LayerKind.CONV, LayerKind.POINTWISE, LayerKind.DEPTHWISE, LayerKind.LINEAR)
 FEATURES: tuple[str, ...] = (
     "overhead",
@@ -72,8 +76,10 @@ FEATURES: tuple[str, ...] = (
 )
 _INDEX = {name: i for i, name in enumerate(FEATURES)}
 # Weights read per call (MACs / output positions): what a layer over few positions and many channels is
-# bound by. Only the per-node fit has the data for it; the whole-model fit leaves it at 0 (11 totals).
+# bound by. The per-node fit prices them per kind; the whole-model fit, with a dozen totals, at most with
+# one cost for every kind, and only where that lowers its leave-one-out error.
 _WEIGHTS = np.array([name.endswith(".weights") for name in FEATURES])
+_WEIGHT_COLUMNS = np.flatnonzero(_WEIGHTS)
 # The calibration's parts: the per-node constants (count terms) of every kind together, since profiling
 # adds about the same to every node; and each kind's size terms (MACs, elements) on their own.
 _PART_NAMES = ("per_node", *(f"{k.value}.size" for k in LayerKind))
@@ -197,18 +203,32 @@ class LatencyPredictor:
             raise UserError("latency predictor: measured latencies must be positive numbers of ms")
         predictor = cls({}, 1, target)
         layers = [predictor._layers_of(c) for c in probes]
-        forms = [(v, own) for own in (False, True) for v in VECTOR_WIDTHS if not (own and v == 1)]
-        features = {f: np.stack([_sum_features(ls, *f) for ls in layers]) * ~_WEIGHTS for f in forms}
+        forms = [
+            (v, own, weights)
+            for weights in (False, True)
+            for own in (False, True)
+            for v in VECTOR_WIDTHS
+            if not (own and v == 1)
+        ]
+        sums = {(v, own): np.stack([_sum_features(ls, v, own) for ls in layers]) for v, own, _ in forms}
+        features = {f: _whole_model_rows(sums[f[:2]], f[2]) for f in forms}
         loo = {f: _loo_mape(x, y) for f, x in features.items()}
-        best = min(forms, key=lambda f: (loo[f], f[1], f[0]))  # ties: blocked padding, narrower vector
-        predictor.vector, predictor.own_padding = best
+        # ties: blocked padding, narrower vector; pricing the weights must earn its place: it is chosen
+        # only where it lowers the leave-one-out error by a tenth (a 12th cost for a dozen probes)
+        plain, priced = (
+            min((f for f in forms if f[2] is w), key=lambda f: (loo[f], f[1], f[0])) for w in (False, True)
+        )
+        best = priced if loo[priced] < WEIGHTS_GAIN * loo[plain] else plain
+        predictor.vector, predictor.own_padding, weights = best
         x = features[best]
         predictor.coef = _relative_nnls(x, y)
+        predictor.coef[_WEIGHTS] = predictor.coef[_WEIGHT_COLUMNS[0]]  # one cost per weight, every kind
         predictor.fit_info = {
             "probes": {c.arch: float(v) for c, v in zip(probes, y, strict=True)},
             "fit_mape": _mape(x @ predictor.coef, y),
             "loo_mape": loo[best],
             "loo_mape_by_vector": {_form_name(*f): e for f, e in loo.items()},
+            "weights_priced": weights,
             "method": "whole-model",
         }
         return predictor
@@ -355,10 +375,19 @@ class LatencyPredictor:
         return self._layers[candidate.key]
 
 
-def _form_name(vector: int, own_padding: bool) -> str:
-    """A whole-model form's name in `fit_info`: the vector width, and `+padding` where padding is priced
-    on its own."""
-    return f"{vector}+padding" if own_padding else str(vector)
+def _form_name(vector: int, own_padding: bool, weights: bool = False) -> str:
+    """A whole-model form's name in `fit_info`: the vector width, `+padding` where padding is priced on
+    its own, and `+weights` where the weights read per call are."""
+    return f"{vector}{'+padding' if own_padding else ''}{'+weights' if weights else ''}"
+
+
+def _whole_model_rows(x: np.ndarray, weights: bool) -> np.ndarray:
+    """The whole-model fit's feature rows: without the weights read per call, or with them summed over
+    every kind into one column (the first kind's; the others 0), so the fit gives them one cost."""
+    rows: np.ndarray = x * ~_WEIGHTS
+    if weights:
+        rows[:, _WEIGHT_COLUMNS[0]] = x[:, _WEIGHTS].sum(axis=1)
+    return rows
 
 
 def _sum_features(layers: Sequence[Layer], vector: int, own_padding: bool = False) -> np.ndarray:

@@ -87,6 +87,7 @@ def test_fit_recovers_a_known_cost_model_on_held_out_candidates(space: list[Cand
     predictor = LatencyPredictor.fit_measured(probes, measured)
     assert predictor.vector == 8  # chosen by leave-one-out error, not configured
     assert not predictor.own_padding  # padding costs what a real MAC does on this target
+    assert not predictor.fit_info["weights_priced"]  # nor do weights cost anything of their own
     assert predictor.mape({c.key: measured[c.key] for c in held_out}, held_out) < 1.0
     assert predictor.fit_info["fit_mape"] < 1.0
 
@@ -108,6 +109,20 @@ def test_padding_priced_on_its_own_is_found_when_it_is_cheaper(space: list[Candi
     # a 2-channel CNN is mostly padding at 8 channels: paid in full, the same layers cost more
     narrow = next(c for c in space if c.arch == "cnn(depth=1,width=2)")
     assert TRUTH.predict(narrow) > truth.predict(narrow)
+
+
+def test_weights_read_per_call_are_priced_when_they_cost_time(space: list[Candidate]) -> None:
+    # a target that streams every layer's weights at one cost per weight, whatever the layer's kind
+    per_weight = {f"{kind}.weights": 2e-6 for kind in ("conv", "pointwise", "depthwise", "linear")}
+    truth = LatencyPredictor({**{n: float(v) for n, v in zip(FEATURES, TRUTH.coef, strict=True)}, **per_weight}, 8)
+    probes = choose_probes(space, 14)
+    held_out = [c for c in space if c not in probes]
+    measured = {c.key: truth.predict(c) for c in space}
+    predictor = LatencyPredictor.fit_measured(probes, measured)
+    assert predictor.fit_info["weights_priced"] and predictor.vector == 8
+    assert predictor.fit_info["loo_mape"] == predictor.fit_info["loo_mape_by_vector"]["8+weights"]
+    assert [predictor.coef[FEATURES.index(name)] for name in per_weight] == [pytest.approx(2e-6, rel=0.05)] * 4
+    assert predictor.mape({c.key: measured[c.key] for c in held_out}, held_out) < 1.0
 
 
 def test_prediction_is_overhead_plus_the_layer_table(space: list[Candidate]) -> None:
