@@ -24,8 +24,8 @@ reads per call (its MACs over its output positions: what a layer over few positi
 such as a ResNet's last stage at batch 1, is bound by) can get one cost per weight, every kind alike; that
 form is kept only where it cuts the leave-one-out error by a tenth (`fit_info["weights_priced"]`). The
 coefficients are non-negative (a layer never saves time) and fitted to relative error, the quantity the
-MAPE goal is about. The per-layer table is the fitted cost of every distinct layer configuration of the space; a
-prediction is the overhead plus the table's entries for the candidate's layers.
+MAPE goal is about. The per-layer table is the fitted cost of every distinct layer configuration of the
+space; a prediction is the overhead plus the table's entries for the candidate's layers.
 
 Eleven whole-model latencies cannot pin down ~18 coefficients, so `fit_kernels` does what nn-Meter does
 with kernel-level data: each probe is run once under the runtime's own profiler (`edgekd.select.kernels`:
