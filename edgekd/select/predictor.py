@@ -375,7 +375,7 @@ class LatencyPredictor:
         return self._layers[candidate.key]
 
 
-def _form_name(vector: int, own_padding: bool, weights: bool = False) -> str:
+def _form_name(vector: int, own_padding: bool, weights: bool) -> str:
     """A whole-model form's name in `fit_info`: the vector width, `+padding` where padding is priced on
     its own, and `+weights` where the weights read per call are."""
     return f"{vector}{'+padding' if own_padding else ''}{'+weights' if weights else ''}"
